@@ -1,0 +1,1 @@
+//! upkeep agent library.

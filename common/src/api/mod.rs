@@ -1,0 +1,13 @@
+//! Request and response bodies of the agent API (DESIGN.md §3).
+//!
+//! Field names are part of the contract and fixed by the tests below each type.
+//! Request and body fields are snake_case; conditions keep the Kubernetes shape
+//! (`type`, `status`, `reason`, `message`, `lastTransitionTime`).
+
+mod node;
+mod operation;
+mod request;
+
+pub use node::*;
+pub use operation::*;
+pub use request::*;

@@ -1,0 +1,106 @@
+//! Bodies of the agent API's write requests.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ComponentName, RequestToken, Sha256};
+use crate::version::Version;
+
+/// One binary to install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// The component it replaces, as named in the agent's config.
+    pub component: ComponentName,
+    /// Where to fetch it: an `https://` or `file://` URL.
+    pub source: String,
+    /// Its sha256 digest.
+    pub sha256: Sha256,
+    /// A base64 ed25519 signature over the raw 32-byte digest, where the agent trusts keys.
+    #[serde(default)]
+    pub signature: Option<String>,
+}
+
+/// What a drain does when pods will not leave in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainTimeoutAction {
+    /// Fail the operation before the swap and uncordon what upkeep cordoned.
+    #[default]
+    Fail,
+    /// Delete the blocking pods (admin only), recorded as an accepted risk.
+    Force,
+}
+
+/// Drain options for one request; absent fields take the agent's configured defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainOptions {
+    /// How long pods may take to leave.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// Grace period given to each evicted pod.
+    #[serde(default)]
+    pub grace_period_seconds: Option<u64>,
+    /// Whether pods with local (emptyDir) storage may be evicted.
+    #[serde(default)]
+    pub allow_local_storage: Option<bool>,
+    /// A label selector of pods to leave in place.
+    #[serde(default)]
+    pub skip_pod_selector: Option<String>,
+    /// What happens at the timeout.
+    #[serde(default)]
+    pub on_timeout: Option<DrainTimeoutAction>,
+}
+
+/// The body of `POST /v1/upgrades`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRequest {
+    /// The version to install.
+    pub target_version: Version,
+    /// The binaries to install, one per component.
+    pub artifacts: Vec<Artifact>,
+    /// Idempotency token: the same token always returns the same operation.
+    #[serde(default)]
+    pub request_token: Option<RequestToken>,
+    /// Override the incremental and skew rules and a Degraded node (admin only).
+    #[serde(default)]
+    pub force: bool,
+    /// Drain options.
+    #[serde(default)]
+    pub drain: Option<DrainOptions>,
+    /// Run PreCheck only and report what would happen.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The control plane's (oldest) kube-apiserver version; asked of the API server when absent.
+    #[serde(default)]
+    pub control_plane_version: Option<Version>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrade_request_reads_the_documented_fields() {
+        let json = serde_json::json!({
+            "target_version": "v1.31.0",
+            "artifacts": [{"component": "kubelet", "source": "file:///srv/kubelet", "sha256": "ab".repeat(32)}],
+            "request_token": "rollout-1:worker-1",
+            "force": false,
+            "drain": {"timeout_seconds": 300, "on_timeout": "fail"},
+            "dry_run": true,
+            "control_plane_version": "v1.31.2"
+        });
+        let request: UpgradeRequest = serde_json::from_value(json).expect("parses");
+        assert!(request.dry_run);
+        assert_eq!(request.artifacts[0].component.as_str(), "kubelet");
+        assert_eq!(request.drain.and_then(|d| d.on_timeout), Some(DrainTimeoutAction::Fail));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let json = serde_json::json!({"target_version": "v1.31.0", "artifacts": [], "target": "x"});
+        assert!(serde_json::from_value::<UpgradeRequest>(json).is_err());
+    }
+}

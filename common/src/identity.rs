@@ -1,0 +1,129 @@
+//! Client identity: a certificate's Subject names a client and, through its
+//! Organization (O) values, its role, as Kubernetes and Talos do.
+//!
+//! `upkeep:reader` < `upkeep:operator` < `upkeep:admin`; a certificate carrying
+//! several roles gets the highest, and one carrying none has no role at all.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// What a client may do. Ordered: each role may do everything the lower ones may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// May read: `GET` on every endpoint.
+    Reader,
+    /// May also cordon, drain, upgrade and cancel.
+    Operator,
+    /// May also use `force` and roll back.
+    Admin,
+}
+
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 3] = [Role::Reader, Role::Operator, Role::Admin];
+
+    /// The Subject O value that grants this role.
+    pub fn organization(self) -> &'static str {
+        match self {
+            Role::Reader => "upkeep:reader",
+            Role::Operator => "upkeep:operator",
+            Role::Admin => "upkeep:admin",
+        }
+    }
+
+    /// The role an O value grants, if it is one of ours.
+    pub fn from_organization(value: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.organization() == value)
+    }
+
+    /// The highest role among a certificate's O values.
+    pub fn highest_of<'a>(organizations: impl IntoIterator<Item = &'a str>) -> Option<Role> {
+        organizations.into_iter().filter_map(Role::from_organization).max()
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.organization())
+    }
+}
+
+/// Who sent a request, as read from the client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The Subject's Common Name, or empty when it has none.
+    pub common_name: String,
+    /// The highest role among the Subject's O values, if any.
+    pub role: Option<Role>,
+}
+
+/// Why a certificate could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The bytes are not a DER X.509 certificate.
+    #[error("client certificate is not valid DER X.509: {0}")]
+    BadCertificate(String),
+}
+
+impl Identity {
+    /// Reads the identity from a DER-encoded certificate (the handshake has
+    /// already verified its chain; this only reads names).
+    pub fn from_certificate_der(der: &[u8]) -> Result<Identity, IdentityError> {
+        let (_, certificate) =
+            X509Certificate::from_der(der).map_err(|error| IdentityError::BadCertificate(error.to_string()))?;
+        let subject = certificate.subject();
+        let common_name = subject.iter_common_name().find_map(|cn| cn.as_str().ok()).unwrap_or_default().to_owned();
+        let organizations: Vec<&str> = subject.iter_organization().filter_map(|o| o.as_str().ok()).collect();
+        Ok(Identity { common_name, role: Role::highest_of(organizations) })
+    }
+
+    /// Whether this identity may do what `required` may.
+    pub fn allows(&self, required: Role) -> bool {
+        self.role.is_some_and(|role| role >= required)
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.role {
+            Some(role) => write!(f, "{} ({role})", self.common_name),
+            None => write!(f, "{} (no role)", self.common_name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Reader < Role::Operator && Role::Operator < Role::Admin);
+    }
+
+    #[test]
+    fn highest_known_role_wins_and_unknown_values_are_ignored() {
+        assert_eq!(Role::highest_of(["acme", "upkeep:reader", "upkeep:admin"]), Some(Role::Admin));
+        assert_eq!(Role::highest_of(["upkeep:operator"]), Some(Role::Operator));
+        assert_eq!(Role::highest_of(["system:masters", "upkeep:Admin"]), None);
+        assert_eq!(Role::highest_of([]), None);
+    }
+
+    #[test]
+    fn allows_follows_the_order() {
+        let operator = Identity { common_name: "ops".into(), role: Some(Role::Operator) };
+        assert!(operator.allows(Role::Reader));
+        assert!(operator.allows(Role::Operator));
+        assert!(!operator.allows(Role::Admin));
+        let nobody = Identity { common_name: "x".into(), role: None };
+        assert!(!nobody.allows(Role::Reader));
+    }
+
+    #[test]
+    fn garbage_is_not_a_certificate() {
+        assert!(matches!(Identity::from_certificate_der(b"not a certificate"), Err(IdentityError::BadCertificate(_))));
+    }
+}

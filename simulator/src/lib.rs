@@ -1,0 +1,1 @@
+//! Fleet simulator: fake nodes running the real agent over simulated hosts (built in a later step).
