@@ -1,1 +1,106 @@
-//! upkeep agent library.
+//! upkeep-agent: the node-side upgrade agent. It serves a mutual-TLS HTTPS API
+//! through which a coordinator reads the node's state and drives upgrades of its
+//! binaries.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration, validated once.
+//! - [`tls`]: server credentials, reloadable without dropping the listener.
+//! - [`server`]: accept loop, connections, routes, request bodies, metrics.
+//! - [`node`]: the node state served by `GET /v1/node` and its `ETag`.
+//! - [`host`]: traits for the host (version probe, host facts) and the real ones.
+//! - [`app`]: what handlers and background tasks share.
+//! - [`refresh`]: background refresh of versions, host facts and TLS files.
+//! - [`systemd`]: readiness and watchdog notifications.
+//!
+//! [`run`] wires them together for the binary; tests and the simulator build the
+//! pieces themselves and call [`server::serve`].
+
+pub mod app;
+pub mod config;
+pub mod host;
+pub mod node;
+pub mod refresh;
+pub mod server;
+pub mod systemd;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::app::App;
+use crate::config::AgentConfig;
+use crate::host::facts::SystemFacts;
+use crate::host::version_probe::CommandVersionProbe;
+use crate::tls::{TlsError, TlsStore};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The TLS credentials are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the agent on a real host until SIGTERM or SIGINT; SIGHUP reloads the
+/// TLS credentials.
+pub async fn run(config: AgentConfig) -> Result<(), StartError> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    };
+    let tls = Arc::new(TlsStore::load(config.tls.clone())?);
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { address: config.listen, source })?;
+    let disk_path = config
+        .components
+        .first()
+        .and_then(|component| component.binary.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let app = Arc::new(App::new(config, Arc::new(CommandVersionProbe), Arc::new(SystemFacts::new(disk_path))));
+    app.probe_versions().await;
+
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(refresh::probe_versions_forever(app.clone()));
+    background.spawn(refresh::refresh_host_facts_forever(app.clone()));
+    background.spawn(refresh::reload_tls_on_change_forever(tls.clone()));
+    background.spawn(systemd::watchdog_forever());
+    let reload_tls = tls.clone();
+    background.spawn(async move {
+        while hangup.recv().await.is_some() {
+            refresh::reload_tls(&reload_tls);
+        }
+    });
+
+    let address = listener.local_addr().unwrap_or(app.config.listen);
+    tracing::info!(node = %app.config.node_name, "listening on {address}");
+    systemd::notify_ready();
+    server::serve(listener, tls, app, async {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        systemd::notify_stopping();
+    })
+    .await;
+    background.abort_all();
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -67,6 +67,37 @@ pub struct Condition {
     pub last_transition_time: DateTime<Utc>,
 }
 
+impl Condition {
+    /// Sets the condition of `kind` in `conditions`: the transition time moves
+    /// only when the status changes, as in Kubernetes.
+    pub fn set(
+        conditions: &mut Vec<Condition>,
+        kind: ConditionType,
+        status: ConditionStatus,
+        reason: &str,
+        message: &str,
+        now: DateTime<Utc>,
+    ) {
+        match conditions.iter_mut().find(|condition| condition.kind == kind) {
+            Some(condition) => {
+                if condition.status != status {
+                    condition.last_transition_time = now;
+                }
+                condition.status = status;
+                reason.clone_into(&mut condition.reason);
+                message.clone_into(&mut condition.message);
+            }
+            None => conditions.push(Condition {
+                kind,
+                status,
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                last_transition_time: now,
+            }),
+        }
+    }
+}
+
 /// One managed component's versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComponentState {
@@ -249,6 +280,21 @@ mod tests {
                 "uptime_seconds"
             ]
         );
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid time");
+        let t1 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).single().expect("valid time");
+        let t2 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 2, 0).single().expect("valid time");
+        let mut conditions = Vec::new();
+        Condition::set(&mut conditions, ConditionType::Degraded, ConditionStatus::False, "Healthy", "ok", t0);
+        Condition::set(&mut conditions, ConditionType::Degraded, ConditionStatus::False, "StillHealthy", "ok", t1);
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].last_transition_time, t0);
+        assert_eq!(conditions[0].reason, "StillHealthy");
+        Condition::set(&mut conditions, ConditionType::Degraded, ConditionStatus::True, "RolledBack", "bad", t2);
+        assert_eq!(conditions[0].last_transition_time, t2);
     }
 
     #[test]

@@ -77,6 +77,27 @@ pub struct UpgradeRequest {
     pub control_plane_version: Option<Version>,
 }
 
+/// The body of `POST /v1/cordon`, `/v1/uncordon` and `/v1/rollback`; may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationRequest {
+    /// Idempotency token: the same token always returns the same operation.
+    #[serde(default)]
+    pub request_token: Option<RequestToken>,
+}
+
+/// The body of `POST /v1/drain`; may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Idempotency token: the same token always returns the same operation.
+    #[serde(default)]
+    pub request_token: Option<RequestToken>,
+    /// Drain options.
+    #[serde(default)]
+    pub drain: Option<DrainOptions>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,68 @@
+//! The host behind the agent, reached through small traits so the same server
+//! and engine run over a real node or a simulated one.
+//!
+//! - [`VersionProbe`]: runs a component's version command.
+//! - [`HostFactsSource`]: reads OS, kernel, CPUs, memory, disk, uptime and load.
+//!
+//! The real implementations live here; simulated ones live in the simulator.
+
+pub mod facts;
+pub mod version_probe;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use upkeep_common::Version;
+use upkeep_common::api::HostFacts;
+
+use crate::config::ComponentConfig;
+
+/// A boxed future, so the host traits stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a version command gave no version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The program could not be started.
+    #[error("cannot run {program}: {reason}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The command ran past the timeout and was killed.
+    #[error("version command did not finish within {0:?}")]
+    Timeout(Duration),
+    /// The command exited unsuccessfully.
+    #[error("version command failed ({status}): {output}")]
+    Failed {
+        /// Its exit status.
+        status: String,
+        /// The start of what it printed.
+        output: String,
+    },
+    /// The command succeeded but printed no version.
+    #[error("version command printed no version: {output:?}")]
+    NoVersion {
+        /// The start of what it printed.
+        output: String,
+    },
+}
+
+/// Runs a component's version command.
+pub trait VersionProbe: Send + Sync {
+    /// The version the component reports, within `timeout`.
+    fn probe<'a>(
+        &'a self,
+        component: &'a ComponentConfig,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Version, ProbeError>>;
+}
+
+/// Reads facts about the host.
+pub trait HostFactsSource: Send + Sync {
+    /// Current facts; may block briefly on `/proc` reads.
+    fn facts(&self) -> HostFacts;
+}

@@ -1,0 +1,94 @@
+//! The real version probe: runs the configured command with a timeout and reads
+//! the first version in its output (`kubelet --version` prints `Kubernetes v1.30.2`).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+use upkeep_common::Version;
+
+use crate::config::ComponentConfig;
+use crate::host::{BoxFuture, ProbeError, VersionProbe};
+
+/// How much of a command's output is kept in an error message.
+const OUTPUT_EXCERPT: usize = 200;
+
+/// Runs version commands as child processes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommandVersionProbe;
+
+impl VersionProbe for CommandVersionProbe {
+    fn probe<'a>(
+        &'a self,
+        component: &'a ComponentConfig,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Version, ProbeError>> {
+        Box::pin(run_version_command(&component.version_command, timeout))
+    }
+}
+
+/// Runs `command` and reads a version from its standard output, or from its
+/// standard error when the output has none.
+pub async fn run_version_command(command: &[String], timeout: Duration) -> Result<Version, ProbeError> {
+    let Some((program, args)) = command.split_first() else {
+        return Err(ProbeError::Spawn { program: String::new(), reason: "empty command".to_owned() });
+    };
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|error| ProbeError::Spawn { program: program.clone(), reason: error.to_string() })?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| ProbeError::Timeout(timeout))?
+        .map_err(|error| ProbeError::Spawn { program: program.clone(), reason: error.to_string() })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let excerpt = || format!("{stdout}{stderr}").trim().chars().take(OUTPUT_EXCERPT).collect::<String>();
+    if !output.status.success() {
+        return Err(ProbeError::Failed { status: output.status.to_string(), output: excerpt() });
+    }
+    Version::find_in_text(&stdout)
+        .or_else(|| Version::find_in_text(&stderr))
+        .ok_or_else(|| ProbeError::NoVersion { output: excerpt() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".to_owned(), "-c".to_owned(), script.to_owned()]
+    }
+
+    #[tokio::test]
+    async fn reads_the_version_kubelet_prints() {
+        let version = run_version_command(&sh("echo Kubernetes v1.30.2"), Duration::from_secs(5)).await;
+        assert_eq!(version, Ok("v1.30.2".parse().expect("valid")));
+    }
+
+    #[tokio::test]
+    async fn reads_stderr_when_stdout_is_silent() {
+        let version = run_version_command(&sh("echo 'kube-proxy version: v1.29.1' >&2"), Duration::from_secs(5)).await;
+        assert_eq!(version, Ok("v1.29.1".parse().expect("valid")));
+    }
+
+    #[tokio::test]
+    async fn reports_failures_by_kind() {
+        let failed = run_version_command(&sh("echo broken; exit 3"), Duration::from_secs(5)).await;
+        assert!(matches!(failed, Err(ProbeError::Failed { ref output, .. }) if output == "broken"), "{failed:?}");
+        let silent = run_version_command(&sh("echo hello"), Duration::from_secs(5)).await;
+        assert!(matches!(silent, Err(ProbeError::NoVersion { .. })), "{silent:?}");
+        let missing = run_version_command(&["/nonexistent/kubelet".to_owned()], Duration::from_secs(5)).await;
+        assert!(matches!(missing, Err(ProbeError::Spawn { .. })), "{missing:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hung_command_is_killed_at_the_timeout() {
+        let hung = run_version_command(&sh("sleep 30"), Duration::from_millis(200)).await;
+        assert_eq!(hung, Err(ProbeError::Timeout(Duration::from_millis(200))));
+    }
+}

@@ -1,0 +1,247 @@
+//! The node's state as the agent knows it, and the `ETag` that changes with it.
+//!
+//! The `ETag` covers what a client may act on (phase, cordoned, versions,
+//! conditions, current operation, history) and not the host facts or probe
+//! times, which change on every refresh: `If-Match` with a fresh `ETag`
+//! therefore fails exactly when the node changed in a way that matters.
+
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use upkeep_common::Version;
+use upkeep_common::api::{
+    ComponentState, Condition, ConditionStatus, ConditionType, HistoryEntry, HostFacts, NodePhase, NodeState,
+};
+use upkeep_common::ids::{ComponentName, OperationId};
+
+use crate::config::AgentConfig;
+use crate::host::ProbeError;
+
+/// A quoted strong entity tag, such as `"3f2a..."`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ETag(String);
+
+impl ETag {
+    /// The header value, quotes included.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether an `If-Match` header value matches this tag (`*` matches any).
+    pub fn matches_if_match(&self, header: &str) -> bool {
+        header.split(',').map(str::trim).any(|candidate| candidate == "*" || candidate == self.0)
+    }
+}
+
+/// The node state, shared by the request handlers and the refresh tasks.
+pub struct NodeView {
+    inner: RwLock<Snapshot>,
+}
+
+struct Snapshot {
+    state: NodeState,
+    etag: ETag,
+}
+
+/// The part of the state the `ETag` is computed from.
+#[derive(Serialize)]
+struct Tagged<'a> {
+    phase: NodePhase,
+    cordoned: bool,
+    components: Vec<(&'a ComponentName, &'a Option<Version>, &'a Option<Version>, &'a Option<String>)>,
+    conditions: &'a [Condition],
+    current_operation: &'a Option<OperationId>,
+    history: &'a [HistoryEntry],
+}
+
+fn compute_etag(state: &NodeState) -> ETag {
+    let tagged = Tagged {
+        phase: state.phase,
+        cordoned: state.cordoned,
+        components: state
+            .components
+            .iter()
+            .map(|c| (&c.name, &c.observed_version, &c.desired_version, &c.probe_error))
+            .collect(),
+        conditions: &state.conditions,
+        current_operation: &state.current_operation,
+        history: &state.history,
+    };
+    let bytes = serde_json::to_vec(&tagged).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    ETag(format!("\"{}\"", hex::encode(&digest[..12])))
+}
+
+impl NodeView {
+    /// The state before any probe has run: versions unknown, Available Unknown.
+    pub fn new(config: &AgentConfig, host: HostFacts, now: DateTime<Utc>) -> Self {
+        let components = config
+            .components
+            .iter()
+            .map(|component| ComponentState {
+                name: component.name.clone(),
+                observed_version: None,
+                desired_version: None,
+                observed_at: None,
+                probe_error: None,
+            })
+            .collect();
+        let mut conditions = Vec::new();
+        Condition::set(
+            &mut conditions,
+            ConditionType::Available,
+            ConditionStatus::Unknown,
+            "NotProbed",
+            "versions not probed yet",
+            now,
+        );
+        Condition::set(&mut conditions, ConditionType::Progressing, ConditionStatus::False, "NoOperation", "", now);
+        Condition::set(&mut conditions, ConditionType::Degraded, ConditionStatus::False, "Healthy", "", now);
+        let state = NodeState {
+            name: config.node_name.clone(),
+            role: config.role,
+            phase: NodePhase::Idle,
+            cordoned: false,
+            components,
+            conditions,
+            current_operation: None,
+            history: Vec::new(),
+            host,
+        };
+        let etag = compute_etag(&state);
+        Self { inner: RwLock::new(Snapshot { state, etag }) }
+    }
+
+    /// The current state and its tag.
+    pub fn snapshot(&self) -> (NodeState, ETag) {
+        let guard = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (guard.state.clone(), guard.etag.clone())
+    }
+
+    /// The current tag alone.
+    pub fn etag(&self) -> ETag {
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).etag.clone()
+    }
+
+    /// Applies a change and recomputes the tag.
+    fn update(&self, change: impl FnOnce(&mut NodeState)) {
+        let mut guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut guard.state);
+        guard.etag = compute_etag(&guard.state);
+    }
+
+    /// Records one round of version probes and sets the Available condition.
+    pub fn record_probes(&self, results: Vec<(ComponentName, Result<Version, ProbeError>)>, now: DateTime<Utc>) {
+        self.update(|state| {
+            for (name, result) in results {
+                let Some(component) = state.components.iter_mut().find(|c| c.name == name) else { continue };
+                component.observed_at = Some(now);
+                match result {
+                    Ok(version) => {
+                        component.observed_version = Some(version);
+                        component.probe_error = None;
+                    }
+                    Err(error) => {
+                        component.observed_version = None;
+                        component.probe_error = Some(error.to_string());
+                    }
+                }
+            }
+            let failing: Vec<&str> =
+                state.components.iter().filter(|c| c.probe_error.is_some()).map(|c| c.name.as_str()).collect();
+            let (status, reason, message) = if failing.is_empty() {
+                (ConditionStatus::True, "VersionsObserved", "every component reports its version".to_owned())
+            } else {
+                (ConditionStatus::False, "VersionProbeFailed", format!("no version from: {}", failing.join(", ")))
+            };
+            Condition::set(&mut state.conditions, ConditionType::Available, status, reason, &message, now);
+        });
+    }
+
+    /// Replaces the host facts (does not change the tag).
+    pub fn set_host_facts(&self, host: HostFacts) {
+        let mut guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.state.host = host;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upkeep_common::api::LoadAverage;
+
+    fn config() -> AgentConfig {
+        AgentConfig::parse(
+            r#"
+node_name = "worker-1"
+role = "worker"
+listen = "127.0.0.1:0"
+state_dir = "/tmp/upkeep"
+[tls]
+cert = "/c"
+key = "/k"
+client_ca = "/ca"
+[[components]]
+name = "kubelet"
+binary = "/usr/bin/kubelet"
+"#,
+        )
+        .expect("valid config")
+    }
+
+    fn host(uptime_seconds: u64) -> HostFacts {
+        HostFacts {
+            os: "test".into(),
+            kernel: "test".into(),
+            cpus: 1,
+            memory_total_bytes: 1,
+            memory_available_bytes: 1,
+            disk_path: "/".into(),
+            disk_free_bytes: None,
+            uptime_seconds,
+            load: LoadAverage { one: 0.0, five: 0.0, fifteen: 0.0 },
+        }
+    }
+
+    #[test]
+    fn etag_follows_versions_not_host_facts() {
+        let now = Utc::now();
+        let view = NodeView::new(&config(), host(1), now);
+        let first = view.etag();
+        view.set_host_facts(host(2));
+        assert_eq!(view.etag(), first, "host facts do not change the tag");
+        let kubelet: ComponentName = "kubelet".parse().expect("valid");
+        view.record_probes(vec![(kubelet.clone(), Ok("v1.30.2".parse().expect("valid")))], now);
+        let probed = view.etag();
+        assert_ne!(probed, first);
+        view.record_probes(vec![(kubelet.clone(), Ok("v1.30.2".parse().expect("valid")))], now);
+        assert_eq!(view.etag(), probed, "the same observation keeps the tag");
+        view.record_probes(vec![(kubelet, Ok("v1.31.0".parse().expect("valid")))], now);
+        assert_ne!(view.etag(), probed);
+    }
+
+    #[test]
+    fn failed_probe_clears_the_version_and_the_available_condition() {
+        let now = Utc::now();
+        let view = NodeView::new(&config(), host(1), now);
+        let kubelet: ComponentName = "kubelet".parse().expect("valid");
+        view.record_probes(vec![(kubelet, Err(ProbeError::Timeout(std::time::Duration::from_secs(1))))], now);
+        let (state, _) = view.snapshot();
+        assert_eq!(state.components[0].observed_version, None);
+        assert!(state.components[0].probe_error.as_deref().is_some_and(|e| e.contains("did not finish")));
+        let available = state.conditions.iter().find(|c| c.kind == ConditionType::Available).expect("present");
+        assert_eq!(available.status, ConditionStatus::False);
+        assert_eq!(available.message, "no version from: kubelet");
+    }
+
+    #[test]
+    fn if_match_accepts_lists_and_star() {
+        let tag = ETag("\"abc\"".into());
+        assert!(tag.matches_if_match("\"abc\""));
+        assert!(tag.matches_if_match("\"x\", \"abc\""));
+        assert!(tag.matches_if_match("*"));
+        assert!(!tag.matches_if_match("\"abd\""));
+    }
+}

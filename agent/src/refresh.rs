@@ -1,0 +1,50 @@
+//! Background tasks that keep the node view fresh: version probes and host facts
+//! on their intervals, and TLS files reloaded when they change on disk.
+
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::tls::TlsStore;
+
+/// Probes versions every `probe.interval` (the first round runs at once).
+pub async fn probe_versions_forever(app: Arc<App>) {
+    let mut ticker = tokio::time::interval(app.config.probe.interval);
+    loop {
+        ticker.tick().await;
+        app.probe_versions().await;
+    }
+}
+
+/// Refreshes host facts every `probe.host_facts_interval`.
+pub async fn refresh_host_facts_forever(app: Arc<App>) {
+    let mut ticker = tokio::time::interval(app.config.probe.host_facts_interval);
+    loop {
+        ticker.tick().await;
+        let source = app.host_facts.clone();
+        match tokio::task::spawn_blocking(move || source.facts()).await {
+            Ok(facts) => app.node.set_host_facts(facts),
+            Err(error) => tracing::warn!(%error, "reading host facts failed"),
+        }
+    }
+}
+
+/// Reloads the TLS files whenever their modification times change.
+pub async fn reload_tls_on_change_forever(tls: Arc<TlsStore>) {
+    let Some(interval) = tls.paths().reload_interval else { return };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if tls.files_changed() {
+            reload_tls(&tls);
+        }
+    }
+}
+
+/// Reloads the TLS files now, logging the outcome; the old credentials stay on failure.
+pub fn reload_tls(tls: &TlsStore) {
+    match tls.reload() {
+        Ok(()) => tracing::info!("TLS certificate, key and client CA reloaded"),
+        Err(error) => tracing::error!(%error, "TLS reload failed; keeping the previous credentials"),
+    }
+}

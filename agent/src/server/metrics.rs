@@ -1,0 +1,129 @@
+//! Prometheus metrics of the agent, served by `GET /metrics` in the OpenMetrics
+//! text format: requests by route and status, handshake failures by reason,
+//! open connections, the observed version of each component as an info gauge,
+//! and build info.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// The content type of the metrics page.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    component: String,
+    version: String,
+}
+
+/// The agent's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    handshake_failures: Family<HandshakeLabels, Counter>,
+    component_versions: Family<VersionLabels, Gauge>,
+    open_connections: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric under the `upkeep_agent` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("upkeep_agent");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let handshake_failures = Family::<HandshakeLabels, Counter>::default();
+        let component_versions = Family::<VersionLabels, Gauge>::default();
+        let open_connections = Gauge::default();
+        registry.register("http_requests", "HTTP requests served, by route template and status", requests.clone());
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by reason",
+            handshake_failures.clone(),
+        );
+        registry.register(
+            "component_version",
+            "Observed version of each managed component (1 for the current version)",
+            component_versions.clone(),
+        );
+        registry.register("open_connections", "Client connections open now", open_connections.clone());
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
+        );
+        Self { registry, requests, handshake_failures, component_versions, open_connections }
+    }
+
+    /// Counts one served request.
+    pub fn record_request(&self, route: &str, status: u16) {
+        self.requests.get_or_create(&RequestLabels { route: route.to_owned(), status: status.to_string() }).inc();
+    }
+
+    /// Counts one failed handshake.
+    pub fn record_handshake_failure(&self, reason: &str) {
+        self.handshake_failures.get_or_create(&HandshakeLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// Publishes the observed versions, replacing the previous ones.
+    pub fn set_component_versions<'a>(&self, versions: impl IntoIterator<Item = (&'a str, String)>) {
+        self.component_versions.clear();
+        for (component, version) in versions {
+            self.component_versions.get_or_create(&VersionLabels { component: component.to_owned(), version }).set(1);
+        }
+    }
+
+    /// Tracks a connection opening (`+1`) or closing (`-1`).
+    pub fn add_open_connections(&self, delta: i64) {
+        self.open_connections.inc_by(delta);
+    }
+
+    /// The metrics page.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_lists_every_family() {
+        let metrics = Metrics::new();
+        metrics.record_request("/v1/node", 200);
+        metrics.record_request("/v1/node", 200);
+        metrics.record_handshake_failure("unknown_issuer");
+        metrics.set_component_versions([("kubelet", "v1.30.2".to_owned())]);
+        metrics.set_component_versions([("kubelet", "v1.31.0".to_owned())]);
+        let page = metrics.encode();
+        assert!(page.contains("upkeep_agent_http_requests_total{route=\"/v1/node\",status=\"200\"} 2"), "{page}");
+        assert!(page.contains("upkeep_agent_tls_handshake_failures_total{reason=\"unknown_issuer\"} 1"), "{page}");
+        assert!(page.contains("upkeep_agent_component_version{component=\"kubelet\",version=\"v1.31.0\"} 1"), "{page}");
+        assert!(!page.contains("v1.30.2"), "old versions are dropped: {page}");
+        assert!(page.contains("upkeep_agent_build_info{version="), "{page}");
+        assert!(page.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,322 @@
+//! The agent API's routes and the one place that turns a request into a response.
+//!
+//! | method | path | role |
+//! |---|---|---|
+//! | GET | `/healthz` | any client certificate from the trusted CA |
+//! | GET | `/metrics` | reader |
+//! | GET | `/v1/node` | reader |
+//! | GET | `/v1/operations` | reader |
+//! | GET | `/v1/operations/{id}` | reader |
+//! | POST | `/v1/upgrades` | operator (`force`: admin) |
+//! | POST | `/v1/operations/{id}/cancel` | operator |
+//! | POST | `/v1/rollback` | admin |
+//! | POST | `/v1/cordon`, `/v1/uncordon`, `/v1/drain` | operator |
+//!
+//! An unknown path answers 404 and a known path with another method 405 (with
+//! `Allow`), both in the error envelope. The write side validates its body and
+//! then answers 501 `not_implemented` until the upgrade engine serves it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, ETAG, HeaderValue, IF_MATCH};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use upkeep_common::api::{DrainRequest, OperationList, OperationRequest, UpgradeRequest};
+use upkeep_common::ids::OperationId;
+use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
+
+use crate::app::App;
+use crate::server::body::read_json;
+use crate::server::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use crate::server::response::{self, Body};
+
+/// The HTTP methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiMethod {
+    /// Reads.
+    Get,
+    /// Writes.
+    Post,
+}
+
+impl ApiMethod {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiMethod::Get => "GET",
+            ApiMethod::Post => "POST",
+        }
+    }
+
+    fn of(method: &Method) -> Option<ApiMethod> {
+        match *method {
+            Method::GET => Some(ApiMethod::Get),
+            Method::POST => Some(ApiMethod::Post),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ApiMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Liveness.
+    Healthz,
+    /// Prometheus metrics.
+    Metrics,
+    /// The node's state.
+    GetNode,
+    /// Recent operations.
+    ListOperations,
+    /// One operation.
+    GetOperation,
+    /// Start an upgrade.
+    Upgrade,
+    /// Cancel an operation.
+    Cancel,
+    /// Roll back to the previous completed version.
+    Rollback,
+    /// Cordon the node.
+    Cordon,
+    /// Uncordon the node.
+    Uncordon,
+    /// Drain the node.
+    Drain,
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Its method.
+    pub method: ApiMethod,
+    /// Its path template; `{id}` matches one segment.
+    pub path: &'static str,
+    /// The least role allowed; `None` means any verified client.
+    pub role: Option<Role>,
+    /// What it does.
+    pub endpoint: Endpoint,
+}
+
+const fn route(method: ApiMethod, path: &'static str, role: Option<Role>, endpoint: Endpoint) -> Route {
+    Route { method, path, role, endpoint }
+}
+
+/// Every route of the API (the OpenAPI document is tested against this list).
+pub const ROUTES: &[Route] = &[
+    route(ApiMethod::Get, "/healthz", None, Endpoint::Healthz),
+    route(ApiMethod::Get, "/metrics", Some(Role::Reader), Endpoint::Metrics),
+    route(ApiMethod::Get, "/v1/node", Some(Role::Reader), Endpoint::GetNode),
+    route(ApiMethod::Get, "/v1/operations", Some(Role::Reader), Endpoint::ListOperations),
+    route(ApiMethod::Get, "/v1/operations/{id}", Some(Role::Reader), Endpoint::GetOperation),
+    route(ApiMethod::Post, "/v1/upgrades", Some(Role::Operator), Endpoint::Upgrade),
+    route(ApiMethod::Post, "/v1/operations/{id}/cancel", Some(Role::Operator), Endpoint::Cancel),
+    route(ApiMethod::Post, "/v1/rollback", Some(Role::Admin), Endpoint::Rollback),
+    route(ApiMethod::Post, "/v1/cordon", Some(Role::Operator), Endpoint::Cordon),
+    route(ApiMethod::Post, "/v1/uncordon", Some(Role::Operator), Endpoint::Uncordon),
+    route(ApiMethod::Post, "/v1/drain", Some(Role::Operator), Endpoint::Drain),
+];
+
+/// Matches `path` against a template, returning the `{id}` segment if any.
+fn match_template<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
+    let mut template_segments = template.split('/');
+    let mut path_segments = path.split('/');
+    let mut id = None;
+    loop {
+        match (template_segments.next(), path_segments.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(segment)) if !segment.is_empty() => id = Some(segment),
+            (Some(expected), Some(segment)) if expected == segment => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Who is asking, on which connection.
+pub struct RequestContext {
+    /// The agent.
+    pub app: Arc<App>,
+    /// The client's identity, `None` when its certificate could not be read.
+    pub identity: Option<Identity>,
+}
+
+/// Serves one request. Never fails: every problem becomes an envelope.
+pub async fn handle(context: &RequestContext, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let matching: Vec<(&Route, Option<&str>)> =
+        ROUTES.iter().filter_map(|route| match_template(route.path, &path).map(|id| (route, id))).collect();
+    let api_method = ApiMethod::of(&method);
+    let found = matching.iter().find(|(route, _)| Some(route.method) == api_method);
+    let (route_label, response) = match (found, matching.first()) {
+        (Some(&(route, id)), _) => {
+            let id = id.map(str::to_owned);
+            (route.path, authorize_and_dispatch(context, route, id, request).await)
+        }
+        (None, Some((route, _))) => (route.path, method_not_allowed(&matching, &method)),
+        (None, None) => {
+            ("unmatched", response::error(&ErrorBody::new(ErrorCode::NotFound, format!("no route for {path}"))))
+        }
+    };
+    let status = response.status().as_u16();
+    context.app.metrics.record_request(route_label, status);
+    if method == Method::POST {
+        let client = context.identity.as_ref().map_or_else(|| "unknown".to_owned(), ToString::to_string);
+        tracing::info!(target: "audit", %client, route = route_label, status, "mutating request");
+    }
+    response
+}
+
+fn method_not_allowed(matching: &[(&Route, Option<&str>)], method: &Method) -> Response<Body> {
+    let allowed: Vec<&str> = matching.iter().map(|(route, _)| route.method.as_str()).collect();
+    let allow = allowed.join(", ");
+    let mut response = response::error(&ErrorBody::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed here; use {allow}"),
+    ));
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, value);
+    }
+    response
+}
+
+async fn authorize_and_dispatch(
+    context: &RequestContext,
+    route: &Route,
+    id: Option<String>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let Some(identity) = &context.identity else {
+        return response::error(&ErrorBody::new(ErrorCode::Unauthenticated, "client certificate could not be read"));
+    };
+    if let Some(required) = route.role {
+        if !identity.allows(required) {
+            return response::error(&forbidden(identity, required));
+        }
+    }
+    match dispatch(context, identity, route.endpoint, id, request).await {
+        Ok(response) => response,
+        Err(error) => response::error(&error),
+    }
+}
+
+fn forbidden(identity: &Identity, required: Role) -> ErrorBody {
+    let has = identity.role.map_or_else(|| "no upkeep role".to_owned(), |role| role.to_string());
+    ErrorBody::new(
+        ErrorCode::Forbidden,
+        format!("this request needs {required}; the certificate of {:?} carries {has}", identity.common_name),
+    )
+}
+
+async fn dispatch(
+    context: &RequestContext,
+    identity: &Identity,
+    endpoint: Endpoint,
+    id: Option<String>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ErrorBody> {
+    let app = &context.app;
+    let limit = app.config.server.max_body_bytes;
+    match endpoint {
+        Endpoint::Healthz => Ok(response::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        Endpoint::Metrics => Ok(response::with_body(StatusCode::OK, METRICS_CONTENT_TYPE, app.metrics.encode())),
+        Endpoint::GetNode => {
+            let (state, etag) = app.node.snapshot();
+            let mut response = response::json(StatusCode::OK, &state);
+            if let Ok(value) = HeaderValue::from_str(etag.as_str()) {
+                response.headers_mut().insert(ETAG, value);
+            }
+            Ok(response)
+        }
+        Endpoint::ListOperations => Ok(response::json(StatusCode::OK, &OperationList { operations: Vec::new() })),
+        Endpoint::GetOperation => Err(operation_not_found(id.as_deref())),
+        Endpoint::Upgrade => {
+            let if_match = request.headers().get(IF_MATCH).map(|v| v.to_str().unwrap_or("").to_owned());
+            let upgrade: UpgradeRequest = read_json(request, limit).await?;
+            if upgrade.force && !identity.allows(Role::Admin) {
+                return Err(forbidden(identity, Role::Admin));
+            }
+            if let Some(if_match) = if_match {
+                if !app.node.etag().matches_if_match(&if_match) {
+                    return Err(ErrorBody::new(
+                        ErrorCode::PreconditionFailed,
+                        "If-Match does not match the node's current ETag; read GET /v1/node again",
+                    ));
+                }
+            }
+            Err(not_served("upgrades"))
+        }
+        Endpoint::Cancel => {
+            let _: OperationRequest = read_json(request, limit).await?;
+            Err(operation_not_found(id.as_deref()))
+        }
+        Endpoint::Rollback | Endpoint::Cordon | Endpoint::Uncordon => {
+            read_then_not_served::<OperationRequest>(request, limit, "this operation").await
+        }
+        Endpoint::Drain => read_then_not_served::<DrainRequest>(request, limit, "drain").await,
+    }
+}
+
+async fn read_then_not_served<T: DeserializeOwned>(
+    request: Request<Incoming>,
+    limit: usize,
+    what: &str,
+) -> Result<Response<Body>, ErrorBody> {
+    let _: T = read_json(request, limit).await?;
+    Err(not_served(what))
+}
+
+fn not_served(what: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotImplemented, format!("{what} are not served by this agent build yet"))
+}
+
+fn operation_not_found(id: Option<&str>) -> ErrorBody {
+    let id = id.unwrap_or_default();
+    match id.parse::<OperationId>() {
+        Ok(id) => ErrorBody::new(ErrorCode::NotFound, format!("no operation {id}")),
+        Err(error) => ErrorBody::new(ErrorCode::NotFound, format!("no such operation: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_whole_segments() {
+        assert_eq!(match_template("/v1/node", "/v1/node"), Some(None));
+        assert_eq!(match_template("/v1/node", "/v1/node/"), None);
+        assert_eq!(match_template("/v1/node", "/v1/nodes"), None);
+        assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/op-1"), Some(Some("op-1")));
+        assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/"), None);
+        assert_eq!(match_template("/v1/operations/{id}/cancel", "/v1/operations/op-1/cancel"), Some(Some("op-1")));
+        assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/op-1/cancel"), None);
+    }
+
+    #[test]
+    fn every_route_is_unique() {
+        for (index, route) in ROUTES.iter().enumerate() {
+            assert!(
+                ROUTES[..index].iter().all(|other| other.path != route.path || other.method != route.method),
+                "{} {} is listed twice",
+                route.method,
+                route.path
+            );
+        }
+    }
+
+    #[test]
+    fn only_reads_are_open_to_readers() {
+        for route in ROUTES {
+            let reader_may = route.role.is_none_or(|role| role <= Role::Reader);
+            assert_eq!(reader_may, route.method == ApiMethod::Get, "{} {}", route.method, route.path);
+        }
+    }
+}
