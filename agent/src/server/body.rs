@@ -22,7 +22,10 @@ pub async fn read_json<T: DeserializeOwned>(request: Request<Incoming>, limit: u
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Err(error) => {
-            return Err(ErrorBody::new(ErrorCode::MalformedRequest, format!("request body could not be read: {error}")));
+            return Err(ErrorBody::new(
+                ErrorCode::MalformedRequest,
+                format!("request body could not be read: {error}"),
+            ));
         }
     };
     if bytes.is_empty() {
