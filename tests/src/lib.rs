@@ -1,1 +1,19 @@
-//! Shared helpers of the end-to-end tests and benches.
+//! Shared helpers of the end-to-end tests and benches: a test PKI, fake
+//! components, a real `upkeep-agent` process, and a small mutual-TLS client.
+//!
+//! # Layout
+//!
+//! - [`pki`]: a CA with node and client certificates on disk (plus a foreign CA
+//!   and an expired client).
+//! - [`fake_kubelet`]: shell scripts that print a kubelet version.
+//! - [`binaries`]: finds (building once if needed) the workspace's binaries.
+//! - [`agent_process`]: starts `upkeep-agent` with a config and waits until it listens.
+//! - [`client`]: an HTTPS client over rustls for requests and handshake checks.
+//! - [`curl`]: the real `curl` and `openssl s_client` against an agent.
+
+pub mod agent_process;
+pub mod binaries;
+pub mod client;
+pub mod curl;
+pub mod fake_kubelet;
+pub mod pki;

@@ -1,0 +1,125 @@
+//! A small mutual-TLS HTTP/1.1 client over rustls and hyper, for tests and benches.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::pki::ClientFiles;
+
+/// A client configuration trusting `ca`, presenting `client` if given.
+pub fn client_config(ca: &Path, client: Option<&ClientFiles>) -> Arc<ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(certificate.expect("CA certificate")).expect("CA accepted");
+    }
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(files) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+                .expect("client certificate file")
+                .collect::<Result<_, _>>()
+                .expect("client certificate");
+            let key = PrivateKeyDer::from_pem_file(&files.key).expect("client key");
+            builder.with_client_auth_cert(chain, key).expect("client credentials")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+/// Opens a TCP connection and completes the TLS handshake.
+pub async fn connect_tls(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::IpAddress(addr.ip().into());
+    TlsConnector::from(config).connect(name, tcp).await
+}
+
+/// One response.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+    }
+}
+
+/// An HTTP/1.1 connection with keep-alive.
+pub struct ApiClient {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl ApiClient {
+    /// Connects and performs the handshake.
+    pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<ApiClient> {
+        let stream = connect_tls(addr, config).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(ApiClient { sender })
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Reply, hyper::Error> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Reply { status, headers, body })
+    }
+
+    /// `GET path`.
+    pub async fn get(&mut self, path: &str) -> Result<Reply, hyper::Error> {
+        self.send(request(Method::GET, path, &[], Bytes::new())).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&mut self, path: &str, body: &str) -> Result<Reply, hyper::Error> {
+        let body = Bytes::copy_from_slice(body.as_bytes());
+        self.send(request(Method::POST, path, &[("content-type", "application/json")], body)).await
+    }
+}
+
+/// Builds a request with headers and a body.
+pub fn request(method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder().method(method).uri(path).header("host", "upkeep");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(body)).expect("valid request")
+}

@@ -1,0 +1,135 @@
+//! Mutual TLS against a real agent process, with clients nobody here wrote:
+//! curl and openssl. Bad certificates are refused at the handshake, roles are
+//! enforced in the envelope, and a failed handshake ends that connection only.
+
+use upkeep_tests::agent_process::AgentProcess;
+use upkeep_tests::client::{ApiClient, client_config};
+use upkeep_tests::curl::{curl, openssl_s_client};
+use upkeep_tests::pki::Pki;
+
+const HTTP_GET_HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: upkeep\r\nConnection: close\r\n\r\n";
+
+#[test]
+fn reader_gets_the_node_with_the_version_the_kubelet_prints() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let reply = curl(&pki, agent.addr, Some("reader"), "/v1/node", &[]);
+    assert_eq!(reply.status, Some(200), "{reply:?}");
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let etag = reply.header("etag").expect("an ETag is sent");
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let node = reply.json();
+    assert_eq!(node["name"], "worker-1");
+    assert_eq!(node["role"], "worker");
+    assert_eq!(node["phase"], "Idle");
+    assert_eq!(node["cordoned"], false);
+    assert_eq!(node["components"][0]["name"], "kubelet");
+    assert_eq!(node["components"][0]["observed_version"], "v1.30.2");
+    assert_eq!(node["history"], serde_json::json!([]));
+    assert!(node["host"]["cpus"].as_u64().is_some_and(|cpus| cpus >= 1));
+    assert!(node["host"]["memory_total_bytes"].as_u64().is_some_and(|bytes| bytes > 0));
+    let again = curl(&pki, agent.addr, Some("reader"), "/v1/node", &[]);
+    assert_eq!(again.header("etag"), Some(etag), "an unchanged node keeps its ETag");
+}
+
+#[test]
+fn reader_on_a_write_path_gets_403_in_the_envelope() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let body = r#"{"target_version": "v1.30.3", "artifacts": []}"#;
+    let reply = curl(
+        &pki,
+        agent.addr,
+        Some("reader"),
+        "/v1/upgrades",
+        &["-X", "POST", "-H", "content-type: application/json", "--data", body],
+    );
+    assert_eq!(reply.status, Some(403), "{reply:?}");
+    let envelope = reply.json();
+    assert_eq!(envelope["error"]["code"], "forbidden");
+    assert!(envelope["error"]["message"].as_str().is_some_and(|m| m.contains("upkeep:operator")), "{envelope}");
+    assert_eq!(envelope["error"]["details"], serde_json::json!([]));
+    let audit = agent.log();
+    assert!(audit.contains("mutating request") && audit.contains("reader"), "the refusal is audited: {audit}");
+}
+
+#[test]
+fn a_certificate_without_a_role_may_only_ask_for_health() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let health = curl(&pki, agent.addr, Some("norole"), "/healthz", &[]);
+    assert_eq!(health.status, Some(200), "{health:?}");
+    assert_eq!(health.json(), serde_json::json!({"status": "ok"}));
+    let node = curl(&pki, agent.addr, Some("norole"), "/v1/node", &[]);
+    assert_eq!(node.status, Some(403), "{node:?}");
+    assert_eq!(node.json()["error"]["code"], "forbidden");
+}
+
+#[test]
+fn bad_client_certificates_are_refused_at_the_handshake() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    for client in [None, Some("foreign"), Some("expired")] {
+        let reply = curl(&pki, agent.addr, client, "/healthz", &[]);
+        assert_eq!(reply.status, None, "{client:?} must get no HTTP response: {reply:?}");
+        assert_ne!(reply.exit_code, 0, "{client:?}: {reply:?}");
+    }
+    let admin = curl(&pki, agent.addr, Some("admin"), "/metrics", &[]);
+    assert_eq!(admin.status, Some(200), "{admin:?}");
+    for reason in ["no_client_certificate", "unknown_issuer", "certificate_expired"] {
+        let line = format!("upkeep_agent_tls_handshake_failures_total{{reason=\"{reason}\"}}");
+        assert!(admin.body.contains(&line), "metrics count {reason}: {}", admin.body);
+    }
+}
+
+#[test]
+fn openssl_without_a_certificate_gets_no_response() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let tls12 = openssl_s_client(&pki, agent.addr, None, &["-tls1_2"], HTTP_GET_HEALTHZ);
+    assert_ne!(tls12.exit_code, 0, "TLS 1.2 handshake without a certificate fails: {}", tls12.output);
+    assert!(!tls12.output.contains("HTTP/1.1 200"), "{}", tls12.output);
+    let tls13 = openssl_s_client(&pki, agent.addr, None, &["-tls1_3", "-quiet"], HTTP_GET_HEALTHZ);
+    assert!(!tls13.output.contains("HTTP/1.1 200"), "TLS 1.3 without a certificate is refused: {}", tls13.output);
+    let foreign = openssl_s_client(&pki, agent.addr, Some("foreign"), &["-tls1_2"], HTTP_GET_HEALTHZ);
+    assert!(!foreign.output.contains("HTTP/1.1 200"), "{}", foreign.output);
+}
+
+#[test]
+fn openssl_with_a_certificate_speaks_tls_12_and_13_but_not_11() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    for (flag, protocol) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let reply = openssl_s_client(&pki, agent.addr, Some("reader"), &[flag, "-ign_eof"], HTTP_GET_HEALTHZ);
+        assert!(reply.output.contains("HTTP/1.1 200"), "{flag}: {}", reply.output);
+        assert!(reply.output.contains(protocol), "{flag}: {}", reply.output);
+        assert!(reply.output.contains("Verify return code: 0 (ok)"), "the server certificate verifies: {}", reply.output);
+    }
+    let old = openssl_s_client(&pki, agent.addr, Some("reader"), &["-tls1_1"], HTTP_GET_HEALTHZ);
+    assert!(!old.output.contains("HTTP/1.1 200"), "TLS 1.1 is refused: {}", old.output);
+}
+
+#[tokio::test]
+async fn a_failed_handshake_ends_that_connection_only() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let mut kept = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("reader"))))
+        .await
+        .expect("reader connects");
+    assert_eq!(kept.get("/v1/node").await.expect("first request").status, 200);
+    let addr = agent.addr;
+    let ca = pki.ca_cert();
+    let refused = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["--silent", "--max-time", "10", "--cacert"])
+            .arg(ca)
+            .arg(format!("https://{addr}/healthz"))
+            .status()
+            .expect("curl runs")
+    })
+    .await
+    .expect("curl finished");
+    assert!(!refused.success());
+    let after = kept.get("/v1/node").await.expect("the kept connection still serves");
+    assert_eq!(after.status, 200);
+}
