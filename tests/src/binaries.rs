@@ -1,6 +1,9 @@
-//! Finds the workspace's binaries for tests that run real processes. The first
-//! call in a test process runs `cargo build` for them (a no-op when fresh), so a
-//! plain `cargo test --workspace` always tests the current code.
+//! Finds the workspace's binaries for tests that run real processes.
+//!
+//! `cargo test --workspace` builds `upkeep-agent` and `upkeep` (their packages
+//! have integration tests) with the same features as the tests. The first call
+//! in a test process runs `cargo test --workspace --no-run` (a no-op when that
+//! build is fresh), so running one test package alone also tests current code.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,7 +22,16 @@ fn build_once() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut command = Command::new(cargo);
-        command.args(["build", "--quiet", "-p", "upkeep-agent", "-p", "upkeep-coordinator", "--bins"]);
+        command.args(["test", "--workspace", "--no-run", "--quiet"]);
+        // The test's own environment (CARGO_PKG_*, LD_LIBRARY_PATH...) would make
+        // cargo see a different build and recompile: hand it a plain one.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let keep = name == "CARGO_HOME" || name == "CARGO_TARGET_DIR" || name == "CARGO_BUILD_JOBS";
+            if (name.starts_with("CARGO_") && !keep) || name == "LD_LIBRARY_PATH" || name.starts_with("RUST_TEST") {
+                command.env_remove(name.as_ref());
+            }
+        }
         if profile_dir().file_name().is_some_and(|name| name == "release") {
             command.arg("--release");
         }

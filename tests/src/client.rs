@@ -84,9 +84,8 @@ impl ApiClient {
     /// Connects and performs the handshake.
     pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<ApiClient> {
         let stream = connect_tls(addr, config).await?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
         tokio::spawn(async move {
             let _ = connection.await;
         });

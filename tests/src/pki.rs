@@ -30,14 +30,20 @@ impl Pki {
         certs::write_file(&dir.path().join("ca.crt"), ca.cert_pem(), 0o644, false).expect("write CA");
         let pki = Pki { dir, ca };
         pki.issue_node("node", "worker-1");
-        for (name, role) in [("reader", Some(Role::Reader)), ("operator", Some(Role::Operator)), ("admin", Some(Role::Admin)), ("norole", None)] {
+        for (name, role) in [
+            ("reader", Some(Role::Reader)),
+            ("operator", Some(Role::Operator)),
+            ("admin", Some(Role::Admin)),
+            ("norole", None),
+        ] {
             let issued = pki.ca.issue_client(name, role, Validity::days_from_now(2)).expect("client");
             pki.save(name, &issued);
         }
         let expired = pki.ca.issue_client("expired", Some(Role::Admin), Validity::expired()).expect("expired client");
         pki.save("expired", &expired);
         let foreign_ca = CertificateAuthority::generate("foreign CA", Validity::days_from_now(2)).expect("foreign CA");
-        let foreign = foreign_ca.issue_client("intruder", Some(Role::Admin), Validity::days_from_now(2)).expect("foreign client");
+        let foreign =
+            foreign_ca.issue_client("intruder", Some(Role::Admin), Validity::days_from_now(2)).expect("foreign client");
         pki.save("foreign", &foreign);
         pki
     }

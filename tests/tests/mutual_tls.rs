@@ -103,7 +103,11 @@ fn openssl_with_a_certificate_speaks_tls_12_and_13_but_not_11() {
         let reply = openssl_s_client(&pki, agent.addr, Some("reader"), &[flag, "-ign_eof"], HTTP_GET_HEALTHZ);
         assert!(reply.output.contains("HTTP/1.1 200"), "{flag}: {}", reply.output);
         assert!(reply.output.contains(protocol), "{flag}: {}", reply.output);
-        assert!(reply.output.contains("Verify return code: 0 (ok)"), "the server certificate verifies: {}", reply.output);
+        assert!(
+            reply.output.contains("Verify return code: 0 (ok)"),
+            "the server certificate verifies: {}",
+            reply.output
+        );
     }
     let old = openssl_s_client(&pki, agent.addr, Some("reader"), &["-tls1_1"], HTTP_GET_HEALTHZ);
     assert!(!old.output.contains("HTTP/1.1 200"), "TLS 1.1 is refused: {}", old.output);
