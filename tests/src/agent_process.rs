@@ -28,8 +28,9 @@ pub struct AgentProcess {
 }
 
 /// The config of a test agent: a worker with one fake kubelet, listening on an
-/// ephemeral loopback port, plus `extra` TOML appended at the end.
-pub fn config_text(pki: &Pki, dir: &Path, kubelet: &Path, extra: &str) -> String {
+/// ephemeral loopback port, TLS files checked every `tls_reload_secs` (0: on
+/// SIGHUP only), plus `extra` TOML appended at the end.
+pub fn config_text(pki: &Pki, dir: &Path, kubelet: &Path, tls_reload_secs: u64, extra: &str) -> String {
     format!(
         r#"node_name = "worker-1"
 role = "worker"
@@ -40,6 +41,7 @@ state_dir = "{state}"
 cert = "{cert}"
 key = "{key}"
 client_ca = "{ca}"
+reload_interval_secs = {tls_reload_secs}
 
 [[components]]
 name = "kubelet"
@@ -56,12 +58,23 @@ binary = "{kubelet}"
 }
 
 impl AgentProcess {
-    /// Starts an agent whose kubelet reports `kubelet_version`, with `extra` config.
+    /// Starts an agent whose kubelet reports `kubelet_version`, with `extra`
+    /// config; TLS files are reloaded on SIGHUP only.
     pub fn start(pki: &Pki, kubelet_version: &str, extra: &str) -> AgentProcess {
+        Self::spawn(pki, kubelet_version, 0, extra)
+    }
+
+    /// Starts an agent that also reloads its TLS files when they change,
+    /// checking every `seconds`.
+    pub fn start_with_tls_reload(pki: &Pki, kubelet_version: &str, seconds: u64) -> AgentProcess {
+        Self::spawn(pki, kubelet_version, seconds, "")
+    }
+
+    fn spawn(pki: &Pki, kubelet_version: &str, tls_reload_secs: u64, extra: &str) -> AgentProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubelet = fake_kubelet::write(dir.path(), "kubelet", kubelet_version);
         let config = dir.path().join("agent.toml");
-        std::fs::write(&config, config_text(pki, dir.path(), &kubelet, extra)).expect("write config");
+        std::fs::write(&config, config_text(pki, dir.path(), &kubelet, tls_reload_secs, extra)).expect("write config");
         let mut child = Command::new(binaries::path("upkeep-agent"))
             .arg("--config")
             .arg(&config)
