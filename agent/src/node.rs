@@ -50,10 +50,19 @@ struct Snapshot {
 struct Tagged<'a> {
     phase: NodePhase,
     cordoned: bool,
-    components: Vec<(&'a ComponentName, &'a Option<Version>, &'a Option<Version>, &'a Option<String>)>,
+    components: Vec<TaggedComponent<'a>>,
     conditions: &'a [Condition],
     current_operation: &'a Option<OperationId>,
     history: &'a [HistoryEntry],
+}
+
+/// A component without its probe time.
+#[derive(Serialize)]
+struct TaggedComponent<'a> {
+    name: &'a ComponentName,
+    observed_version: &'a Option<Version>,
+    desired_version: &'a Option<Version>,
+    probe_error: &'a Option<String>,
 }
 
 fn compute_etag(state: &NodeState) -> ETag {
@@ -63,7 +72,12 @@ fn compute_etag(state: &NodeState) -> ETag {
         components: state
             .components
             .iter()
-            .map(|c| (&c.name, &c.observed_version, &c.desired_version, &c.probe_error))
+            .map(|c| TaggedComponent {
+                name: &c.name,
+                observed_version: &c.observed_version,
+                desired_version: &c.desired_version,
+                probe_error: &c.probe_error,
+            })
             .collect(),
         conditions: &state.conditions,
         current_operation: &state.current_operation,

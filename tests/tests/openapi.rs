@@ -64,7 +64,12 @@ fn document_roles_match_the_router() {
 /// Validates a reply against the schema the document gives for its status.
 fn assert_conforms(doc: &Value, template: &str, method: &str, reply: &Reply) {
     let errors = violations(doc, template, method, reply);
-    assert!(errors.is_empty(), "{method} {template} {}: {errors:#?}\nbody: {}", reply.status, String::from_utf8_lossy(&reply.body));
+    assert!(
+        errors.is_empty(),
+        "{method} {template} {}: {errors:#?}\nbody: {}",
+        reply.status,
+        String::from_utf8_lossy(&reply.body)
+    );
 }
 
 /// What in a reply breaks the document's schema for its status.
@@ -80,7 +85,8 @@ fn violations(doc: &Value, template: &str, method: &str, reply: &Reply) -> Vec<S
     let content_type = reply.header("content-type").unwrap_or_default();
     let media = content_type.split(';').next().unwrap_or_default().trim().to_owned();
     let content = &response["content"];
-    let schema = if content[&content_type].is_object() { &content[&content_type]["schema"] } else { &content[&media]["schema"] };
+    let schema =
+        if content[&content_type].is_object() { &content[&content_type]["schema"] } else { &content[&media]["schema"] };
     assert!(schema.is_object(), "{method} {template} {}: no schema for {media}", reply.status);
     if media != "application/json" {
         return Vec::new();
