@@ -10,10 +10,12 @@
 //! - [`agent_process`]: starts `upkeep-agent` with a config and waits until it listens.
 //! - [`client`]: an HTTPS client over rustls for requests and handshake checks.
 //! - [`curl`]: the real `curl` and `openssl s_client` against an agent.
+//! - [`in_process`]: the real agent server inside the test or bench process.
 
 pub mod agent_process;
 pub mod binaries;
 pub mod client;
 pub mod curl;
 pub mod fake_kubelet;
+pub mod in_process;
 pub mod pki;

@@ -1,0 +1,57 @@
+//! The real agent server inside the current process, over the real host
+//! implementations and a fake kubelet: for benches and tests that need no
+//! separate process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use upkeep_agent::app::App;
+use upkeep_agent::config::AgentConfig;
+use upkeep_agent::host::facts::SystemFacts;
+use upkeep_agent::host::version_probe::CommandVersionProbe;
+use upkeep_agent::server;
+use upkeep_agent::tls::TlsStore;
+
+use crate::agent_process::config_text;
+use crate::fake_kubelet;
+use crate::pki::Pki;
+
+/// A running in-process agent; stops when dropped.
+pub struct InProcessAgent {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: TempDir,
+}
+
+impl InProcessAgent {
+    /// Starts the server on an ephemeral loopback port, with `extra` config.
+    pub async fn start(pki: &Pki, kubelet_version: &str, extra: &str) -> InProcessAgent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubelet = fake_kubelet::write(dir.path(), "kubelet", kubelet_version);
+        let config = AgentConfig::parse(&config_text(pki, dir.path(), &kubelet, 0, extra)).expect("valid config");
+        let tls = Arc::new(TlsStore::load(config.tls.clone()).expect("TLS material"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let facts = SystemFacts::new(PathBuf::from(dir.path()));
+        let app = Arc::new(App::new(config, Arc::new(CommandVersionProbe), Arc::new(facts)));
+        app.probe_versions().await;
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(server::serve(listener, tls, app, async {
+            let _ = stopped.await;
+        }));
+        InProcessAgent { addr, stop: Some(stop), _dir: dir }
+    }
+}
+
+impl Drop for InProcessAgent {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
