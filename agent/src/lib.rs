@@ -8,6 +8,7 @@
 //! - [`tls`]: server credentials, reloadable without dropping the listener.
 //! - [`server`]: accept loop, connections, routes, request bodies, metrics.
 //! - [`node`]: the node state served by `GET /v1/node` and its `ETag`.
+//! - [`store`]: durable, atomically written state files.
 //! - [`host`]: traits for the host (version probe, host facts) and the real ones.
 //! - [`app`]: what handlers and background tasks share.
 //! - [`refresh`]: background refresh of versions, host facts and TLS files.
@@ -22,6 +23,7 @@ pub mod host;
 pub mod node;
 pub mod refresh;
 pub mod server;
+pub mod store;
 pub mod systemd;
 pub mod tls;
 

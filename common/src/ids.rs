@@ -120,6 +120,22 @@ string_id!(
     |text| text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 );
 
+impl Sha256 {
+    /// The digest of raw 32 bytes, as lowercase hex.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Sha256 {
+        Sha256(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
+    /// The raw 32 bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut bytes = [0u8; 32];
+        for (index, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&self.0[2 * index..2 * index + 2], 16).unwrap_or(0);
+        }
+        bytes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +159,15 @@ mod tests {
         assert!("ab".repeat(32).parse::<Sha256>().is_ok());
         assert!("AB".repeat(32).parse::<Sha256>().is_err());
         assert!("ab".repeat(31).parse::<Sha256>().is_err());
+    }
+
+    #[test]
+    fn digests_convert_to_and_from_bytes() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 9) as u8);
+        let digest = Sha256::from_bytes(&bytes);
+        assert_eq!(digest.as_str().len(), 64);
+        assert_eq!(digest.to_bytes(), bytes);
+        assert_eq!(digest.as_str().parse::<Sha256>().expect("valid"), digest);
     }
 
     #[test]

@@ -3,11 +3,23 @@
 //!
 //! - [`VersionProbe`]: runs a component's version command.
 //! - [`HostFactsSource`]: reads OS, kernel, CPUs, memory, disk, uptime and load.
+//! - [`files::Files`]: stages artifacts, keeps backups, swaps binaries.
+//! - [`services::ServiceManager`]: restarts a component's service.
+//! - [`health::HealthProbe`]: checks a component's health URL.
+//! - [`kubernetes::NodeAccess`]: cordon, uncordon and drain.
 //!
 //! The real implementations live here; simulated ones live in the simulator.
+//! [`Host`] bundles one of each.
 
 pub mod facts;
+pub mod fetch;
+pub mod files;
+pub mod health;
+pub mod kubernetes;
+pub mod services;
 pub mod version_probe;
+
+use std::sync::Arc;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -65,4 +77,21 @@ pub trait VersionProbe: Send + Sync {
 pub trait HostFactsSource: Send + Sync {
     /// Current facts; may block briefly on `/proc` reads.
     fn facts(&self) -> HostFacts;
+}
+
+/// Everything the agent reaches on its host.
+#[derive(Clone)]
+pub struct Host {
+    /// Version commands.
+    pub versions: Arc<dyn VersionProbe>,
+    /// Host facts.
+    pub facts: Arc<dyn HostFactsSource>,
+    /// Files and artifacts.
+    pub files: Arc<dyn files::Files>,
+    /// Service restarts.
+    pub services: Arc<dyn services::ServiceManager>,
+    /// Health URLs.
+    pub health: Arc<dyn health::HealthProbe>,
+    /// Kubernetes.
+    pub kubernetes: Arc<dyn kubernetes::NodeAccess>,
 }

@@ -1,0 +1,89 @@
+//! Kubernetes access for the node: cordon, uncordon and drain. Without a
+//! `[kubernetes]` table in the config every call answers `NotConfigured` and the
+//! engine records the step as Skipped.
+
+use std::time::Duration;
+
+use upkeep_common::ids::OperationId;
+
+use crate::host::BoxFuture;
+
+/// What cordoning did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CordonOutcome {
+    /// upkeep cordoned the node (and recorded that it did).
+    Cordoned,
+    /// The node was already cordoned by someone else: it stays so afterwards.
+    AlreadyCordoned,
+    /// No Kubernetes access is configured.
+    NotConfigured,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Every pod that had to leave left.
+    Drained {
+        /// How many pods were evicted.
+        evicted: usize,
+    },
+    /// No Kubernetes access is configured.
+    NotConfigured,
+}
+
+/// Drain settings after request options and config defaults are merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainSettings {
+    /// How long pods may take to leave.
+    pub timeout: Duration,
+    /// Grace period for each evicted pod.
+    pub grace_period: Option<Duration>,
+    /// Whether pods with local storage may be evicted.
+    pub allow_local_storage: bool,
+    /// A label selector of pods to leave in place.
+    pub skip_pod_selector: Option<String>,
+    /// Delete blocking pods at the timeout instead of failing.
+    pub force_at_timeout: bool,
+}
+
+/// Why a Kubernetes call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KubeError {
+    /// The API server could not be reached.
+    #[error("Kubernetes API server unavailable: {0}")]
+    Unavailable(String),
+    /// Pods would not leave in time.
+    #[error("drain blocked: {0}")]
+    DrainBlocked(String),
+    /// The API server refused the request.
+    #[error("Kubernetes API refused the request: {0}")]
+    Refused(String),
+}
+
+/// The node's Kubernetes API.
+pub trait NodeAccess: Send + Sync {
+    /// Marks the node unschedulable, recording `operation` as the cordoner.
+    fn cordon<'a>(&'a self, operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>>;
+    /// Marks the node schedulable again if upkeep's `operation` cordoned it.
+    fn uncordon<'a>(&'a self, operation: &'a OperationId) -> BoxFuture<'a, Result<(), KubeError>>;
+    /// Evicts the node's pods.
+    fn drain<'a>(&'a self, settings: &'a DrainSettings) -> BoxFuture<'a, Result<DrainOutcome, KubeError>>;
+}
+
+/// No Kubernetes access: cordon and drain are skipped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoKubernetes;
+
+impl NodeAccess for NoKubernetes {
+    fn cordon<'a>(&'a self, _operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>> {
+        Box::pin(async { Ok(CordonOutcome::NotConfigured) })
+    }
+
+    fn uncordon<'a>(&'a self, _operation: &'a OperationId) -> BoxFuture<'a, Result<(), KubeError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn drain<'a>(&'a self, _settings: &'a DrainSettings) -> BoxFuture<'a, Result<DrainOutcome, KubeError>> {
+        Box::pin(async { Ok(DrainOutcome::NotConfigured) })
+    }
+}

@@ -1,0 +1,191 @@
+//! Durable state under the state directory: the node record and one file per
+//! operation, each written atomically (temporary file, fsync, rename, fsync of
+//! the directory), so a kill at any instant leaves either the old or the new
+//! version of every file, never a torn one.
+//!
+//! ```text
+//! STATE_DIR/node.json                 history, conditions, cordon marker, previous versions
+//! STATE_DIR/operations/ID.json        one operation with the engine's private progress
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file holds something that is not the expected JSON.
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let mut file =
+        OpenOptions::new().write(true).create(true).truncate(true).open(&temporary).map_err(io_error(&temporary))?;
+    file.write_all(bytes).map_err(io_error(&temporary))?;
+    file.sync_all().map_err(io_error(&temporary))?;
+    drop(file);
+    fs::rename(&temporary, path).map_err(io_error(path))?;
+    sync_dir(dir)
+}
+
+/// Fsyncs a directory so a rename or new entry in it survives power loss.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
+}
+
+/// The files of one agent's state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state directory.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let operations = dir.join("operations");
+        fs::create_dir_all(&operations).map_err(io_error(&operations))?;
+        Ok(Store { dir: dir.to_owned() })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn node_path(&self) -> PathBuf {
+        self.dir.join("node.json")
+    }
+
+    fn operation_path(&self, id: &str) -> PathBuf {
+        self.dir.join("operations").join(format!("{id}.json"))
+    }
+
+    /// Saves the node record.
+    pub fn save_node<T: Serialize>(&self, record: &T) -> Result<(), StoreError> {
+        save(&self.node_path(), record)
+    }
+
+    /// Loads the node record, `None` on first start.
+    pub fn load_node<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
+        load(&self.node_path())
+    }
+
+    /// Saves one operation.
+    pub fn save_operation<T: Serialize>(&self, id: &str, record: &T) -> Result<(), StoreError> {
+        save(&self.operation_path(id), record)
+    }
+
+    /// Loads every saved operation (in no particular order).
+    pub fn load_operations<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        let dir = self.dir.join("operations");
+        let mut records = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
+            let path = entry.map_err(io_error(&dir))?.path();
+            let is_record = path.extension().is_some_and(|e| e == "json")
+                && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if is_record {
+                if let Some(record) = load(&path)? {
+                    records.push(record);
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Removes an operation's file (when pruning old operations).
+    pub fn remove_operation(&self, id: &str) -> Result<(), StoreError> {
+        let path = self.operation_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error(&path)(error)),
+        }
+    }
+}
+
+fn save<T: Serialize>(path: &Path, record: &T) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec_pretty(record)
+        .map_err(|error| StoreError::Corrupt { path: path.to_owned(), reason: error.to_string() })?;
+    write_atomic(path, &bytes)
+}
+
+fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error(path)(error)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| StoreError::Corrupt { path: path.to_owned(), reason: error.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("opens");
+        assert_eq!(store.load_node::<Vec<u32>>().expect("loads"), None);
+        store.save_node(&vec![1u32, 2]).expect("saves");
+        store.save_node(&vec![3u32]).expect("replaces");
+        assert_eq!(store.load_node::<Vec<u32>>().expect("loads"), Some(vec![3]));
+        store.save_operation("op-1", &"one").expect("saves");
+        store.save_operation("op-2", &"two").expect("saves");
+        let mut operations: Vec<String> = store.load_operations().expect("loads");
+        operations.sort();
+        assert_eq!(operations, ["one", "two"]);
+        store.remove_operation("op-1").expect("removes");
+        store.remove_operation("op-1").expect("removing twice is fine");
+        assert_eq!(store.load_operations::<String>().expect("loads"), ["two"]);
+    }
+
+    #[test]
+    fn no_temporary_file_is_left_and_leftovers_are_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("opens");
+        store.save_operation("op-1", &1u8).expect("saves");
+        std::fs::write(dir.path().join("operations/.op-2.json.tmp"), b"{torn").expect("write leftover");
+        assert_eq!(store.load_operations::<u8>().expect("loads"), [1]);
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).expect("reads").map(|e| e.expect("entry").file_name()).collect();
+        assert!(names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("opens");
+        std::fs::write(dir.path().join("node.json"), b"{not json").expect("write");
+        let error = store.load_node::<Vec<u8>>().expect_err("corrupt");
+        assert!(error.to_string().contains("node.json is corrupt"), "{error}");
+    }
+}
