@@ -36,6 +36,61 @@ pub struct AgentConfig {
     pub server: ServerLimits,
     /// How the agent observes versions and host facts.
     pub probe: ProbeSettings,
+    /// Where artifacts may come from and how they are checked.
+    pub artifacts: ArtifactSettings,
+    /// How long each upgrade step may take.
+    pub timeouts: StepTimeouts,
+}
+
+/// Artifact limits and trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactSettings {
+    /// Largest artifact accepted, in bytes.
+    pub max_bytes: u64,
+    /// CA bundle for `https://` sources; the Mozilla roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// ed25519 public keys (32 raw bytes each); when any is set, every artifact
+    /// must carry a signature over its sha256 digest made by one of them.
+    pub trusted_keys: Vec<[u8; 32]>,
+}
+
+impl Default for ArtifactSettings {
+    fn default() -> Self {
+        Self { max_bytes: 512 * 1024 * 1024, ca_file: None, trusted_keys: Vec::new() }
+    }
+}
+
+/// The longest each upgrade step may run before it fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTimeouts {
+    /// PreCheck.
+    pub precheck: Duration,
+    /// Stage (download and verify).
+    pub stage: Duration,
+    /// Cordon and Uncordon.
+    pub cordon: Duration,
+    /// Drain, unless the request sets its own.
+    pub drain: Duration,
+    /// Swap.
+    pub swap: Duration,
+    /// Restart.
+    pub restart: Duration,
+    /// PostCheck, including waiting for the new version to answer and be healthy.
+    pub postcheck: Duration,
+}
+
+impl Default for StepTimeouts {
+    fn default() -> Self {
+        Self {
+            precheck: Duration::from_secs(60),
+            stage: Duration::from_secs(900),
+            cordon: Duration::from_secs(60),
+            drain: Duration::from_secs(900),
+            swap: Duration::from_secs(60),
+            restart: Duration::from_secs(120),
+            postcheck: Duration::from_secs(120),
+        }
+    }
 }
 
 /// Paths of the TLS material, reloaded on SIGHUP or when a file changes.
@@ -189,6 +244,29 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     probe: RawProbe,
+    #[serde(default)]
+    artifacts: RawArtifacts,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawArtifacts {
+    max_bytes: Option<u64>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    trusted_keys: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawTimeouts {
+    precheck_secs: Option<u64>,
+    stage_secs: Option<u64>,
+    cordon_secs: Option<u64>,
+    drain_secs: Option<u64>,
+    swap_secs: Option<u64>,
+    restart_secs: Option<u64>,
+    postcheck_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -372,6 +450,8 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<AgentConfig> {
     });
     let server = validate_server(raw.server, problems);
     let probe = validate_probe(raw.probe, problems);
+    let artifacts = validate_artifacts(raw.artifacts, problems);
+    let timeouts = validate_timeouts(raw.timeouts, problems);
     Some(AgentConfig {
         node_name: node_name?,
         role: role?,
@@ -382,7 +462,48 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<AgentConfig> {
         kubernetes,
         server,
         probe,
+        artifacts,
+        timeouts,
     })
+}
+
+fn validate_artifacts(raw: RawArtifacts, problems: &mut Problems) -> ArtifactSettings {
+    use base64::Engine as _;
+    let default = ArtifactSettings::default();
+    let max_bytes = match raw.max_bytes {
+        None => default.max_bytes,
+        Some(n) if (1..=16 * 1024 * 1024 * 1024).contains(&n) => n,
+        Some(n) => {
+            problems.add("artifacts.max_bytes", format!("must be between 1 and 17179869184, got {n}"));
+            default.max_bytes
+        }
+    };
+    let ca_file = raw.ca_file.and_then(|path| problems.absolute_path("artifacts.ca_file", Some(path)));
+    let mut trusted_keys = Vec::new();
+    for (index, key) in raw.trusted_keys.iter().enumerate() {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(key.trim()).ok();
+        let bytes: Option<[u8; 32]> = decoded.and_then(|bytes| bytes.try_into().ok());
+        match bytes.filter(|bytes| ed25519_dalek::VerifyingKey::from_bytes(bytes).is_ok()) {
+            Some(bytes) => trusted_keys.push(bytes),
+            None => problems
+                .add(format!("artifacts.trusted_keys[{index}]"), "must be a base64 ed25519 public key (32 bytes)"),
+        }
+    }
+    ArtifactSettings { max_bytes, ca_file, trusted_keys }
+}
+
+fn validate_timeouts(raw: RawTimeouts, problems: &mut Problems) -> StepTimeouts {
+    let default = StepTimeouts::default();
+    let range = (1, 86_400);
+    StepTimeouts {
+        precheck: problems.seconds("timeouts.precheck_secs", raw.precheck_secs, default.precheck, range),
+        stage: problems.seconds("timeouts.stage_secs", raw.stage_secs, default.stage, range),
+        cordon: problems.seconds("timeouts.cordon_secs", raw.cordon_secs, default.cordon, range),
+        drain: problems.seconds("timeouts.drain_secs", raw.drain_secs, default.drain, range),
+        swap: problems.seconds("timeouts.swap_secs", raw.swap_secs, default.swap, range),
+        restart: problems.seconds("timeouts.restart_secs", raw.restart_secs, default.restart, range),
+        postcheck: problems.seconds("timeouts.postcheck_secs", raw.postcheck_secs, default.postcheck, range),
+    }
 }
 
 fn validate_tls(raw: Option<RawTls>, problems: &mut Problems) -> Option<TlsPaths> {
@@ -450,8 +571,8 @@ fn validate_component(index: usize, raw: RawComponent, problems: &mut Problems) 
         (None, None) => Some(RestartMethod::None),
     };
     let health_url = match raw.health_url {
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-            problems.add(key("health_url"), format!("{url:?} must be an http:// or https:// URL"));
+        Some(url) if !url.starts_with("http://") => {
+            problems.add(key("health_url"), format!("{url:?} must be an http:// URL (a local health endpoint)"));
             None
         }
         other => Some(other),

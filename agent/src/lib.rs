@@ -9,7 +9,9 @@
 //! - [`server`]: accept loop, connections, routes, request bodies, metrics.
 //! - [`node`]: the node state served by `GET /v1/node` and its `ETag`.
 //! - [`store`]: durable, atomically written state files.
-//! - [`host`]: traits for the host (version probe, host facts) and the real ones.
+//! - [`host`]: traits for the host (versions, facts, files, services, health,
+//!   Kubernetes) and the real implementations.
+//! - [`engine`]: operations and their steps, durability, recovery and rollback.
 //! - [`app`]: what handlers and background tasks share.
 //! - [`refresh`]: background refresh of versions, host facts and TLS files.
 //! - [`systemd`]: readiness and watchdog notifications.
@@ -19,6 +21,7 @@
 
 pub mod app;
 pub mod config;
+pub mod engine;
 pub mod host;
 pub mod node;
 pub mod refresh;
@@ -27,7 +30,6 @@ pub mod store;
 pub mod systemd;
 pub mod tls;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -35,8 +37,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::app::App;
 use crate::config::AgentConfig;
-use crate::host::facts::SystemFacts;
-use crate::host::version_probe::CommandVersionProbe;
+use crate::host::Host;
+use crate::store::{Store, StoreError};
 use crate::tls::{TlsError, TlsStore};
 
 /// Why the agent could not start.
@@ -45,6 +47,9 @@ pub enum StartError {
     /// The TLS credentials are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The state directory could not be opened or read.
+    #[error(transparent)]
+    State(#[from] StoreError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -73,13 +78,10 @@ pub async fn run(config: AgentConfig) -> Result<(), StartError> {
     let tls = Arc::new(TlsStore::load(config.tls.clone())?);
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { address: config.listen, source })?;
-    let disk_path = config
-        .components
-        .first()
-        .and_then(|component| component.binary.parent().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let app = Arc::new(App::new(config, Arc::new(CommandVersionProbe), Arc::new(SystemFacts::new(disk_path))));
-    app.probe_versions().await;
+    let host = Host::real(&config)?;
+    let store = Store::open(&config.state_dir)?;
+    let app = Arc::new(App::new(config, host, store)?);
+    app.start().await;
 
     let mut background = tokio::task::JoinSet::new();
     background.spawn(refresh::probe_versions_forever(app.clone()));

@@ -140,7 +140,7 @@ impl NodeView {
     }
 
     /// Applies a change and recomputes the tag.
-    fn update(&self, change: impl FnOnce(&mut NodeState)) {
+    pub fn update(&self, change: impl FnOnce(&mut NodeState)) {
         let mut guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         change(&mut guard.state);
         guard.etag = compute_etag(&guard.state);

@@ -37,8 +37,6 @@ pub enum ErrorCode {
     ValidationFailed,
     /// The incremental or skew rule refuses the target version (422).
     VersionRefused,
-    /// The endpoint is documented but not served by this agent build (501).
-    NotImplemented,
     /// A dependency (Kubernetes API server, disk, artifact source) is unavailable (503).
     DependencyUnavailable,
     /// An unexpected failure inside the agent (500). Never caused by input.
@@ -47,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -60,7 +58,6 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::ValidationFailed,
         ErrorCode::VersionRefused,
-        ErrorCode::NotImplemented,
         ErrorCode::DependencyUnavailable,
         ErrorCode::Internal,
     ];
@@ -79,7 +76,6 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::ValidationFailed | ErrorCode::VersionRefused => 422,
             ErrorCode::Internal => 500,
-            ErrorCode::NotImplemented => 501,
             ErrorCode::DependencyUnavailable => 503,
         }
     }
@@ -99,7 +95,6 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::ValidationFailed => "validation_failed",
             ErrorCode::VersionRefused => "version_refused",
-            ErrorCode::NotImplemented => "not_implemented",
             ErrorCode::DependencyUnavailable => "dependency_unavailable",
             ErrorCode::Internal => "internal",
         }

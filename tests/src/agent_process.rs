@@ -1,5 +1,6 @@
 //! A real `upkeep-agent` process for tests: config written to a temporary
-//! directory, a fake kubelet beside it, stderr captured, killed on drop.
+//! directory, a fake kubelet beside it, stderr captured, killed on drop. The
+//! same directory can be started again after a kill, as a restarted node would.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,19 +19,39 @@ use crate::{binaries, fake_kubelet, pki::Pki};
 /// How long a test waits for the agent to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a test agent is set up.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSetup {
+    /// The version the installed fake kubelet prints.
+    pub kubelet_version: String,
+    /// Seconds between TLS file checks (0: on SIGHUP only).
+    pub tls_reload_secs: u64,
+    /// Extra keys of the kubelet's `[[components]]` table; `{dir}` stands for
+    /// the agent's directory.
+    pub component_extra: String,
+    /// Extra TOML appended at the end (tables).
+    pub extra: String,
+}
+
+impl AgentSetup {
+    /// A kubelet at `version` and nothing else.
+    pub fn kubelet(version: &str) -> Self {
+        Self { kubelet_version: version.to_owned(), ..Self::default() }
+    }
+}
+
 /// A running agent.
 pub struct AgentProcess {
     child: Child,
     /// The address it listens on.
     pub addr: SocketAddr,
-    dir: TempDir,
+    dir: Arc<TempDir>,
     log: Arc<Mutex<String>>,
 }
 
 /// The config of a test agent: a worker with one fake kubelet, listening on an
-/// ephemeral loopback port, TLS files checked every `tls_reload_secs` (0: on
-/// SIGHUP only), plus `extra` TOML appended at the end.
-pub fn config_text(pki: &Pki, dir: &Path, kubelet: &Path, tls_reload_secs: u64, extra: &str) -> String {
+/// ephemeral loopback port, plus the setup's extra TOML.
+pub fn config_text(pki: &Pki, dir: &Path, kubelet: &Path, setup: &AgentSetup) -> String {
     format!(
         r#"node_name = "worker-1"
 role = "worker"
@@ -41,11 +62,12 @@ state_dir = "{state}"
 cert = "{cert}"
 key = "{key}"
 client_ca = "{ca}"
-reload_interval_secs = {tls_reload_secs}
+reload_interval_secs = {reload}
 
 [[components]]
 name = "kubelet"
 binary = "{kubelet}"
+{component_extra}
 
 {extra}
 "#,
@@ -53,7 +75,10 @@ binary = "{kubelet}"
         cert = pki.file("node.crt").display(),
         key = pki.file("node.key").display(),
         ca = pki.ca_cert().display(),
+        reload = setup.tls_reload_secs,
         kubelet = kubelet.display(),
+        component_extra = setup.component_extra.replace("{dir}", &dir.display().to_string()),
+        extra = setup.extra,
     )
 }
 
@@ -61,29 +86,46 @@ impl AgentProcess {
     /// Starts an agent whose kubelet reports `kubelet_version`, with `extra`
     /// config; TLS files are reloaded on SIGHUP only.
     pub fn start(pki: &Pki, kubelet_version: &str, extra: &str) -> AgentProcess {
-        Self::spawn(pki, kubelet_version, 0, extra)
+        Self::start_with(pki, &AgentSetup { extra: extra.to_owned(), ..AgentSetup::kubelet(kubelet_version) })
     }
 
     /// Starts an agent that also reloads its TLS files when they change,
     /// checking every `seconds`.
     pub fn start_with_tls_reload(pki: &Pki, kubelet_version: &str, seconds: u64) -> AgentProcess {
-        Self::spawn(pki, kubelet_version, seconds, "")
+        Self::start_with(pki, &AgentSetup { tls_reload_secs: seconds, ..AgentSetup::kubelet(kubelet_version) })
     }
 
-    fn spawn(pki: &Pki, kubelet_version: &str, tls_reload_secs: u64, extra: &str) -> AgentProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubelet = fake_kubelet::write(dir.path(), "kubelet", kubelet_version);
+    /// Starts an agent as `setup` describes, in a new directory.
+    pub fn start_with(pki: &Pki, setup: &AgentSetup) -> AgentProcess {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let kubelet = fake_kubelet::write(dir.path(), "kubelet", &setup.kubelet_version);
         let config = dir.path().join("agent.toml");
-        std::fs::write(&config, config_text(pki, dir.path(), &kubelet, tls_reload_secs, extra)).expect("write config");
-        let mut child = Command::new(binaries::path("upkeep-agent"))
+        std::fs::write(&config, config_text(pki, dir.path(), &kubelet, setup)).expect("write config");
+        Self::launch(dir, &[])
+    }
+
+    /// Kills this agent with SIGKILL and starts it again on the same directory
+    /// (a new port), with `env` set for the new process.
+    pub fn restart(mut self, env: &[(&str, &str)]) -> AgentProcess {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Self::launch(self.dir.clone(), env)
+    }
+
+    /// Starts the agent of `dir` with extra environment.
+    pub fn launch(dir: Arc<TempDir>, env: &[(&str, &str)]) -> AgentProcess {
+        let mut command = Command::new(binaries::path("upkeep-agent"));
+        command
             .arg("--config")
-            .arg(&config)
+            .arg(dir.path().join("agent.toml"))
             .env("RUST_LOG", "info,audit=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("upkeep-agent starts");
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("upkeep-agent starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(String::new()));
         let (address_sender, address_receiver) = mpsc::channel();
@@ -113,6 +155,11 @@ impl AgentProcess {
     /// The agent's working directory (config, fake kubelet, state).
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+
+    /// The installed fake kubelet.
+    pub fn kubelet_path(&self) -> PathBuf {
+        self.dir.path().join("kubelet")
     }
 
     /// Sends a signal to the agent.

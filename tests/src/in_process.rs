@@ -3,7 +3,6 @@
 //! separate process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tempfile::TempDir;
@@ -11,12 +10,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use upkeep_agent::app::App;
 use upkeep_agent::config::AgentConfig;
-use upkeep_agent::host::facts::SystemFacts;
-use upkeep_agent::host::version_probe::CommandVersionProbe;
+use upkeep_agent::host::Host;
 use upkeep_agent::server;
+use upkeep_agent::store::Store;
 use upkeep_agent::tls::TlsStore;
 
-use crate::agent_process::config_text;
+use crate::agent_process::{AgentSetup, config_text};
 use crate::fake_kubelet;
 use crate::pki::Pki;
 
@@ -33,13 +32,15 @@ impl InProcessAgent {
     pub async fn start(pki: &Pki, kubelet_version: &str, extra: &str) -> InProcessAgent {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubelet = fake_kubelet::write(dir.path(), "kubelet", kubelet_version);
-        let config = AgentConfig::parse(&config_text(pki, dir.path(), &kubelet, 0, extra)).expect("valid config");
+        let setup = AgentSetup { extra: extra.to_owned(), ..AgentSetup::kubelet(kubelet_version) };
+        let config = AgentConfig::parse(&config_text(pki, dir.path(), &kubelet, &setup)).expect("valid config");
         let tls = Arc::new(TlsStore::load(config.tls.clone()).expect("TLS material"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
-        let facts = SystemFacts::new(PathBuf::from(dir.path()));
-        let app = Arc::new(App::new(config, Arc::new(CommandVersionProbe), Arc::new(facts)));
-        app.probe_versions().await;
+        let host = Host::real(&config).expect("real host");
+        let store = Store::open(&config.state_dir).expect("state directory");
+        let app = Arc::new(App::new(config, host, store).expect("agent state"));
+        app.start().await;
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(server::serve(listener, tls, app, async {
             let _ = stopped.await;

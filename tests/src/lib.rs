@@ -11,6 +11,7 @@
 //! - [`client`]: an HTTPS client over rustls for requests and handshake checks.
 //! - [`curl`]: the real `curl` and `openssl s_client` against an agent.
 //! - [`in_process`]: the real agent server inside the test or bench process.
+//! - [`upgrades`]: artifacts, request bodies and waiting for operations.
 
 pub mod agent_process;
 pub mod binaries;
@@ -19,3 +20,4 @@ pub mod curl;
 pub mod fake_kubelet;
 pub mod in_process;
 pub mod pki;
+pub mod upgrades;

@@ -62,6 +62,8 @@ pub enum KubeError {
 
 /// The node's Kubernetes API.
 pub trait NodeAccess: Send + Sync {
+    /// Whether Kubernetes access is configured at all.
+    fn configured(&self) -> bool;
     /// Marks the node unschedulable, recording `operation` as the cordoner.
     fn cordon<'a>(&'a self, operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>>;
     /// Marks the node schedulable again if upkeep's `operation` cordoned it.
@@ -75,6 +77,10 @@ pub trait NodeAccess: Send + Sync {
 pub struct NoKubernetes;
 
 impl NodeAccess for NoKubernetes {
+    fn configured(&self) -> bool {
+        false
+    }
+
     fn cordon<'a>(&'a self, _operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>> {
         Box::pin(async { Ok(CordonOutcome::NotConfigured) })
     }

@@ -19,6 +19,7 @@ pub mod kubernetes;
 pub mod services;
 pub mod version_probe;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use std::future::Future;
@@ -94,4 +95,25 @@ pub struct Host {
     pub health: Arc<dyn health::HealthProbe>,
     /// Kubernetes.
     pub kubernetes: Arc<dyn kubernetes::NodeAccess>,
+}
+
+impl Host {
+    /// The real host described by `config`: commands, the filesystem, systemd,
+    /// local health URLs, and no Kubernetes access until it is configured.
+    pub fn real(config: &crate::config::AgentConfig) -> Result<Host, crate::tls::TlsError> {
+        let disk_path = config
+            .components
+            .first()
+            .and_then(|component| component.binary.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let reader = fetch::ArtifactReader::new(config.artifacts.ca_file.as_deref())?;
+        Ok(Host {
+            versions: Arc::new(version_probe::CommandVersionProbe),
+            facts: Arc::new(facts::SystemFacts::new(disk_path)),
+            files: Arc::new(files::RealFiles::new(reader)),
+            services: Arc::new(services::RealServices),
+            health: Arc::new(health::HttpHealthProbe),
+            kubernetes: Arc::new(kubernetes::NoKubernetes),
+        })
+    }
 }

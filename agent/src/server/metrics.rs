@@ -1,12 +1,13 @@
 //! Prometheus metrics of the agent, served by `GET /metrics` in the OpenMetrics
 //! text format: requests by route and status, handshake failures by reason,
 //! open connections, the observed version of each component as an info gauge,
-//! and build info.
+//! operations by kind and outcome, step durations, and build info.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
@@ -30,6 +31,20 @@ struct VersionLabels {
     version: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: String,
+}
+
+/// Step duration buckets in seconds, from a zero-latency simulated step to a long drain.
+const STEP_BUCKETS: [f64; 14] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0];
+
 /// The agent's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +52,8 @@ pub struct Metrics {
     handshake_failures: Family<HandshakeLabels, Counter>,
     component_versions: Family<VersionLabels, Gauge>,
     open_connections: Gauge,
+    operations: Family<OperationLabels, Counter>,
+    step_durations: Family<StepLabels, Histogram>,
 }
 
 impl Metrics {
@@ -47,6 +64,11 @@ impl Metrics {
         let handshake_failures = Family::<HandshakeLabels, Counter>::default();
         let component_versions = Family::<VersionLabels, Gauge>::default();
         let open_connections = Gauge::default();
+        let operations = Family::<OperationLabels, Counter>::default();
+        let step_durations =
+            Family::<StepLabels, Histogram>::new_with_constructor(|| Histogram::new(STEP_BUCKETS.iter().copied()));
+        registry.register("operations", "Operations that ended, by kind and outcome", operations.clone());
+        registry.register("step_duration_seconds", "How long upgrade steps took", step_durations.clone());
         registry.register("http_requests", "HTTP requests served, by route template and status", requests.clone());
         registry.register(
             "tls_handshake_failures",
@@ -64,7 +86,15 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
         );
-        Self { registry, requests, handshake_failures, component_versions, open_connections }
+        Self {
+            registry,
+            requests,
+            handshake_failures,
+            component_versions,
+            open_connections,
+            operations,
+            step_durations,
+        }
     }
 
     /// Counts one served request.
@@ -88,6 +118,21 @@ impl Metrics {
     /// Tracks a connection opening (`+1`) or closing (`-1`).
     pub fn add_open_connections(&self, delta: i64) {
         self.open_connections.inc_by(delta);
+    }
+
+    /// Counts an operation that ended.
+    pub fn record_operation(
+        &self,
+        kind: upkeep_common::api::OperationKind,
+        outcome: upkeep_common::api::OperationPhase,
+    ) {
+        let labels = OperationLabels { kind: format!("{kind:?}").to_lowercase(), outcome: format!("{outcome:?}") };
+        self.operations.get_or_create(&labels).inc();
+    }
+
+    /// Records how long a step took.
+    pub fn observe_step(&self, step: upkeep_common::api::StepName, seconds: f64) {
+        self.step_durations.get_or_create(&StepLabels { step: format!("{step:?}") }).observe(seconds);
     }
 
     /// The metrics page.

@@ -13,8 +13,7 @@
 //! | POST | `/v1/cordon`, `/v1/uncordon`, `/v1/drain` | operator |
 //!
 //! An unknown path answers 404 and a known path with another method 405 (with
-//! `Allow`), both in the error envelope. The write side validates its body and
-//! then answers 501 `not_implemented` until the upgrade engine serves it.
+//! `Allow`), both in the error envelope. Writes answer 202 with the operation.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,9 +21,10 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, ETAG, HeaderValue, IF_MATCH};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::de::DeserializeOwned;
-use upkeep_common::api::{DrainRequest, OperationList, OperationRequest, UpgradeRequest};
-use upkeep_common::ids::OperationId;
+use upkeep_common::api::{
+    DrainRequest, DrainTimeoutAction, Operation, OperationKind, OperationList, OperationRequest, UpgradeRequest,
+};
+use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
 
 use crate::app::App;
@@ -235,54 +235,91 @@ async fn dispatch(
             }
             Ok(response)
         }
-        Endpoint::ListOperations => Ok(response::json(StatusCode::OK, &OperationList { operations: Vec::new() })),
-        Endpoint::GetOperation => Err(operation_not_found(id.as_deref())),
+        Endpoint::ListOperations => {
+            Ok(response::json(StatusCode::OK, &OperationList { operations: app.engine.operations() }))
+        }
+        Endpoint::GetOperation => {
+            let id = parse_operation_id(id.as_deref())?;
+            let operation = app.engine.operation(&id).ok_or_else(|| not_found(&id))?;
+            Ok(response::json(StatusCode::OK, &operation))
+        }
         Endpoint::Upgrade => {
             let if_match = request.headers().get(IF_MATCH).map(|v| v.to_str().unwrap_or("").to_owned());
             let upgrade: UpgradeRequest = read_json(request, limit).await?;
-            if upgrade.force && !identity.allows(Role::Admin) {
-                return Err(forbidden(identity, Role::Admin));
-            }
-            if let Some(if_match) = if_match {
-                if !app.node.etag().matches_if_match(&if_match) {
-                    return Err(ErrorBody::new(
-                        ErrorCode::PreconditionFailed,
-                        "If-Match does not match the node's current ETag; read GET /v1/node again",
-                    ));
-                }
-            }
-            Err(not_served("upgrades"))
+            let token = upgrade.request_token.clone();
+            let operation = app.engine.submit_upgrade(identity, upgrade, if_match.as_deref());
+            audited(identity, token.as_ref(), operation)
         }
         Endpoint::Cancel => {
             let _: OperationRequest = read_json(request, limit).await?;
-            Err(operation_not_found(id.as_deref()))
+            let id = parse_operation_id(id.as_deref())?;
+            audited(identity, None, app.engine.cancel(&id, identity))
         }
         Endpoint::Rollback | Endpoint::Cordon | Endpoint::Uncordon => {
-            read_then_not_served::<OperationRequest>(request, limit, "this operation").await
+            let body: OperationRequest = read_json(request, limit).await?;
+            let kind = match endpoint {
+                Endpoint::Rollback => OperationKind::Rollback,
+                Endpoint::Cordon => OperationKind::Cordon,
+                _ => OperationKind::Uncordon,
+            };
+            let token = body.request_token.clone();
+            audited(
+                identity,
+                token.as_ref(),
+                app.engine.submit_node_operation(identity, kind, body.request_token, None),
+            )
         }
-        Endpoint::Drain => read_then_not_served::<DrainRequest>(request, limit, "drain").await,
+        Endpoint::Drain => {
+            let body: DrainRequest = read_json(request, limit).await?;
+            if body.drain.as_ref().and_then(|d| d.on_timeout) == Some(DrainTimeoutAction::Force)
+                && !identity.allows(Role::Admin)
+            {
+                return Err(forbidden(identity, Role::Admin));
+            }
+            let token = body.request_token.clone();
+            let operation =
+                app.engine.submit_node_operation(identity, OperationKind::Drain, body.request_token, body.drain);
+            audited(identity, token.as_ref(), operation)
+        }
     }
 }
 
-async fn read_then_not_served<T: DeserializeOwned>(
-    request: Request<Incoming>,
-    limit: usize,
-    what: &str,
+/// Logs a mutating request's outcome with who asked, and answers 202 with the operation.
+fn audited(
+    identity: &Identity,
+    token: Option<&RequestToken>,
+    outcome: Result<Operation, ErrorBody>,
 ) -> Result<Response<Body>, ErrorBody> {
-    let _: T = read_json(request, limit).await?;
-    Err(not_served(what))
-}
-
-fn not_served(what: &str) -> ErrorBody {
-    ErrorBody::new(ErrorCode::NotImplemented, format!("{what} are not served by this agent build yet"))
-}
-
-fn operation_not_found(id: Option<&str>) -> ErrorBody {
-    let id = id.unwrap_or_default();
-    match id.parse::<OperationId>() {
-        Ok(id) => ErrorBody::new(ErrorCode::NotFound, format!("no operation {id}")),
-        Err(error) => ErrorBody::new(ErrorCode::NotFound, format!("no such operation: {error}")),
+    match &outcome {
+        Ok(operation) => tracing::info!(
+            target: "audit",
+            client = %identity,
+            request_token = token.map(RequestToken::as_str).unwrap_or("-"),
+            operation = %operation.id,
+            kind = ?operation.kind,
+            phase = ?operation.phase,
+            "operation accepted"
+        ),
+        Err(error) => tracing::info!(
+            target: "audit",
+            client = %identity,
+            request_token = token.map(RequestToken::as_str).unwrap_or("-"),
+            code = %error.error.code,
+            "request refused: {}",
+            error.error.message
+        ),
     }
+    outcome.map(|operation| response::json(StatusCode::ACCEPTED, &operation))
+}
+
+fn parse_operation_id(id: Option<&str>) -> Result<OperationId, ErrorBody> {
+    let id = id.unwrap_or_default();
+    id.parse::<OperationId>()
+        .map_err(|error| ErrorBody::new(ErrorCode::NotFound, format!("no such operation: {error}")))
+}
+
+fn not_found(id: &OperationId) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, format!("no operation {id}"))
 }
 
 #[cfg(test)]

@@ -155,6 +155,9 @@ pub struct Operation {
     /// Whether it only ran PreCheck to report what would happen.
     #[serde(default)]
     pub dry_run: bool,
+    /// Whether the node was already at the target, so nothing was done (reported as skipped).
+    #[serde(default)]
+    pub no_op: bool,
 }
 
 /// The body of `GET /v1/operations`.
@@ -193,6 +196,7 @@ mod tests {
             requested_by: "ops (upkeep:operator)".into(),
             accepted_risks: vec![AcceptedRisk { code: "incremental_rule".into(), message: "skipped a minor".into() }],
             dry_run: false,
+            no_op: false,
         };
         assert_eq!(
             serde_json::to_value(&operation).expect("ser"),
@@ -204,7 +208,7 @@ mod tests {
                 "errors": [], "created_at": "2026-01-02T03:04:05Z", "started_at": "2026-01-02T03:04:05Z",
                 "finished_at": null, "requested_by": "ops (upkeep:operator)",
                 "accepted_risks": [{"code": "incremental_rule", "message": "skipped a minor"}],
-                "dry_run": false
+                "dry_run": false, "no_op": false
             })
         );
     }

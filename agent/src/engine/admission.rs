@@ -1,0 +1,307 @@
+//! Deciding whether an upgrade request may start: field checks beyond parsing
+//! (422 with a detail per bad field), the incremental and skew rules, the
+//! Degraded node, and what `force` overrides (recorded as accepted risks).
+//! Pure: every input is a parameter.
+
+use base64::Engine as _;
+use upkeep_common::api::{AcceptedRisk, UpgradeRequest};
+use upkeep_common::rules::{IncrementalRefusal, IncrementalVerdict, SkewVerdict, check_incremental, check_skew};
+use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail, Version};
+
+use crate::config::{AgentConfig, ComponentConfig};
+
+/// Components whose versions follow the Kubernetes skew policy.
+pub const SKEW_CHECKED: [&str; 2] = ["kubelet", "kube-proxy"];
+
+/// One component the upgrade will change.
+#[derive(Debug, Clone)]
+pub struct AdmittedComponent {
+    /// Its configuration.
+    pub config: ComponentConfig,
+    /// Index of its artifact in the request.
+    pub artifact: usize,
+    /// Its observed version.
+    pub from_version: Option<Version>,
+}
+
+/// An admitted upgrade.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The components to change (empty: the node is already at the target).
+    pub components: Vec<AdmittedComponent>,
+    /// What `force` overrode.
+    pub accepted_risks: Vec<AcceptedRisk>,
+    /// Notes for the PreCheck step, such as a skew rule that could not be checked.
+    pub notes: Vec<String>,
+}
+
+/// What admission needs to know about the node.
+pub struct NodeFacts<'a> {
+    /// Each component's observed version (None: its probe failed).
+    pub observed: &'a dyn Fn(&str) -> Option<Version>,
+    /// Versions kept for rollback, by component.
+    pub previous: &'a dyn Fn(&str) -> Option<Version>,
+    /// The Degraded reason, if the node is Degraded.
+    pub degraded: Option<&'a str>,
+    /// The control plane's version, from the request or the API server.
+    pub control_plane: Option<Version>,
+}
+
+/// Checks the request's fields against the config; every problem is a detail.
+pub fn check_fields(config: &AgentConfig, request: &UpgradeRequest) -> Result<(), ErrorBody> {
+    let mut details = Vec::new();
+    if request.artifacts.is_empty() {
+        details.push(ErrorDetail::new("artifacts", "empty", "at least one artifact is required"));
+    }
+    for (index, artifact) in request.artifacts.iter().enumerate() {
+        let field = |name: &str| format!("artifacts[{index}].{name}");
+        if !config.components.iter().any(|c| c.name == artifact.component) {
+            details.push(ErrorDetail::new(
+                field("component"),
+                "unknown_component",
+                format!("{} is not a component this agent manages", artifact.component),
+            ));
+        }
+        if request.artifacts[..index].iter().any(|earlier| earlier.component == artifact.component) {
+            details.push(ErrorDetail::new(
+                field("component"),
+                "duplicate",
+                format!("{} is listed twice", artifact.component),
+            ));
+        }
+        if !(artifact.source.starts_with("file:///") || artifact.source.starts_with("https://")) {
+            details.push(ErrorDetail::new(
+                field("source"),
+                "unsupported_source",
+                "source must be an absolute file:// URL or an https:// URL",
+            ));
+        }
+        match &artifact.signature {
+            Some(signature) if decode_signature(signature).is_none() => details.push(ErrorDetail::new(
+                field("signature"),
+                "invalid_format",
+                "signature must be the base64 of a 64-byte ed25519 signature",
+            )),
+            None if !config.artifacts.trusted_keys.is_empty() => details.push(ErrorDetail::new(
+                field("signature"),
+                "signature_required",
+                "this agent trusts signing keys, so every artifact must be signed",
+            )),
+            _ => {}
+        }
+    }
+    if details.is_empty() {
+        Ok(())
+    } else {
+        Err(ErrorBody::with_details(ErrorCode::ValidationFailed, "the upgrade request has invalid fields", details))
+    }
+}
+
+/// Decodes a base64 ed25519 signature.
+pub fn decode_signature(text: &str) -> Option<[u8; 64]> {
+    base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?.try_into().ok()
+}
+
+/// Applies the rules; `force` turns refusals into accepted risks.
+pub fn admit(config: &AgentConfig, request: &UpgradeRequest, node: &NodeFacts<'_>) -> Result<Admission, ErrorBody> {
+    let target = &request.target_version;
+    let mut admission = Admission { components: Vec::new(), accepted_risks: Vec::new(), notes: Vec::new() };
+    let mut refusals = Vec::new();
+    if let Some(reason) = node.degraded {
+        if request.force {
+            admission.accepted_risks.push(risk("degraded_node", format!("the node was Degraded: {reason}")));
+        } else {
+            return Err(ErrorBody::new(
+                ErrorCode::Conflict,
+                format!("the node is Degraded ({reason}); an admin may upgrade anyway with force"),
+            ));
+        }
+    }
+    for (index, artifact) in request.artifacts.iter().enumerate() {
+        let Some(component) = config.components.iter().find(|c| c.name == artifact.component) else { continue };
+        let name = component.name.as_str();
+        let observed = (node.observed)(name);
+        let field = format!("artifacts[{index}].component");
+        match &observed {
+            None if request.force => {
+                admission.accepted_risks.push(risk("unknown_version", format!("the version of {name} was unknown")));
+            }
+            None => {
+                return Err(ErrorBody::new(
+                    ErrorCode::DependencyUnavailable,
+                    format!(
+                        "the version of {name} is unknown (its version command failed); the rules cannot be applied"
+                    ),
+                ));
+            }
+            Some(current) => match check_incremental(current, target, (node.previous)(name).as_ref()) {
+                IncrementalVerdict::NoOp => continue,
+                IncrementalVerdict::Allowed(_) => {}
+                IncrementalVerdict::Refused(refusal) if request.force => {
+                    admission.accepted_risks.push(risk("incremental_rule", format!("{name}: {refusal}")));
+                }
+                IncrementalVerdict::Refused(refusal) => {
+                    refusals.push(ErrorDetail::new(
+                        field.clone(),
+                        refusal_code(&refusal),
+                        format!("{name}: {refusal}"),
+                    ));
+                }
+            },
+        }
+        if SKEW_CHECKED.contains(&name) {
+            match &node.control_plane {
+                None => admission.notes.push(format!("{name}: skew not checked, the control-plane version is unknown")),
+                Some(control_plane) => match check_skew(target, control_plane) {
+                    SkewVerdict::Allowed => {}
+                    SkewVerdict::Refused(refusal) if request.force => {
+                        admission.accepted_risks.push(risk("skew_rule", refusal.to_string()));
+                    }
+                    SkewVerdict::Refused(refusal) => {
+                        refusals.push(ErrorDetail::new("target_version", "skew", refusal.to_string()));
+                    }
+                },
+            }
+        }
+        admission.components.push(AdmittedComponent {
+            config: component.clone(),
+            artifact: index,
+            from_version: observed,
+        });
+    }
+    if !refusals.is_empty() {
+        return Err(ErrorBody::with_details(
+            ErrorCode::VersionRefused,
+            "the version rules refuse this target; an admin may override them with force",
+            refusals,
+        ));
+    }
+    Ok(admission)
+}
+
+fn refusal_code(refusal: &IncrementalRefusal) -> &'static str {
+    match refusal {
+        IncrementalRefusal::Downgrade { .. } => "downgrade",
+        IncrementalRefusal::SkipsMinor { .. } => "skips_minor",
+        IncrementalRefusal::MajorChange { .. } => "major_change",
+    }
+}
+
+fn risk(code: &str, message: String) -> AcceptedRisk {
+    AcceptedRisk { code: code.to_owned(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upkeep_common::api::Artifact;
+
+    fn config() -> AgentConfig {
+        AgentConfig::parse(
+            r#"
+node_name = "worker-1"
+role = "worker"
+listen = "127.0.0.1:0"
+state_dir = "/tmp/upkeep"
+[tls]
+cert = "/c"
+key = "/k"
+client_ca = "/ca"
+[[components]]
+name = "kubelet"
+binary = "/usr/bin/kubelet"
+[[components]]
+name = "kube-proxy"
+binary = "/usr/bin/kube-proxy"
+"#,
+        )
+        .expect("valid config")
+    }
+
+    fn request(target: &str, components: &[&str], force: bool) -> UpgradeRequest {
+        UpgradeRequest {
+            target_version: target.parse().expect("valid"),
+            artifacts: components
+                .iter()
+                .map(|c| Artifact {
+                    component: c.parse().expect("valid"),
+                    source: format!("file:///srv/{c}"),
+                    sha256: "ab".repeat(32).parse().expect("valid"),
+                    signature: None,
+                })
+                .collect(),
+            request_token: None,
+            force,
+            drain: None,
+            dry_run: false,
+            control_plane_version: None,
+        }
+    }
+
+    fn facts<'a>(
+        observed: &'a dyn Fn(&str) -> Option<Version>,
+        previous: &'a dyn Fn(&str) -> Option<Version>,
+        control_plane: Option<&str>,
+    ) -> NodeFacts<'a> {
+        NodeFacts {
+            observed,
+            previous,
+            degraded: None,
+            control_plane: control_plane.map(|v| v.parse().expect("valid")),
+        }
+    }
+
+    const V1302: fn(&str) -> Option<Version> = |_| "v1.30.2".parse().ok();
+    const NONE: fn(&str) -> Option<Version> = |_| None;
+
+    #[test]
+    fn field_problems_are_all_reported() {
+        let mut bad = request("v1.30.3", &["kubelet", "kubelet", "containerd"], false);
+        bad.artifacts[0].source = "http://insecure/kubelet".into();
+        bad.artifacts[1].signature = Some("not base64".into());
+        let error = check_fields(&config(), &bad).expect_err("refused");
+        let codes: Vec<&str> = error.error.details.iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(codes, ["unsupported_source", "duplicate", "invalid_format", "unknown_component"]);
+        assert!(check_fields(&config(), &request("v1.30.3", &[], false)).is_err());
+    }
+
+    #[test]
+    fn patch_and_next_minor_are_admitted_and_equal_is_a_no_op() {
+        let config = config();
+        let admitted =
+            admit(&config, &request("v1.30.3", &["kubelet"], false), &facts(&V1302, &NONE, None)).expect("ok");
+        assert_eq!(admitted.components.len(), 1);
+        assert_eq!(admitted.notes.len(), 1, "skew unknown is noted");
+        let same = admit(&config, &request("v1.30.2", &["kubelet", "kube-proxy"], false), &facts(&V1302, &NONE, None));
+        assert!(same.expect("ok").components.is_empty());
+    }
+
+    #[test]
+    fn refusals_are_422_version_refused_unless_forced() {
+        let config = config();
+        let skip =
+            admit(&config, &request("v1.32.0", &["kubelet"], false), &facts(&V1302, &NONE, None)).expect_err("refused");
+        assert_eq!(skip.error.code, ErrorCode::VersionRefused);
+        assert_eq!(skip.error.details[0].code, "skips_minor");
+        let forced =
+            admit(&config, &request("v1.32.0", &["kubelet"], true), &facts(&V1302, &NONE, None)).expect("forced");
+        assert_eq!(forced.accepted_risks[0].code, "incremental_rule");
+        let skew = admit(&config, &request("v1.31.0", &["kubelet"], false), &facts(&V1302, &NONE, Some("v1.30.5")));
+        assert_eq!(skew.expect_err("skew").error.details[0].code, "skew");
+        let previous = |_: &str| "v1.29.9".parse().ok();
+        let back = admit(&config, &request("v1.29.9", &["kubelet"], false), &facts(&V1302, &previous, None));
+        assert_eq!(back.expect("rollback target allowed").components.len(), 1);
+    }
+
+    #[test]
+    fn degraded_nodes_and_unknown_versions_need_force() {
+        let config = config();
+        let mut node = facts(&V1302, &NONE, None);
+        node.degraded = Some("rolled back");
+        let refused = admit(&config, &request("v1.30.3", &["kubelet"], false), &node).expect_err("degraded");
+        assert_eq!(refused.error.code, ErrorCode::Conflict);
+        assert!(admit(&config, &request("v1.30.3", &["kubelet"], true), &node).is_ok());
+        let unknown = admit(&config, &request("v1.30.3", &["kubelet"], false), &facts(&NONE, &NONE, None));
+        assert_eq!(unknown.expect_err("unknown").error.code, ErrorCode::DependencyUnavailable);
+    }
+}

@@ -1,0 +1,367 @@
+//! Each step's work against the host. Every step is idempotent: run again after
+//! a kill, it finds what it already did and finishes the rest.
+
+use std::time::Duration;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use upkeep_common::ErrorCode;
+use upkeep_common::api::{DrainTimeoutAction, OperationKind, StepName, StepStatus};
+
+use crate::engine::Engine;
+use crate::engine::admission::decode_signature;
+use crate::engine::crash::crash_point;
+use crate::engine::record::OperationRecord;
+use crate::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError};
+use crate::host::services::RestartOutcome;
+
+/// A step that finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepDone {
+    /// Success or Skipped.
+    pub status: StepStatus,
+    /// What happened.
+    pub message: String,
+}
+
+impl StepDone {
+    fn success(message: impl Into<String>) -> Self {
+        Self { status: StepStatus::Success, message: message.into() }
+    }
+
+    fn skipped(message: impl Into<String>) -> Self {
+        Self { status: StepStatus::Skipped, message: message.into() }
+    }
+}
+
+/// A step that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    /// The broad error code.
+    pub code: ErrorCode,
+    /// A precise snake_case code, such as `checksum_mismatch`.
+    pub detail: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl StepFailure {
+    /// A failure with its codes.
+    pub fn new(code: ErrorCode, detail: &'static str, message: impl Into<String>) -> Self {
+        Self { code, detail, message: message.into() }
+    }
+}
+
+/// The result of one step.
+pub type StepResult = Result<StepDone, StepFailure>;
+
+/// How often PostCheck asks again while waiting for the new version.
+const POSTCHECK_POLL: Duration = Duration::from_millis(200);
+
+/// Runs one step of `record`.
+pub async fn execute(engine: &Engine, record: &mut OperationRecord, step: StepName) -> StepResult {
+    match step {
+        StepName::PreCheck => precheck(engine, record).await,
+        StepName::Stage => stage(engine, record).await,
+        StepName::Cordon => cordon(engine, record).await,
+        StepName::Drain => drain(engine, record).await,
+        StepName::Swap => swap(engine, record).await,
+        StepName::Restart => restart(engine, record).await,
+        StepName::PostCheck => postcheck(engine, record).await,
+        StepName::Uncordon => uncordon(engine, record).await,
+    }
+}
+
+async fn precheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    let mut notes = Vec::new();
+    if let Some(degraded) = engine.node_record().degraded {
+        if !record.force {
+            return Err(StepFailure::new(
+                ErrorCode::Conflict,
+                "node_degraded",
+                format!("node is Degraded: {}", degraded.message),
+            ));
+        }
+        notes.push("node Degraded, forced".to_owned());
+    }
+    for plan in &record.plan {
+        let dir = crate::host::files::work_dir(&plan.binary);
+        let free = engine.host.files.free_bytes(&dir).await;
+        let needed = binary_size(&plan.binary).await.saturating_add(16 * 1024 * 1024);
+        match free {
+            Some(free) if free < needed => {
+                return Err(StepFailure::new(
+                    ErrorCode::DependencyUnavailable,
+                    "insufficient_disk",
+                    format!("{}: {free} bytes free beside {}, {needed} needed", plan.name, plan.binary.display()),
+                ));
+            }
+            Some(free) => notes.push(format!("{}: {} MiB free", plan.name, free / (1024 * 1024))),
+            None => notes.push(format!("{}: free space unknown", plan.name)),
+        }
+        let reachable = match record.operation.kind {
+            OperationKind::Rollback => engine.host.files.exists(&plan.staged).await,
+            _ => source_reachable(engine, &plan.source).await,
+        };
+        if !reachable {
+            let what = if plan.source.is_empty() { plan.staged.display().to_string() } else { plan.source.clone() };
+            return Err(StepFailure::new(
+                ErrorCode::DependencyUnavailable,
+                "artifact_unreachable",
+                format!("{}: {what} cannot be reached", plan.name),
+            ));
+        }
+    }
+    let earlier = record
+        .operation
+        .steps
+        .iter()
+        .find(|s| s.name == StepName::PreCheck)
+        .map(|s| s.message.clone())
+        .unwrap_or_default();
+    let summary = format!(
+        "{} component(s) to change; {}",
+        record.plan.len(),
+        notes.into_iter().chain((!earlier.is_empty()).then_some(earlier)).collect::<Vec<_>>().join("; ")
+    );
+    Ok(StepDone::success(summary))
+}
+
+async fn binary_size(path: &std::path::Path) -> u64 {
+    tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0)
+}
+
+async fn source_reachable(engine: &Engine, source: &str) -> bool {
+    if source.starts_with("file://") {
+        let path = std::path::PathBuf::from(source.trim_start_matches("file://"));
+        return engine.host.files.exists(&path).await;
+    }
+    // https:// sources are checked when they are fetched.
+    true
+}
+
+async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    let keys = &engine.config.artifacts.trusted_keys;
+    let mut signatures_checked = !keys.is_empty();
+    let mut messages = Vec::new();
+    for plan in record.plan.clone() {
+        let expected = plan.sha256.clone();
+        let present = engine.host.files.digest(&plan.staged).await.map_err(io_failure("stage_failed"))?;
+        let digest = if present.is_some() && present == expected {
+            messages.push(format!("{}: already staged", plan.name));
+            present
+        } else if record.operation.kind == OperationKind::Rollback {
+            return Err(StepFailure::new(
+                ErrorCode::Conflict,
+                "checksum_mismatch",
+                format!("{}: the kept binary {} is missing or changed", plan.name, plan.staged.display()),
+            ));
+        } else {
+            let staged =
+                engine.host.files.stage(&plan.source, &plan.staged, engine.config.artifacts.max_bytes).await.map_err(
+                    |error| match error {
+                        crate::host::files::FileError::TooLarge { .. } => StepFailure::new(
+                            ErrorCode::ValidationFailed,
+                            "artifact_too_large",
+                            format!("{}: {error}", plan.name),
+                        ),
+                        other => StepFailure::new(
+                            ErrorCode::DependencyUnavailable,
+                            "fetch_failed",
+                            format!("{}: {other}", plan.name),
+                        ),
+                    },
+                )?;
+            messages.push(format!("{}: staged {} bytes", plan.name, staged.size));
+            Some(staged.sha256)
+        };
+        if digest != expected {
+            let _ = engine.host.files.remove(&plan.staged).await;
+            return Err(StepFailure::new(
+                ErrorCode::ValidationFailed,
+                "checksum_mismatch",
+                format!(
+                    "{}: sha256 is {}, expected {}",
+                    plan.name,
+                    digest.map(|d| d.to_string()).unwrap_or_default(),
+                    expected.map(|d| d.to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        if let (Some(signature), Some(digest)) = (&plan.signature, &digest) {
+            if keys.is_empty() {
+                messages.push(format!("{}: signature not checked (no trusted keys configured)", plan.name));
+                signatures_checked = false;
+            } else if !signature_valid(keys, signature, &digest.to_bytes()) {
+                let _ = engine.host.files.remove(&plan.staged).await;
+                return Err(StepFailure::new(
+                    ErrorCode::ValidationFailed,
+                    "signature_invalid",
+                    format!("{}: the signature does not verify with any trusted key", plan.name),
+                ));
+            }
+        }
+        crash_point(&format!("stage:{}", plan.name));
+    }
+    record.verified = record.operation.kind == OperationKind::Rollback || keys.is_empty() || signatures_checked;
+    Ok(StepDone::success(messages.join("; ")))
+}
+
+fn signature_valid(keys: &[[u8; 32]], signature: &str, digest: &[u8; 32]) -> bool {
+    let Some(bytes) = decode_signature(signature) else { return false };
+    let signature = Signature::from_bytes(&bytes);
+    keys.iter()
+        .filter_map(|key| VerifyingKey::from_bytes(key).ok())
+        .any(|key| key.verify_strict(digest, &signature).is_ok())
+}
+
+fn kube_failure(detail: &'static str) -> impl Fn(KubeError) -> StepFailure {
+    move |error| match error {
+        KubeError::Unavailable(_) => StepFailure::new(ErrorCode::DependencyUnavailable, detail, error.to_string()),
+        KubeError::DrainBlocked(_) => StepFailure::new(ErrorCode::Conflict, "drain_blocked", error.to_string()),
+        KubeError::Refused(_) => StepFailure::new(ErrorCode::Conflict, detail, error.to_string()),
+    }
+}
+
+async fn cordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    match engine.host.kubernetes.cordon(&record.operation.id).await.map_err(kube_failure("cordon_failed"))? {
+        CordonOutcome::Cordoned => {
+            record.cordoned_by_us = true;
+            Ok(StepDone::success("cordoned"))
+        }
+        CordonOutcome::AlreadyCordoned if record.cordoned_by_us => Ok(StepDone::success("cordoned")),
+        CordonOutcome::AlreadyCordoned => {
+            record.was_cordoned = true;
+            Ok(StepDone::success("already cordoned by someone else; it stays cordoned afterwards"))
+        }
+        CordonOutcome::NotConfigured => Ok(StepDone::skipped("no Kubernetes access configured")),
+    }
+}
+
+async fn drain(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    let options = record.drain.clone().unwrap_or_default();
+    let force_at_timeout = options.on_timeout == Some(DrainTimeoutAction::Force);
+    let settings = DrainSettings {
+        timeout: options.timeout_seconds.map(Duration::from_secs).unwrap_or(engine.config.timeouts.drain),
+        grace_period: options.grace_period_seconds.map(Duration::from_secs),
+        allow_local_storage: options.allow_local_storage.unwrap_or(false),
+        skip_pod_selector: options.skip_pod_selector.clone(),
+        force_at_timeout,
+    };
+    match engine.host.kubernetes.drain(&settings).await.map_err(kube_failure("drain_failed"))? {
+        DrainOutcome::Drained { evicted } => Ok(StepDone::success(format!("{evicted} pod(s) evicted"))),
+        DrainOutcome::NotConfigured => Ok(StepDone::skipped("no Kubernetes access configured")),
+    }
+}
+
+async fn swap(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    let files = &engine.host.files;
+    let mut swapped = Vec::new();
+    for plan in &record.plan {
+        let current = files.digest(&plan.binary).await.map_err(io_failure("swap_failed"))?;
+        if current.is_some() && current == plan.sha256 {
+            swapped.push(format!("{}: in place", plan.name));
+            continue;
+        }
+        if current.is_some() {
+            files.backup(&plan.binary, &plan.backup).await.map_err(io_failure("swap_failed"))?;
+        }
+        crash_point(&format!("swap:backup:{}", plan.name));
+        let installed = match record.operation.kind {
+            OperationKind::Rollback => files.restore(&plan.staged, &plan.binary).await,
+            _ => files.rename(&plan.staged, &plan.binary).await,
+        };
+        installed.map_err(io_failure("swap_failed"))?;
+        crash_point(&format!("swap:rename:{}", plan.name));
+        swapped.push(format!("{}: swapped", plan.name));
+    }
+    Ok(StepDone::success(swapped.join("; ")))
+}
+
+async fn restart(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    let mut messages = Vec::new();
+    for plan in &record.plan {
+        let Some(component) = engine.config.components.iter().find(|c| c.name == plan.name) else { continue };
+        let outcome =
+            engine.host.services.restart(component, engine.config.timeouts.restart).await.map_err(|error| {
+                StepFailure::new(ErrorCode::DependencyUnavailable, "restart_failed", format!("{}: {error}", plan.name))
+            })?;
+        messages.push(match outcome {
+            RestartOutcome::Restarted => format!("{}: restarted", plan.name),
+            RestartOutcome::NothingToRestart => format!("{}: nothing to restart", plan.name),
+        });
+    }
+    Ok(StepDone::success(messages.join("; ")))
+}
+
+/// Waits until every component reports its target version and answers its
+/// health URL, up to the PostCheck timeout.
+async fn postcheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    let targets: Vec<_> = record.plan.iter().map(|plan| (plan.name.clone(), plan.to_version.clone())).collect();
+    verify_versions(engine, &targets, engine.config.timeouts.postcheck).await?;
+    engine.refresh_versions().await;
+    Ok(StepDone::success("every component reports its target version and is healthy"))
+}
+
+/// Polls version commands and health URLs until all match or `within` passes.
+pub async fn verify_versions(
+    engine: &Engine,
+    targets: &[(upkeep_common::ids::ComponentName, upkeep_common::Version)],
+    within: Duration,
+) -> Result<(), StepFailure> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let problem = first_problem(engine, targets).await;
+        let Some(problem) = problem else { return Ok(()) };
+        if tokio::time::Instant::now() + POSTCHECK_POLL > deadline {
+            return Err(problem);
+        }
+        tokio::time::sleep(POSTCHECK_POLL).await;
+    }
+}
+
+async fn first_problem(
+    engine: &Engine,
+    targets: &[(upkeep_common::ids::ComponentName, upkeep_common::Version)],
+) -> Option<StepFailure> {
+    for (name, target) in targets {
+        let Some(component) = engine.config.components.iter().find(|c| &c.name == name) else { continue };
+        match engine.host.versions.probe(component, engine.config.probe.version_timeout).await {
+            Ok(version) if &version == target => {}
+            Ok(version) => {
+                return Some(StepFailure::new(
+                    ErrorCode::Conflict,
+                    "version_mismatch",
+                    format!("{name} reports {version}, expected {target}"),
+                ));
+            }
+            Err(error) => {
+                return Some(StepFailure::new(ErrorCode::Conflict, "version_mismatch", format!("{name}: {error}")));
+            }
+        }
+        if let Some(url) = &component.health_url {
+            if let Err(reason) = engine.host.health.check(url, engine.config.probe.version_timeout).await {
+                return Some(StepFailure::new(ErrorCode::Conflict, "health_check_failed", format!("{name}: {reason}")));
+            }
+        }
+    }
+    None
+}
+
+async fn uncordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    if !engine.host.kubernetes.configured() {
+        return Ok(StepDone::skipped("no Kubernetes access configured"));
+    }
+    if record.was_cordoned && !record.cordoned_by_us {
+        return Ok(StepDone::skipped("the node was cordoned before upkeep; it stays cordoned"));
+    }
+    if !record.cordoned_by_us && record.operation.kind != OperationKind::Uncordon {
+        return Ok(StepDone::skipped("upkeep did not cordon the node"));
+    }
+    engine.host.kubernetes.uncordon(&record.operation.id).await.map_err(kube_failure("uncordon_failed"))?;
+    record.cordoned_by_us = false;
+    Ok(StepDone::success("uncordoned"))
+}
+
+fn io_failure(detail: &'static str) -> impl Fn(crate::host::files::FileError) -> StepFailure {
+    move |error| StepFailure::new(ErrorCode::DependencyUnavailable, detail, error.to_string())
+}

@@ -1,0 +1,116 @@
+//! Helpers for upgrade tests: artifacts of the fake kubelet, request bodies, an
+//! agent set up to restart and health-check its kubelet, and waiting for an
+//! operation to end.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::agent_process::AgentSetup;
+use crate::client::ApiClient;
+use crate::fake_kubelet;
+
+/// An artifact file and its digest.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its sha256 (hex).
+    pub sha256: String,
+}
+
+impl Artifact {
+    /// Its `file://` URL.
+    pub fn url(&self) -> String {
+        format!("file://{}", self.path.display())
+    }
+}
+
+/// Writes a fake kubelet for `version` into `dir` as an artifact.
+pub fn kubelet_artifact(dir: &Path, version: &str, healthy: bool) -> Artifact {
+    let text = fake_kubelet::script("kubelet", version, healthy);
+    let path = dir.join(format!("kubelet-{version}-{}", if healthy { "ok" } else { "bad" }));
+    fake_kubelet::write_script(&path, &text);
+    let bytes = text.into_bytes();
+    let sha256 = hex_digest(&bytes);
+    Artifact { path, bytes, sha256 }
+}
+
+/// The sha256 of bytes, as lowercase hex.
+pub fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An agent whose kubelet is restarted by a logged command and health-checked
+/// at `health_port`, with `extra` TOML.
+pub fn setup(version: &str, health_port: u16, extra: &str) -> AgentSetup {
+    AgentSetup {
+        kubelet_version: version.to_owned(),
+        tls_reload_secs: 0,
+        component_extra: format!(
+            "restart_command = [\"/bin/sh\", \"-c\", \"echo restart >> {{dir}}/restarts.log\"]\n\
+             health_url = \"http://127.0.0.1:{health_port}/healthz?binary={{dir}}/kubelet\"\n"
+        ),
+        extra: format!("[timeouts]\npostcheck_secs = 5\n{extra}"),
+    }
+}
+
+/// A `POST /v1/upgrades` body for the kubelet.
+pub fn upgrade_body(target: &str, artifact: &Artifact, token: Option<&str>) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "target_version": target,
+        "artifacts": [{"component": "kubelet", "source": artifact.url(), "sha256": artifact.sha256}],
+    });
+    if let Some(token) = token {
+        body["request_token"] = serde_json::Value::from(token);
+    }
+    body
+}
+
+/// Polls an operation until it ends; panics after `within`.
+pub async fn wait_for_end(client: &mut ApiClient, id: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = client.get(&format!("/v1/operations/{id}")).await.expect("reply");
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let operation = reply.json();
+        let phase = operation["phase"].as_str().unwrap_or_default().to_owned();
+        if !matches!(phase.as_str(), "Pending" | "Running") {
+            return operation;
+        }
+        assert!(Instant::now() < deadline, "operation {id} still {phase} after {within:?}: {operation:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls an operation until its step `step` has status `status`.
+pub async fn wait_for_step(client: &mut ApiClient, id: &str, step: &str, status: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let operation = client.get(&format!("/v1/operations/{id}")).await.expect("reply").json();
+        let reached = operation["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().any(|s| s["name"] == step && s["status"] == status));
+        if reached {
+            return;
+        }
+        assert!(Instant::now() < deadline, "step {step} never became {status}: {operation:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each step's status, in order, as "Name:Status".
+pub fn step_statuses(operation: &serde_json::Value) -> Vec<String> {
+    operation["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| format!("{}:{}", s["name"].as_str().unwrap_or("?"), s["status"].as_str().unwrap_or("?")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
