@@ -26,9 +26,12 @@ pub struct AgentSetup {
     pub kubelet_version: String,
     /// Seconds between TLS file checks (0: on SIGHUP only).
     pub tls_reload_secs: u64,
-    /// Extra keys of the kubelet's `[[components]]` table; `{dir}` stands for
-    /// the agent's directory.
+    /// Extra keys of each component's `[[components]]` table; `{dir}` stands for
+    /// the agent's directory and `{binary}` for the component's binary.
     pub component_extra: String,
+    /// More fake components beside the kubelet, at the same version and with
+    /// the same extra keys.
+    pub more_components: Vec<String>,
     /// Extra TOML appended at the end (tables).
     pub extra: String,
 }
@@ -68,6 +71,7 @@ reload_interval_secs = {reload}
 name = "kubelet"
 binary = "{kubelet}"
 {component_extra}
+{more}
 
 {extra}
 "#,
@@ -77,9 +81,29 @@ binary = "{kubelet}"
         ca = pki.ca_cert().display(),
         reload = setup.tls_reload_secs,
         kubelet = kubelet.display(),
-        component_extra = setup.component_extra.replace("{dir}", &dir.display().to_string()),
+        component_extra = component_keys(setup, dir, kubelet),
+        more = setup
+            .more_components
+            .iter()
+            .map(|name| {
+                let binary = dir.join(name);
+                format!(
+                    "[[components]]\nname = \"{name}\"\nbinary = \"{}\"\n{}",
+                    binary.display(),
+                    component_keys(setup, dir, &binary)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         extra = setup.extra,
     )
+}
+
+fn component_keys(setup: &AgentSetup, dir: &Path, binary: &Path) -> String {
+    setup
+        .component_extra
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{binary}", &binary.display().to_string())
 }
 
 impl AgentProcess {
@@ -99,6 +123,9 @@ impl AgentProcess {
     pub fn start_with(pki: &Pki, setup: &AgentSetup) -> AgentProcess {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let kubelet = fake_kubelet::write(dir.path(), "kubelet", &setup.kubelet_version);
+        for name in &setup.more_components {
+            fake_kubelet::write(dir.path(), name, &setup.kubelet_version);
+        }
         let config = dir.path().join("agent.toml");
         std::fs::write(&config, config_text(pki, dir.path(), &kubelet, setup)).expect("write config");
         Self::launch(dir, &[])

@@ -31,8 +31,13 @@ impl Artifact {
 
 /// Writes a fake kubelet for `version` into `dir` as an artifact.
 pub fn kubelet_artifact(dir: &Path, version: &str, healthy: bool) -> Artifact {
-    let text = fake_kubelet::script("kubelet", version, healthy);
-    let path = dir.join(format!("kubelet-{version}-{}", if healthy { "ok" } else { "bad" }));
+    component_artifact(dir, "kubelet", version, healthy)
+}
+
+/// Writes a fake component `name` for `version` into `dir` as an artifact.
+pub fn component_artifact(dir: &Path, name: &str, version: &str, healthy: bool) -> Artifact {
+    let text = fake_kubelet::script(name, version, healthy);
+    let path = dir.join(format!("{name}-{version}-{}", if healthy { "ok" } else { "bad" }));
     fake_kubelet::write_script(&path, &text);
     let bytes = text.into_bytes();
     let sha256 = hex_digest(&bytes);
@@ -52,8 +57,9 @@ pub fn setup(version: &str, health_port: u16, extra: &str) -> AgentSetup {
         tls_reload_secs: 0,
         component_extra: format!(
             "restart_command = [\"/bin/sh\", \"-c\", \"echo restart >> {{dir}}/restarts.log\"]\n\
-             health_url = \"http://127.0.0.1:{health_port}/healthz?binary={{dir}}/kubelet\"\n"
+             health_url = \"http://127.0.0.1:{health_port}/healthz?binary={{binary}}\"\n"
         ),
+        more_components: Vec::new(),
         extra: format!("[timeouts]\npostcheck_secs = 5\n{extra}"),
     }
 }

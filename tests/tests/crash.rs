@@ -31,7 +31,8 @@ struct Outcome {
 
 impl Scenario {
     fn new() -> Scenario {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let health_port = runtime.block_on(start_health_server());
         Scenario { runtime, pki: Pki::new(), health_port, artifacts: tempfile::tempdir().expect("tempdir") }
     }
@@ -82,7 +83,8 @@ impl Scenario {
 
         let again = self.post_upgrade(&mut client, &artifact);
         assert_eq!(again["id"], id.as_str(), "{point:?}: the same token names the same operation");
-        let completed = node["history"].as_array().expect("history").iter().filter(|h| h["state"] == "Completed").count();
+        let completed =
+            node["history"].as_array().expect("history").iter().filter(|h| h["state"] == "Completed").count();
         assert!(completed <= 1, "{point:?}: upgraded more than once: {node:#}");
 
         let outcome = Outcome {

@@ -13,7 +13,7 @@ use upkeep_tests::client::{ApiClient, Reply, client_config, request};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::pki::Pki;
 use upkeep_tests::upgrades::{
-    Artifact, kubelet_artifact, setup, step_statuses, upgrade_body, wait_for_end, wait_for_step,
+    Artifact, component_artifact, kubelet_artifact, setup, step_statuses, upgrade_body, wait_for_end, wait_for_step,
 };
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -392,4 +392,63 @@ async fn if_match_guards_against_a_changed_node() {
     assert_eq!(accepted.status, 202);
     wait_for_end(&mut operator, accepted.json()["id"].as_str().expect("id"), WITHIN).await;
     assert_eq!(operator.send(send(&etag)).await.expect("reply").status, 412, "the node changed since that ETag");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_components_are_all_swapped_or_none() {
+    let port = start_health_server().await;
+    let mut two = setup("v1.30.2", port, "");
+    two.more_components = vec!["kube-proxy".to_owned()];
+    let node = Node::start_with(&two);
+    let mut operator = node.client("operator").await;
+    let proxy_path = node.agent.dir().join("kube-proxy");
+    let kubelet_before = node.installed();
+    let proxy_before = std::fs::read(&proxy_path).expect("kube-proxy");
+    let kubelet = node.artifact("v1.30.3", true);
+    let bad_proxy = component_artifact(node.artifacts.path(), "kube-proxy", "v1.30.3", false);
+    let body = |proxy: &Artifact| {
+        serde_json::json!({"target_version": "v1.30.3", "artifacts": [
+            {"component": "kubelet", "source": kubelet.url(), "sha256": kubelet.sha256},
+            {"component": "kube-proxy", "source": proxy.url(), "sha256": proxy.sha256}]})
+    };
+    let reply = post(&mut operator, "/v1/upgrades", &body(&bad_proxy)).await;
+    let operation = wait_for_end(&mut operator, reply.json()["id"].as_str().expect("id"), WITHIN).await;
+    assert_eq!(operation["phase"], "RolledBack", "{operation:#}");
+    assert_eq!(node.installed(), kubelet_before, "the healthy kubelet was rolled back with its partner");
+    assert_eq!(std::fs::read(&proxy_path).expect("kube-proxy"), proxy_before);
+
+    let mut admin = node.client("admin").await;
+    let good_proxy = component_artifact(node.artifacts.path(), "kube-proxy", "v1.30.3", true);
+    let mut forced = body(&good_proxy);
+    forced["force"] = true.into();
+    let reply = post(&mut admin, "/v1/upgrades", &forced).await;
+    let operation = wait_for_end(&mut admin, reply.json()["id"].as_str().expect("id"), WITHIN).await;
+    assert_eq!(operation["phase"], "Succeeded", "{operation:#}");
+    assert_eq!(node.installed(), kubelet.bytes);
+    assert_eq!(std::fs::read(&proxy_path).expect("kube-proxy"), good_proxy.bytes);
+    let state = node_state(&mut admin).await;
+    assert_eq!(state["phase"], "Idle", "a successful upgrade clears Degraded");
+    let versions: Vec<&str> = state["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .filter_map(|c| c["observed_version"].as_str())
+        .collect();
+    assert_eq!(versions, ["v1.30.3", "v1.30.3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_step_fails_at_its_timeout() {
+    let port = start_health_server().await;
+    let mut hung = setup("v1.30.2", port, "restart_secs = 1\n");
+    hung.component_extra = hung.component_extra.replace("echo restart >>", "sleep 60; echo restart >>");
+    let node = Node::start_with(&hung);
+    let mut operator = node.client("operator").await;
+    let original = node.installed();
+    let artifact = node.artifact("v1.30.3", true);
+    let reply = post(&mut operator, "/v1/upgrades", &upgrade_body("v1.30.3", &artifact, None)).await;
+    let operation = wait_for_end(&mut operator, reply.json()["id"].as_str().expect("id"), WITHIN).await;
+    assert_eq!(step_statuses(&operation)[5], "Restart:Failed", "{operation:#}");
+    assert_ne!(operation["phase"], "Succeeded");
+    assert_eq!(node.installed(), original, "after the swap, a hung restart rolls back");
 }

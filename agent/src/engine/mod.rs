@@ -231,11 +231,7 @@ impl Engine {
         self.insert(&mut state, record, true)
     }
 
-    fn rollback_plan(
-        &self,
-        state: &EngineState,
-        id: &OperationId,
-    ) -> Result<Vec<ComponentPlan>, ErrorBody> {
+    fn rollback_plan(&self, state: &EngineState, id: &OperationId) -> Result<Vec<ComponentPlan>, ErrorBody> {
         if state.node.previous.is_empty() {
             return Err(ErrorBody::new(
                 ErrorCode::Conflict,
