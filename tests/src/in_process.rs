@@ -30,9 +30,23 @@ pub struct InProcessAgent {
 impl InProcessAgent {
     /// Starts the server on an ephemeral loopback port, with `extra` config.
     pub async fn start(pki: &Pki, kubelet_version: &str, extra: &str) -> InProcessAgent {
+        Self::start_with_components(pki, kubelet_version, "", extra).await
+    }
+
+    /// Like [`InProcessAgent::start`], with extra keys for the kubelet's component table.
+    pub async fn start_with_components(
+        pki: &Pki,
+        kubelet_version: &str,
+        component_extra: &str,
+        extra: &str,
+    ) -> InProcessAgent {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubelet = fake_kubelet::write(dir.path(), "kubelet", kubelet_version);
-        let setup = AgentSetup { extra: extra.to_owned(), ..AgentSetup::kubelet(kubelet_version) };
+        let setup = AgentSetup {
+            component_extra: component_extra.to_owned(),
+            extra: extra.to_owned(),
+            ..AgentSetup::kubelet(kubelet_version)
+        };
         let config = AgentConfig::parse(&config_text(pki, dir.path(), &kubelet, &setup)).expect("valid config");
         let tls = Arc::new(TlsStore::load(config.tls.clone()).expect("TLS material"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
