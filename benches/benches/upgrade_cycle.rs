@@ -18,7 +18,12 @@ use upkeep_tests::upgrades::{kubelet_artifact, upgrade_body, wait_for_end};
 fn summary(mut samples: Vec<Duration>) -> String {
     samples.sort();
     let median = samples[samples.len() / 2];
-    format!("median {median:?}, min {:?}, max {:?} over {} rounds", samples[0], samples[samples.len() - 1], samples.len())
+    format!(
+        "median {median:?}, min {:?}, max {:?} over {} rounds",
+        samples[0],
+        samples[samples.len() - 1],
+        samples.len()
+    )
 }
 
 fn main() {
@@ -33,7 +38,8 @@ fn main() {
 
     let upgrades = runtime.block_on(async {
         let extra = "";
-        let agent = InProcessAgent::start_with_components(&pki, "v1.30.2", "restart_command = [\"/bin/true\"]\n", extra).await;
+        let agent =
+            InProcessAgent::start_with_components(&pki, "v1.30.2", "restart_command = [\"/bin/true\"]\n", extra).await;
         let mut client = ApiClient::connect(agent.addr, config.clone()).await.expect("connects");
         let mut samples = Vec::new();
         for round in 0..rounds {
@@ -42,7 +48,8 @@ fn main() {
             let started = Instant::now();
             let body = upgrade_body(&version, &artifact, None).to_string();
             let reply = client.post_json("/v1/upgrades", &body).await.expect("reply");
-            let operation = wait_for_end(&mut client, reply.json()["id"].as_str().expect("id"), Duration::from_secs(60)).await;
+            let operation =
+                wait_for_end(&mut client, reply.json()["id"].as_str().expect("id"), Duration::from_secs(60)).await;
             samples.push(started.elapsed());
             assert_eq!(operation["phase"], "Succeeded", "{operation:#}");
         }

@@ -1,8 +1,23 @@
-//! upkeep coordinator: the client side of upkeep, and the `upkeep` CLI.
+//! upkeep coordinator: the client side of upkeep, and the `upkeep` CLI. Platform
+//! control planes can embed it: [`client::AgentClient`] speaks to one agent,
+//! [`rollout::Rollout`] rolls a whole fleet.
 //!
 //! # Layout
 //!
-//! - [`certs`]: development CA, node server certificates and role-carrying
-//!   client certificates (`upkeep certs`).
+//! - [`client`]: typed calls for every agent endpoint over mutual TLS.
+//! - [`inventory`]: the fleet file (nodes, roles, zones, TLS files).
+//! - [`status`]: `upkeep status`, the fan-out read of every node.
+//! - [`plan`]: the pure rollout planner.
+//! - [`journal`]: the rollout's saved state and the pause/abort control file.
+//! - [`rollout`]: the driver that runs a rollout through the planner.
+//! - [`report`]: counters, events, JSON lines and the progress bar.
+//! - [`certs`]: development CA, node server and role-carrying client certificates.
 
 pub mod certs;
+pub mod client;
+pub mod inventory;
+pub mod journal;
+pub mod plan;
+pub mod report;
+pub mod rollout;
+pub mod status;

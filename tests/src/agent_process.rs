@@ -34,6 +34,9 @@ pub struct AgentSetup {
     pub more_components: Vec<String>,
     /// Extra TOML appended at the end (tables).
     pub extra: String,
+    /// The loopback address to listen on (port 0 is chosen by the kernel);
+    /// `127.0.0.1:0` when empty.
+    pub listen: String,
 }
 
 impl AgentSetup {
@@ -58,7 +61,7 @@ pub fn config_text(pki: &Pki, dir: &Path, kubelet: &Path, setup: &AgentSetup) ->
     format!(
         r#"node_name = "worker-1"
 role = "worker"
-listen = "127.0.0.1:0"
+listen = "{listen}"
 state_dir = "{state}"
 
 [tls]
@@ -75,6 +78,7 @@ binary = "{kubelet}"
 
 {extra}
 "#,
+        listen = if setup.listen.is_empty() { "127.0.0.1:0" } else { setup.listen.as_str() },
         state = dir.join("state").display(),
         cert = pki.file("node.crt").display(),
         key = pki.file("node.key").display(),

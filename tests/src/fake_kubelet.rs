@@ -35,8 +35,9 @@ pub fn write_script(path: &Path, text: &str) -> PathBuf {
     path.to_path_buf()
 }
 
-/// Serves `GET /healthz?binary=PATH`: 200 when the script at PATH is healthy,
-/// 503 when it carries the unhealthy marker or is missing. Returns the port.
+/// Serves `GET /healthz?binary=PATH[&refuse=VERSION]`: 200 when the script at
+/// PATH is healthy, 503 when it carries the unhealthy marker, is missing, or is
+/// the version to refuse. Returns the port.
 pub async fn start_health_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind health server");
     let port = listener.local_addr().expect("address").port();
@@ -45,13 +46,16 @@ pub async fn start_health_server() -> u16 {
             let Ok((tcp, _)) = listener.accept().await else { continue };
             tokio::spawn(async move {
                 let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                    let binary = request
-                        .uri()
-                        .query()
-                        .and_then(|query| query.strip_prefix("binary="))
-                        .map(str::to_owned)
-                        .unwrap_or_default();
-                    let healthy = std::fs::read_to_string(&binary).is_ok_and(|text| !text.contains(UNHEALTHY));
+                    let query = request.uri().query().unwrap_or_default().to_owned();
+                    let parameter = |name: &str| {
+                        query.split('&').find_map(|pair| pair.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                    };
+                    let binary = parameter("binary").unwrap_or_default();
+                    let refused = parameter("refuse").map(|version| format!(" {version} "));
+                    let healthy = std::fs::read_to_string(binary).is_ok_and(|text| {
+                        !text.contains(UNHEALTHY)
+                            && refused.as_ref().is_none_or(|version| !text.contains(version.as_str()))
+                    });
                     let mut response =
                         Response::new(Full::new(Bytes::from_static(if healthy { b"ok" } else { b"unhealthy" })));
                     if !healthy {

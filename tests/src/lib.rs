@@ -5,7 +5,8 @@
 //!
 //! - [`pki`]: a CA with node and client certificates on disk (plus a foreign CA
 //!   and an expired client).
-//! - [`fake_kubelet`]: shell scripts that print a kubelet version.
+//! - [`fake_kubelet`]: shell scripts that print a kubelet version, and a health endpoint.
+//! - [`fleet`]: several agents on 127.0.0.x with an inventory for the `upkeep` CLI.
 //! - [`binaries`]: finds (building once if needed) the workspace's binaries.
 //! - [`agent_process`]: starts `upkeep-agent` with a config and waits until it listens.
 //! - [`client`]: an HTTPS client over rustls for requests and handshake checks.
@@ -18,6 +19,7 @@ pub mod binaries;
 pub mod client;
 pub mod curl;
 pub mod fake_kubelet;
+pub mod fleet;
 pub mod in_process;
 pub mod pki;
 pub mod upgrades;

@@ -48,9 +48,11 @@ impl Pki {
         pki
     }
 
-    /// Issues (or replaces) a server certificate `file_name.crt` with common name `common_name`.
+    /// Issues (or replaces) a server certificate `file_name.crt` with common
+    /// name `common_name`, valid for localhost and 127.0.0.1 to 127.0.0.32.
     pub fn issue_node(&self, file_name: &str, common_name: &str) {
-        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let mut names: Vec<String> = (1..=32).map(|host| format!("127.0.0.{host}")).collect();
+        names.push("localhost".to_owned());
         let issued = self.ca.issue_server(common_name, &names, Validity::days_from_now(2)).expect("server certificate");
         self.save(file_name, &issued);
     }

@@ -234,6 +234,7 @@ binary = "/usr/bin/kube-proxy"
             force,
             drain: None,
             dry_run: false,
+            stage_only: false,
             control_plane_version: None,
         }
     }

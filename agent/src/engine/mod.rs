@@ -168,7 +168,7 @@ impl Engine {
                 ComponentPlan {
                     name: admitted.config.name.clone(),
                     binary: admitted.config.binary.clone(),
-                    staged: dir.join(format!("{name}.{id}.staged")),
+                    staged: dir.join(format!("{name}.{}.staged", &artifact.sha256.as_str()[..16])),
                     backup: dir.join(format!("{name}.{id}.backup")),
                     source: artifact.source.clone(),
                     sha256: Some(artifact.sha256.clone()),
@@ -193,6 +193,7 @@ impl Engine {
         record.force = request.force;
         record.operation.accepted_risks = admission.accepted_risks;
         record.operation.dry_run = request.dry_run;
+        record.stage_only = request.stage_only;
         if let Some(step) = record.step_mut(upkeep_common::api::StepName::PreCheck) {
             step.message = admission.notes.join("; ");
         }
@@ -546,6 +547,7 @@ fn new_record(
         rolling_back: false,
         cancel_requested: false,
         verified: false,
+        stage_only: false,
     }
 }
 

@@ -55,6 +55,9 @@ pub struct OperationRecord {
     pub cancel_requested: bool,
     /// Whether every artifact's digest (and signature, where required) was checked.
     pub verified: bool,
+    /// Whether the operation only stages (prestaging for a later upgrade).
+    #[serde(default)]
+    pub stage_only: bool,
 }
 
 impl OperationRecord {

@@ -123,6 +123,10 @@ async fn run_steps(
             skip_rest(engine, id, record, "dry run: not run");
             return Ok(());
         }
+        if record.stage_only && next > StepName::Stage {
+            skip_rest(engine, id, record, "staged only: the swap comes with a later upgrade");
+            return Ok(());
+        }
         if *cancel.borrow() || record.cancel_requested {
             return Err(Stop::Cancelled);
         }
@@ -384,7 +388,7 @@ fn history_entry(record: &OperationRecord, state: HistoryState, now: chrono::Dat
 async fn finish(engine: &Engine, id: &OperationId, record: OperationRecord) {
     let now = Utc::now();
     let changes_versions = matches!(record.operation.kind, OperationKind::Upgrade | OperationKind::Rollback);
-    if changes_versions && !record.operation.dry_run {
+    if changes_versions && !record.operation.dry_run && !record.stage_only {
         keep_previous(engine, &record).await;
         let state = match record.operation.kind {
             OperationKind::Rollback => HistoryState::RolledBack,

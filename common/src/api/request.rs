@@ -72,6 +72,10 @@ pub struct UpgradeRequest {
     /// Run PreCheck only and report what would happen.
     #[serde(default)]
     pub dry_run: bool,
+    /// Run PreCheck and Stage only, keeping the staged artifacts for a later
+    /// upgrade with the same digests (prestaging).
+    #[serde(default)]
+    pub stage_only: bool,
     /// The control plane's (oldest) kube-apiserver version; asked of the API server when absent.
     #[serde(default)]
     pub control_plane_version: Option<Version>,

@@ -1,0 +1,340 @@
+//! The agent API client: typed calls for every endpoint over mutual TLS, with
+//! pooled keep-alive connections per node, a timeout on every call, and retries
+//! only where they are safe (reads, and writes that carry a request token, which
+//! the agent answers with the same operation however often they arrive).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), upkeep_coordinator::client::ClientError> {
+//! use upkeep_coordinator::client::{AgentClient, ClientSettings};
+//! let tls = upkeep_coordinator::client::tls_config(
+//!     "tls/ca.crt".as_ref(), "tls/ops.crt".as_ref(), "tls/ops.key".as_ref())?;
+//! let client = AgentClient::new(tls, ClientSettings::default());
+//! let node = client.node("127.0.0.2:10265").await?;
+//! println!("{} runs {:?}", node.name, node.components[0].observed_version);
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HeaderValue, IF_MATCH};
+use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use upkeep_common::api::{
+    DrainOptions, DrainRequest, NodeState, Operation, OperationList, OperationRequest, UpgradeRequest,
+};
+use upkeep_common::ids::{OperationId, RequestToken};
+use upkeep_common::{ErrorBody, ErrorCode, ErrorObject};
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The TLS files could not be read.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// The node could not be reached (connect, handshake, or connection lost).
+    #[error("{address} unreachable: {reason}")]
+    Unreachable {
+        /// The node's address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node did not answer within the timeout.
+    #[error("{address} did not answer within {timeout:?}")]
+    Timeout {
+        /// The node's address.
+        address: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The agent answered with an error envelope; its code is kept.
+    #[error("{address} answered {status}: {} ({})", error.message, error.code)]
+    Api {
+        /// The node's address.
+        address: String,
+        /// The HTTP status.
+        status: u16,
+        /// The agent's error.
+        error: ErrorObject,
+    },
+    /// The agent answered something that is not the expected JSON.
+    #[error("{address} answered {status} with an unreadable body: {reason}")]
+    Decode {
+        /// The node's address.
+        address: String,
+        /// The HTTP status.
+        status: u16,
+        /// Why it did not parse.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// The agent's error code, when the agent answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again may help (the node was not reached or did not answer).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. } | ClientError::Timeout { .. })
+    }
+
+    /// A short stable code for reports: the agent's code, or `unreachable`, `timeout`, `bad_response`.
+    pub fn report_code(&self) -> String {
+        match self {
+            ClientError::Api { error, .. } => error.code.as_str().to_owned(),
+            ClientError::Unreachable { .. } | ClientError::Tls(_) => "unreachable".to_owned(),
+            ClientError::Timeout { .. } => "timeout".to_owned(),
+            ClientError::Decode { .. } => "bad_response".to_owned(),
+        }
+    }
+}
+
+/// Timeouts and retries.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Time allowed for one call (connect, handshake, request and response).
+    pub timeout: Duration,
+    /// Attempts for a safe call (the first included).
+    pub attempts: u32,
+    /// Wait before the first retry; doubles each time.
+    pub backoff: Duration,
+    /// Idle connections kept per node.
+    pub idle_per_node: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(10), attempts: 3, backoff: Duration::from_millis(200), idle_per_node: 2 }
+    }
+}
+
+/// A client configuration trusting `ca` and presenting `cert`/`key`, with the ring provider.
+pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, ClientError> {
+    let tls_error = |what: &str, path: &Path, error: &dyn std::fmt::Display| {
+        ClientError::Tls(format!("{what} {}: {error}", path.display()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).map_err(|e| tls_error("CA", ca, &e))? {
+        roots.add(certificate.map_err(|e| tls_error("CA", ca, &e))?).map_err(|e| tls_error("CA", ca, &e))?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_error("certificate", cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls_error("certificate", cert, &e))?;
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("key", key, &e))?;
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, private_key)
+        .map_err(|e| ClientError::Tls(e.to_string()))
+}
+
+/// A client for any number of agents.
+#[derive(Clone)]
+pub struct AgentClient {
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    settings: ClientSettings,
+}
+
+/// Whether a call may be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Safety {
+    Repeatable,
+    Once,
+}
+
+impl AgentClient {
+    /// A client with the given TLS configuration (see [`tls_config`]).
+    pub fn new(tls: ClientConfig, settings: ClientSettings) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(settings.idle_per_node)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self { http, settings }
+    }
+
+    /// `GET /v1/node`.
+    pub async fn node(&self, address: &str) -> Result<NodeState, ClientError> {
+        self.call(address, Method::GET, "/v1/node", None, None, Safety::Repeatable).await
+    }
+
+    /// `GET /v1/operations`.
+    pub async fn operations(&self, address: &str) -> Result<Vec<Operation>, ClientError> {
+        let list: OperationList =
+            self.call(address, Method::GET, "/v1/operations", None, None, Safety::Repeatable).await?;
+        Ok(list.operations)
+    }
+
+    /// `GET /v1/operations/{id}`.
+    pub async fn operation(&self, address: &str, id: &OperationId) -> Result<Operation, ClientError> {
+        self.call(address, Method::GET, &format!("/v1/operations/{id}"), None, None, Safety::Repeatable).await
+    }
+
+    /// `POST /v1/upgrades`; retried only when it carries a request token.
+    pub async fn upgrade(
+        &self,
+        address: &str,
+        request: &UpgradeRequest,
+        if_match: Option<&str>,
+    ) -> Result<Operation, ClientError> {
+        let safety = if request.request_token.is_some() { Safety::Repeatable } else { Safety::Once };
+        let body = to_body(request)?;
+        self.call(address, Method::POST, "/v1/upgrades", Some(body), if_match, safety).await
+    }
+
+    /// `POST /v1/operations/{id}/cancel` (repeatable: cancelling twice is the same).
+    pub async fn cancel(&self, address: &str, id: &OperationId) -> Result<Operation, ClientError> {
+        let path = format!("/v1/operations/{id}/cancel");
+        self.call(address, Method::POST, &path, Some(Bytes::from_static(b"{}")), None, Safety::Repeatable).await
+    }
+
+    /// `POST /v1/rollback`.
+    pub async fn rollback(&self, address: &str, token: Option<RequestToken>) -> Result<Operation, ClientError> {
+        self.simple(address, "/v1/rollback", token).await
+    }
+
+    /// `POST /v1/cordon`.
+    pub async fn cordon(&self, address: &str, token: Option<RequestToken>) -> Result<Operation, ClientError> {
+        self.simple(address, "/v1/cordon", token).await
+    }
+
+    /// `POST /v1/uncordon`.
+    pub async fn uncordon(&self, address: &str, token: Option<RequestToken>) -> Result<Operation, ClientError> {
+        self.simple(address, "/v1/uncordon", token).await
+    }
+
+    /// `POST /v1/drain`.
+    pub async fn drain(
+        &self,
+        address: &str,
+        token: Option<RequestToken>,
+        drain: Option<DrainOptions>,
+    ) -> Result<Operation, ClientError> {
+        let safety = if token.is_some() { Safety::Repeatable } else { Safety::Once };
+        let body = to_body(&DrainRequest { request_token: token, drain })?;
+        self.call(address, Method::POST, "/v1/drain", Some(body), None, safety).await
+    }
+
+    /// `GET /healthz`.
+    pub async fn healthz(&self, address: &str) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.call(address, Method::GET, "/healthz", None, None, Safety::Repeatable).await?;
+        Ok(())
+    }
+
+    async fn simple(&self, address: &str, path: &str, token: Option<RequestToken>) -> Result<Operation, ClientError> {
+        let safety = if token.is_some() { Safety::Repeatable } else { Safety::Once };
+        let body = to_body(&OperationRequest { request_token: token })?;
+        self.call(address, Method::POST, path, Some(body), None, safety).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        if_match: Option<&str>,
+        safety: Safety,
+    ) -> Result<T, ClientError> {
+        let attempts = if safety == Safety::Repeatable { self.settings.attempts.max(1) } else { 1 };
+        let mut backoff = self.settings.backoff;
+        let mut attempt = 1;
+        loop {
+            let result = self.call_once(address, method.clone(), path, body.clone(), if_match).await;
+            match result {
+                Err(error) if error.is_transient() && attempt < attempts => {
+                    tracing::debug!(%error, attempt, "retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once<T: DeserializeOwned>(
+        &self,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        if_match: Option<&str>,
+    ) -> Result<T, ClientError> {
+        let unreachable = |reason: String| ClientError::Unreachable { address: address.to_owned(), reason };
+        let mut builder = Request::builder().method(method).uri(format!("https://{address}{path}"));
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(tag) = if_match {
+            builder = builder.header(IF_MATCH, tag);
+        }
+        let request = builder.body(Full::new(body.unwrap_or_default())).map_err(|e| unreachable(e.to_string()))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| unreachable(error_chain(&e)))?;
+            let status = response.status();
+            let bytes = response.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
+            Ok::<_, ClientError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.settings.timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout { address: address.to_owned(), timeout: self.settings.timeout })??;
+        decode(address, status, &bytes)
+    }
+}
+
+fn to_body<T: Serialize>(value: &T) -> Result<Bytes, ClientError> {
+    serde_json::to_vec(value).map(Bytes::from).map_err(|e| ClientError::Decode {
+        address: String::new(),
+        status: 0,
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(address: &str, status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
+    let decode_error =
+        |reason: String| ClientError::Decode { address: address.to_owned(), status: status.as_u16(), reason };
+    if status.is_success() {
+        return serde_json::from_slice(bytes).map_err(|e| decode_error(e.to_string()));
+    }
+    let envelope: ErrorBody = serde_json::from_slice(bytes).map_err(|e| decode_error(e.to_string()))?;
+    Err(ClientError::Api { address: address.to_owned(), status: status.as_u16(), error: envelope.error })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

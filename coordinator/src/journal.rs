@@ -1,0 +1,203 @@
+//! The rollout journal: everything needed to resume a rollout after the
+//! coordinator is killed, written atomically (temporary file, fsync, rename,
+//! fsync of the directory) after every change. Beside it, `JOURNAL.control`
+//! holds `pause` or `abort` when an operator asks the running rollout to stop
+//! starting new nodes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use upkeep_common::Version;
+use upkeep_common::api::Artifact;
+use upkeep_common::ids::{NodeName, OperationId};
+
+use crate::plan::{Limits, NodeStatus};
+
+/// An error of one node, as reported at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeError {
+    /// The node.
+    pub node: NodeName,
+    /// The step that failed, if the agent named one.
+    pub step: Option<String>,
+    /// A stable code: the agent's detail code, or `unreachable`, `timeout`...
+    pub code: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// One node's record in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalNode {
+    /// The node.
+    pub name: NodeName,
+    /// Its progress.
+    pub status: NodeStatus,
+    /// The agent's operation, once started.
+    pub operation: Option<OperationId>,
+    /// Why it failed.
+    pub error: Option<NodeError>,
+    /// Whether it was seen unavailable.
+    pub unavailable: bool,
+}
+
+/// The whole journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// The rollout's id: request tokens are `ROLLOUT_ID:NODE`.
+    pub rollout_id: String,
+    /// The target version.
+    pub target: Version,
+    /// The artifacts sent to every node.
+    pub artifacts: Vec<Artifact>,
+    /// The limits, resolved.
+    pub limits: Limits,
+    /// Whether nodes only stage first.
+    pub prestage: bool,
+    /// Nodes in inventory order.
+    pub nodes: Vec<JournalNode>,
+    /// When the rollout started.
+    pub started_at: DateTime<Utc>,
+    /// When the journal was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an operator asked of a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Keep going.
+    Run,
+    /// Stop starting new nodes; resume later.
+    Pause,
+    /// Stop starting new nodes for good.
+    Abort,
+}
+
+/// Why the journal could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The journal is not valid JSON of the expected shape.
+    #[error("{path} is not a rollout journal: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Journal {
+    /// The request token for a node.
+    pub fn token_for(&self, node: &NodeName) -> String {
+        format!("{}:{node}", self.rollout_id)
+    }
+
+    /// Loads a journal.
+    pub fn load(path: &Path) -> Result<Journal, JournalError> {
+        let bytes = fs::read(path).map_err(|source| JournalError::Io { path: path.to_owned(), source })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|error| JournalError::Corrupt { path: path.to_owned(), reason: error.to_string() })
+    }
+
+    /// Saves the journal atomically.
+    pub fn save(&mut self, path: &Path) -> Result<(), JournalError> {
+        self.updated_at = Utc::now();
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|error| JournalError::Corrupt { path: path.to_owned(), reason: error.to_string() })?;
+        write_atomic(path, &bytes)
+    }
+}
+
+/// The control file beside a journal.
+pub fn control_path(journal: &Path) -> PathBuf {
+    let mut name = journal.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".control");
+    journal.with_file_name(name)
+}
+
+/// Reads what the operator asked (`Run` when there is no control file).
+pub fn read_control(journal: &Path) -> Control {
+    match fs::read_to_string(control_path(journal)).map(|text| text.trim().to_owned()).as_deref() {
+        Ok("pause") => Control::Pause,
+        Ok("abort") => Control::Abort,
+        _ => Control::Run,
+    }
+}
+
+/// Asks a running rollout to pause or abort, or clears the request (`Run`).
+pub fn write_control(journal: &Path, control: Control) -> Result<(), JournalError> {
+    let path = control_path(journal);
+    match control {
+        Control::Run => match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(JournalError::Io { path, source }),
+        },
+        Control::Pause => write_atomic(&path, b"pause\n"),
+        Control::Abort => write_atomic(&path, b"abort\n"),
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    let io = |source| JournalError::Io { path: path.to_owned(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&temporary).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    fs::rename(&temporary, path).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_loads_and_controls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rollout.json");
+        let mut journal = Journal {
+            rollout_id: "r1".into(),
+            target: "v1.30.3".parse().expect("valid"),
+            artifacts: vec![],
+            limits: Limits { max_unavailable: 1, max_failures: 0, per_zone: None, soak_ms: 0 },
+            prestage: false,
+            nodes: vec![JournalNode {
+                name: "worker-1".parse().expect("valid"),
+                status: NodeStatus::Soaking { until_ms: 5 },
+                operation: None,
+                error: None,
+                unavailable: false,
+            }],
+            started_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        journal.save(&path).expect("saves");
+        let loaded = Journal::load(&path).expect("loads");
+        assert_eq!(loaded, journal);
+        assert_eq!(loaded.token_for(&loaded.nodes[0].name), "r1:worker-1");
+        assert_eq!(read_control(&path), Control::Run);
+        write_control(&path, Control::Pause).expect("pause");
+        assert_eq!(read_control(&path), Control::Pause);
+        write_control(&path, Control::Abort).expect("abort");
+        assert_eq!(read_control(&path), Control::Abort);
+        write_control(&path, Control::Run).expect("clear");
+        assert_eq!(read_control(&path), Control::Run);
+        std::fs::write(&path, b"{").expect("corrupt");
+        assert!(matches!(Journal::load(&path), Err(JournalError::Corrupt { .. })));
+    }
+}

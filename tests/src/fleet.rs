@@ -1,0 +1,82 @@
+//! A handful of real agent processes on 127.0.0.x addresses, with an inventory
+//! and an artifacts file for the `upkeep` CLI.
+
+use std::path::PathBuf;
+
+use tempfile::TempDir;
+
+use crate::agent_process::{AgentProcess, AgentSetup};
+use crate::pki::Pki;
+use crate::upgrades::Artifact;
+
+/// One node of a test fleet.
+pub struct FleetNode {
+    /// Its name.
+    pub name: String,
+    /// `control-plane` or `worker`.
+    pub role: &'static str,
+    /// Its zone label.
+    pub zone: &'static str,
+    /// Its agent.
+    pub agent: AgentProcess,
+}
+
+/// A test fleet.
+pub struct Fleet {
+    /// The PKI every agent and the coordinator use.
+    pub pki: Pki,
+    /// The nodes.
+    pub nodes: Vec<FleetNode>,
+    /// Where the inventory, artifacts and journal are written.
+    pub dir: TempDir,
+}
+
+impl Fleet {
+    /// Starts one agent per `(name, role, zone, setup)`, each on its own 127.0.0.x.
+    pub fn start(nodes: Vec<(&str, &'static str, &'static str, AgentSetup)>) -> Fleet {
+        let pki = Pki::new();
+        let started = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(index, (name, role, zone, mut setup))| {
+                setup.listen = format!("127.0.0.{}:0", index + 2);
+                let agent = AgentProcess::start_with(&pki, &setup);
+                FleetNode { name: name.to_owned(), role, zone, agent }
+            })
+            .collect();
+        Fleet { pki, nodes: started, dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// Writes the inventory (client role `operator`), plus `extra` node entries.
+    pub fn write_inventory(&self, extra: &str) -> PathBuf {
+        let client = self.pki.client("operator");
+        let mut text = format!(
+            "ca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            self.pki.ca_cert().display(),
+            client.cert.display(),
+            client.key.display()
+        );
+        for node in &self.nodes {
+            text.push_str(&format!(
+                "\n[[nodes]]\nname = \"{}\"\naddress = \"{}\"\nrole = \"{}\"\nlabels = {{ zone = \"{}\" }}\n",
+                node.name, node.agent.addr, node.role, node.zone
+            ));
+        }
+        text.push_str(extra);
+        let path = self.dir.path().join("inventory.toml");
+        std::fs::write(&path, text).expect("write inventory");
+        path
+    }
+
+    /// Writes an artifacts file for the kubelet.
+    pub fn write_artifacts(&self, artifact: &Artifact) -> PathBuf {
+        let path = self.dir.path().join("artifacts.toml");
+        let text = format!(
+            "[[artifacts]]\ncomponent = \"kubelet\"\nsource = \"{}\"\nsha256 = \"{}\"\n",
+            artifact.url(),
+            artifact.sha256
+        );
+        std::fs::write(&path, text).expect("write artifacts");
+        path
+    }
+}

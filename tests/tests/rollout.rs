@@ -1,0 +1,286 @@
+//! The `upkeep` CLI against real agent processes on 127.0.0.x: status with an
+//! unreachable node, a rollout that patches, skips and reports an injected
+//! failure with its step and code, a dry run, and a coordinator killed
+//! mid-rollout and resumed without upgrading any node twice.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use upkeep_tests::agent_process::AgentSetup;
+use upkeep_tests::binaries;
+use upkeep_tests::client::{ApiClient, client_config};
+use upkeep_tests::fake_kubelet::start_health_server;
+use upkeep_tests::fleet::Fleet;
+use upkeep_tests::upgrades::{kubelet_artifact, setup};
+
+fn upkeep(args: &[&str]) -> std::process::Output {
+    Command::new(binaries::path("upkeep")).args(args).output().expect("upkeep runs")
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
+
+fn histories(runtime: &tokio::runtime::Runtime, fleet: &Fleet) -> Vec<serde_json::Value> {
+    runtime.block_on(async {
+        let mut all = Vec::new();
+        for node in &fleet.nodes {
+            let config = client_config(&fleet.pki.ca_cert(), Some(&fleet.pki.client("reader")));
+            let mut client = ApiClient::connect(node.agent.addr, config).await.expect("connects");
+            all.push(client.get("/v1/node").await.expect("reply").json()["history"].clone());
+        }
+        all
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+#[test]
+fn status_lists_every_node_and_the_unreachable_one() {
+    let fleet = Fleet::start(vec![
+        ("cp-1", "control-plane", "a", AgentSetup::kubelet("v1.30.2")),
+        ("worker-1", "worker", "a", AgentSetup::kubelet("v1.30.3")),
+    ]);
+    let inventory =
+        fleet.write_inventory("\n[[nodes]]\nname = \"ghost\"\naddress = \"127.0.0.30:9\"\nrole = \"worker\"\n");
+    let inventory = inventory.to_str().expect("utf-8");
+    let table = upkeep(&["status", "--inventory", inventory, "--timeout-secs", "3"]);
+    assert_eq!(table.status.code(), Some(2), "an unreachable node makes the exit code non-zero");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.lines().next().is_some_and(|l| l.starts_with("NODE")), "{text}");
+    assert!(text.contains("cp-1") && text.contains("kubelet=v1.30.2") && text.contains("Idle"), "{text}");
+    assert!(text.contains("worker-1") && text.contains("kubelet=v1.30.3"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("ghost") && l.contains("Unreachable")), "{text}");
+
+    let json = upkeep(&["status", "--inventory", inventory, "--output", "json", "--timeout-secs", "3"]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(rows.as_array().map(Vec::len), Some(3));
+    assert_eq!(rows[0]["state"]["components"][0]["observed_version"], "v1.30.2");
+    assert!(rows[2]["unreachable"].as_str().is_some_and(|reason| !reason.is_empty()));
+}
+
+#[test]
+fn a_rollout_patches_skips_and_reports_a_failure_with_its_step_and_code() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let healthy = |version: &str| setup(version, port, "");
+    let mut broken = setup("v1.30.2", port, "");
+    broken.component_extra =
+        broken.component_extra.replace("healthz?binary={binary}", "healthz?binary={binary}&refuse=v1.30.3");
+    let fleet = Fleet::start(vec![
+        ("cp-1", "control-plane", "a", healthy("v1.30.2")),
+        ("worker-1", "worker", "a", healthy("v1.30.2")),
+        ("worker-2", "worker", "b", healthy("v1.30.3")),
+        ("worker-3", "worker", "b", broken),
+        ("worker-4", "worker", "a", healthy("v1.30.2")),
+    ]);
+    let inventory = fleet.write_inventory("");
+    let artifact = kubelet_artifact(fleet.dir.path(), "v1.30.3", true);
+    let artifacts = fleet.write_artifacts(&artifact);
+    let journal = fleet.dir.path().join("journal.json");
+
+    let dry = upkeep(&[
+        "rollout",
+        "--inventory",
+        inventory.to_str().expect("utf-8"),
+        "--to",
+        "v1.30.3",
+        "--artifacts",
+        artifacts.to_str().expect("utf-8"),
+        "--max-unavailable",
+        "2",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let plan = &json_lines(&dry.stdout)[0];
+    assert_eq!(plan["waves"][0], serde_json::json!(["cp-1"]), "{plan}");
+    assert_eq!(plan["waves"][1], serde_json::json!(["worker-1", "worker-2"]), "{plan}");
+    assert!(
+        histories(&runtime, &fleet).iter().all(|h| h.as_array().is_some_and(Vec::is_empty)),
+        "a dry run touches nothing"
+    );
+
+    let run = upkeep(&[
+        "rollout",
+        "--inventory",
+        inventory.to_str().expect("utf-8"),
+        "--to",
+        "v1.30.3",
+        "--artifacts",
+        artifacts.to_str().expect("utf-8"),
+        "--max-unavailable",
+        "2",
+        "--max-failures",
+        "1",
+        "--output",
+        "json",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+        "--poll-ms",
+        "50",
+    ]);
+    let events = json_lines(&run.stdout);
+    let summary = events.last().expect("a summary");
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(
+        summary["counters"],
+        serde_json::json!({"patched": 3, "skipped": 1, "pending": 0, "error": 1}),
+        "{summary}"
+    );
+    assert_eq!(summary["errors"][0]["node"], "worker-3");
+    assert_eq!(summary["errors"][0]["step"], "PostCheck");
+    assert_eq!(summary["errors"][0]["code"], "health_check_failed");
+    assert_eq!(run.status.code(), Some(1), "exit code is non-zero when a node is in error");
+    assert!(events.iter().any(|e| e["event"] == "node_finished" && e["node"] == "cp-1"));
+    let finished: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "node_finished").filter_map(|e| e["node"].as_str()).collect();
+    assert_eq!(finished.first(), Some(&"cp-1"), "the control plane finishes first: {finished:?}");
+
+    let histories = histories(&runtime, &fleet);
+    let states: Vec<Vec<&str>> = histories
+        .iter()
+        .map(|h| h.as_array().expect("history").iter().filter_map(|e| e["state"].as_str()).collect())
+        .collect();
+    assert_eq!(states, vec![vec!["Completed"], vec!["Completed"], vec![], vec!["RolledBack"], vec!["Completed"]]);
+}
+
+#[test]
+fn a_killed_coordinator_resumes_without_upgrading_any_node_twice() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let slow = || {
+        let mut slow = setup("v1.30.2", port, "");
+        slow.component_extra = slow.component_extra.replace("echo restart >>", "sleep 0.5; echo restart >>");
+        slow
+    };
+    let fleet = Fleet::start(vec![
+        ("worker-1", "worker", "a", slow()),
+        ("worker-2", "worker", "a", slow()),
+        ("worker-3", "worker", "a", slow()),
+        ("worker-4", "worker", "a", slow()),
+        ("worker-5", "worker", "a", slow()),
+    ]);
+    let inventory = fleet.write_inventory("");
+    let artifact = kubelet_artifact(fleet.dir.path(), "v1.30.3", true);
+    let artifacts = fleet.write_artifacts(&artifact);
+    let journal = fleet.dir.path().join("journal.json");
+    let mut coordinator = Command::new(binaries::path("upkeep"))
+        .args([
+            "rollout",
+            "--inventory",
+            inventory.to_str().expect("utf-8"),
+            "--to",
+            "v1.30.3",
+            "--artifacts",
+            artifacts.to_str().expect("utf-8"),
+            "--max-unavailable",
+            "1",
+            "--output",
+            "json",
+            "--journal",
+            journal.to_str().expect("utf-8"),
+            "--poll-ms",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("upkeep starts");
+    let stdout = coordinator.stdout.take().expect("piped");
+    let mut finished = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if line.contains("\"node_finished\"") {
+            finished += 1;
+        }
+        if finished == 2 || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert_eq!(finished, 2, "two nodes finished before the kill");
+    coordinator.kill().expect("SIGKILL the coordinator");
+    let _ = coordinator.wait();
+
+    let resumed = upkeep(&[
+        "rollout",
+        "resume",
+        "--inventory",
+        inventory.to_str().expect("utf-8"),
+        "--journal",
+        journal.to_str().expect("utf-8"),
+        "--output",
+        "json",
+        "--poll-ms",
+        "20",
+    ]);
+    let events = json_lines(&resumed.stdout);
+    let summary = events.last().expect("a summary");
+    assert_eq!(
+        summary["counters"],
+        serde_json::json!({"patched": 5, "skipped": 0, "pending": 0, "error": 0}),
+        "{summary}"
+    );
+    assert!(resumed.status.success());
+    for (node, history) in fleet.nodes.iter().zip(histories(&runtime, &fleet)) {
+        let upgrades = history.as_array().expect("history").len();
+        assert_eq!(upgrades, 1, "{} was upgraded {upgrades} times", node.name);
+        let restarts = std::fs::read_to_string(node.agent.dir().join("restarts.log")).unwrap_or_default();
+        assert_eq!(restarts.lines().count(), 1, "{} restarted {} times", node.name, restarts.lines().count());
+    }
+}
+
+#[test]
+fn pause_stops_new_nodes_and_resume_finishes() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let fleet = Fleet::start(vec![
+        ("worker-1", "worker", "a", setup("v1.30.2", port, "")),
+        ("worker-2", "worker", "a", setup("v1.30.2", port, "")),
+        ("worker-3", "worker", "a", setup("v1.30.2", port, "")),
+    ]);
+    let inventory = fleet.write_inventory("");
+    let artifact = kubelet_artifact(fleet.dir.path(), "v1.30.3", true);
+    let artifacts = fleet.write_artifacts(&artifact);
+    let journal = fleet.dir.path().join("journal.json");
+    let journal_arg = journal.to_str().expect("utf-8");
+    assert!(upkeep(&["rollout", "pause", "--journal", journal_arg]).status.success());
+    let paused = upkeep(&[
+        "rollout",
+        "--inventory",
+        inventory.to_str().expect("utf-8"),
+        "--to",
+        "v1.30.3",
+        "--artifacts",
+        artifacts.to_str().expect("utf-8"),
+        "--output",
+        "json",
+        "--journal",
+        journal_arg,
+    ]);
+    let summary = json_lines(&paused.stdout).pop().expect("summary");
+    assert_eq!(summary["counters"]["pending"], 3, "a paused rollout starts nothing: {summary}");
+    assert_eq!(summary["halt"]["reason"], "stopped");
+    assert_eq!(paused.status.code(), Some(2));
+    let resumed = upkeep(&[
+        "rollout",
+        "resume",
+        "--inventory",
+        inventory.to_str().expect("utf-8"),
+        "--journal",
+        journal_arg,
+        "--output",
+        "json",
+        "--poll-ms",
+        "20",
+    ]);
+    let summary = json_lines(&resumed.stdout).pop().expect("summary");
+    assert_eq!(summary["counters"]["patched"], 3, "{summary}");
+}
