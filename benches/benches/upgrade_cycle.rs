@@ -13,7 +13,10 @@ use upkeep_tests::agent_process::{AgentProcess, AgentSetup};
 use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::in_process::InProcessAgent;
 use upkeep_tests::pki::Pki;
-use upkeep_tests::upgrades::{kubelet_artifact, upgrade_body, wait_for_end};
+use upkeep_tests::upgrades::{kubelet_artifact, upgrade_body, wait_for_end_every};
+
+/// How often the operation is polled: the figures are accurate to about this much.
+const POLL: Duration = Duration::from_millis(2);
 
 fn summary(mut samples: Vec<Duration>) -> String {
     samples.sort();
@@ -48,8 +51,8 @@ fn main() {
             let started = Instant::now();
             let body = upgrade_body(&version, &artifact, None).to_string();
             let reply = client.post_json("/v1/upgrades", &body).await.expect("reply");
-            let operation =
-                wait_for_end(&mut client, reply.json()["id"].as_str().expect("id"), Duration::from_secs(60)).await;
+            let id = reply.json()["id"].as_str().expect("id").to_owned();
+            let operation = wait_for_end_every(&mut client, &id, Duration::from_secs(60), POLL).await;
             samples.push(started.elapsed());
             assert_eq!(operation["phase"], "Succeeded", "{operation:#}");
         }
@@ -77,7 +80,7 @@ fn main() {
         let agent = agent.restart(&[]);
         runtime.block_on(async {
             let mut client = ApiClient::connect(agent.addr, config.clone()).await.expect("connects");
-            let operation = wait_for_end(&mut client, &id, Duration::from_secs(60)).await;
+            let operation = wait_for_end_every(&mut client, &id, Duration::from_secs(60), POLL).await;
             assert_eq!(operation["phase"], "Succeeded");
         });
         recoveries.push(started.elapsed());

@@ -77,8 +77,18 @@ pub fn upgrade_body(target: &str, artifact: &Artifact, token: Option<&str>) -> s
     body
 }
 
-/// Polls an operation until it ends; panics after `within`.
+/// Polls an operation every 50 ms until it ends; panics after `within`.
 pub async fn wait_for_end(client: &mut ApiClient, id: &str, within: Duration) -> serde_json::Value {
+    wait_for_end_every(client, id, within, Duration::from_millis(50)).await
+}
+
+/// Polls an operation every `interval` until it ends; panics after `within`.
+pub async fn wait_for_end_every(
+    client: &mut ApiClient,
+    id: &str,
+    within: Duration,
+    interval: Duration,
+) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
         let reply = client.get(&format!("/v1/operations/{id}")).await.expect("reply");
@@ -89,7 +99,7 @@ pub async fn wait_for_end(client: &mut ApiClient, id: &str, within: Duration) ->
             return operation;
         }
         assert!(Instant::now() < deadline, "operation {id} still {phase} after {within:?}: {operation:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
