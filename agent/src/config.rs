@@ -135,8 +135,11 @@ pub enum RestartMethod {
 /// Kubernetes access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubernetesConfig {
-    /// The kubeconfig file with the agent's credentials.
-    pub kubeconfig: PathBuf,
+    /// The kubeconfig file with the agent's credentials; `None` means the
+    /// in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// Time allowed for one call to the API server.
+    pub request_timeout: Duration,
 }
 
 /// Connection and request limits of the HTTPS server.
@@ -290,6 +293,9 @@ struct RawComponent {
 #[derive(Debug, Default, Deserialize)]
 struct RawKubernetes {
     kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    in_cluster: bool,
+    request_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -445,8 +451,21 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<AgentConfig> {
     let tls = validate_tls(raw.tls, problems);
     let components = validate_components(raw.components, problems);
     let kubernetes = raw.kubernetes.and_then(|kubernetes| {
-        let kubeconfig = problems.absolute_path("kubernetes.kubeconfig", kubernetes.kubeconfig)?;
-        Some(KubernetesConfig { kubeconfig })
+        let kubeconfig = match (kubernetes.kubeconfig, kubernetes.in_cluster) {
+            (Some(_), true) => {
+                problems.add("kubernetes.in_cluster", "set kubeconfig or in_cluster = true, not both");
+                return None;
+            }
+            (None, true) => None,
+            (path, false) => Some(problems.absolute_path("kubernetes.kubeconfig", path)?),
+        };
+        let request_timeout = problems.seconds(
+            "kubernetes.request_timeout_secs",
+            kubernetes.request_timeout_secs,
+            Duration::from_secs(10),
+            (1, 300),
+        );
+        Some(KubernetesConfig { kubeconfig, request_timeout })
     });
     let server = validate_server(raw.server, problems);
     let probe = validate_probe(raw.probe, problems);

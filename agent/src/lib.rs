@@ -47,6 +47,9 @@ pub enum StartError {
     /// The TLS credentials are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The host could not be set up (artifact CA, Kubernetes credentials).
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
     /// The state directory could not be opened or read.
     #[error(transparent)]
     State(#[from] StoreError),
@@ -78,7 +81,7 @@ pub async fn run(config: AgentConfig) -> Result<(), StartError> {
     let tls = Arc::new(TlsStore::load(config.tls.clone())?);
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { address: config.listen, source })?;
-    let host = Host::real(&config)?;
+    let host = Host::real(&config).await?;
     let store = Store::open(&config.state_dir)?;
     let app = Arc::new(App::new(config, host, store)?);
     app.start().await;

@@ -51,7 +51,7 @@ impl InProcessAgent {
         let tls = Arc::new(TlsStore::load(config.tls.clone()).expect("TLS material"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
-        let host = Host::real(&config).expect("real host");
+        let host = Host::real(&config).await.expect("real host");
         let store = Store::open(&config.state_dir).expect("state directory");
         let app = Arc::new(App::new(config, host, store).expect("agent state"));
         app.start().await;

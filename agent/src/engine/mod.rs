@@ -126,15 +126,28 @@ impl Engine {
         self.lock().node.clone()
     }
 
+    /// The operation an upgrade request's token already names, if any.
+    pub fn replayed_upgrade(&self, request: &UpgradeRequest) -> Result<Option<Operation>, ErrorBody> {
+        let state = self.lock();
+        self.replay(&state, request.request_token.as_ref(), &request_digest(request))
+    }
+
     /// Starts an upgrade (or returns the operation its token already names).
+    /// `control_plane` is the API server's version when the request carries none.
     pub fn submit_upgrade(
         self: &Arc<Self>,
         identity: &Identity,
         request: UpgradeRequest,
         if_match: Option<&str>,
+        control_plane: Option<upkeep_common::Version>,
     ) -> Result<Operation, ErrorBody> {
         if request.force && !identity.allows(Role::Admin) {
             return Err(ErrorBody::new(ErrorCode::Forbidden, "force needs upkeep:admin"));
+        }
+        let forced_drain =
+            request.drain.as_ref().and_then(|d| d.on_timeout) == Some(upkeep_common::api::DrainTimeoutAction::Force);
+        if forced_drain && !identity.allows(Role::Admin) {
+            return Err(ErrorBody::new(ErrorCode::Forbidden, "drain on_timeout force needs upkeep:admin"));
         }
         check_fields(&self.config, &request)?;
         let digest = request_digest(&request);
@@ -154,7 +167,7 @@ impl Engine {
             observed: &observed,
             previous: &previous,
             degraded: state.node.degraded.as_ref().map(|d| d.message.as_str()),
-            control_plane: request.control_plane_version.clone(),
+            control_plane: request.control_plane_version.clone().or(control_plane),
         };
         let admission = admit(&self.config, &request, &facts)?;
         let id = new_operation_id();

@@ -194,6 +194,7 @@ fn merge_progress(record: &mut OperationRecord, working: &OperationRecord) {
     record.cordoned_by_us = working.cordoned_by_us;
     record.was_cordoned = working.was_cordoned;
     record.verified = working.verified;
+    record.operation.accepted_risks.clone_from(&working.operation.accepted_risks);
 }
 
 fn set_step(
@@ -263,7 +264,7 @@ async fn uncordon_if_ours(engine: &Engine, record: &OperationRecord) -> Option<E
     if !record.cordoned_by_us {
         return None;
     }
-    match engine.host.kubernetes.uncordon(&record.operation.id).await {
+    match engine.host.kubernetes.uncordon(&record.operation.id, true).await {
         Ok(()) => None,
         Err(error) => Some(ErrorObject {
             code: ErrorCode::DependencyUnavailable,

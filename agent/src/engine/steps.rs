@@ -218,7 +218,9 @@ fn kube_failure(detail: &'static str) -> impl Fn(KubeError) -> StepFailure {
     move |error| match error {
         KubeError::Unavailable(_) => StepFailure::new(ErrorCode::DependencyUnavailable, detail, error.to_string()),
         KubeError::DrainBlocked(_) => StepFailure::new(ErrorCode::Conflict, "drain_blocked", error.to_string()),
-        KubeError::Refused(_) => StepFailure::new(ErrorCode::Conflict, detail, error.to_string()),
+        KubeError::Refused(_) | KubeError::TooManyRequests | KubeError::NotFound => {
+            StepFailure::new(ErrorCode::Conflict, detail, error.to_string())
+        }
     }
 }
 
@@ -248,7 +250,20 @@ async fn drain(engine: &Engine, record: &mut OperationRecord) -> StepResult {
         force_at_timeout,
     };
     match engine.host.kubernetes.drain(&settings).await.map_err(kube_failure("drain_failed"))? {
-        DrainOutcome::Drained { evicted } => Ok(StepDone::success(format!("{evicted} pod(s) evicted"))),
+        DrainOutcome::Drained { evicted, retries, forced } => {
+            let mut message = format!("{evicted} pod(s) evicted");
+            if retries > 0 {
+                message.push_str(&format!("; {retries} eviction(s) refused by disruption budgets and retried"));
+            }
+            if !forced.is_empty() {
+                message.push_str(&format!("; deleted at the timeout (forced): {}", forced.join("; ")));
+                record.operation.accepted_risks.push(upkeep_common::api::AcceptedRisk {
+                    code: "drain_forced".to_owned(),
+                    message: format!("pods deleted at the drain timeout: {}", forced.join("; ")),
+                });
+            }
+            Ok(StepDone::success(message))
+        }
         DrainOutcome::NotConfigured => Ok(StepDone::skipped("no Kubernetes access configured")),
     }
 }
@@ -357,7 +372,13 @@ async fn uncordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     if !record.cordoned_by_us && record.operation.kind != OperationKind::Uncordon {
         return Ok(StepDone::skipped("upkeep did not cordon the node"));
     }
-    engine.host.kubernetes.uncordon(&record.operation.id).await.map_err(kube_failure("uncordon_failed"))?;
+    let only_if_ours = record.operation.kind != OperationKind::Uncordon;
+    engine
+        .host
+        .kubernetes
+        .uncordon(&record.operation.id, only_if_ours)
+        .await
+        .map_err(kube_failure("uncordon_failed"))?;
     record.cordoned_by_us = false;
     Ok(StepDone::success("uncordoned"))
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use upkeep_common::Version;
 use upkeep_common::ids::OperationId;
 
 use crate::host::BoxFuture;
@@ -22,10 +23,14 @@ pub enum CordonOutcome {
 /// What a drain did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DrainOutcome {
-    /// Every pod that had to leave left.
+    /// Every pod that had to leave left (or was deleted, when forced).
     Drained {
         /// How many pods were evicted.
         evicted: usize,
+        /// Evictions a disruption budget refused before it allowed them.
+        retries: u32,
+        /// Pods deleted at the timeout because the drain was forced, with why they blocked.
+        forced: Vec<String>,
     },
     /// No Kubernetes access is configured.
     NotConfigured,
@@ -58,6 +63,12 @@ pub enum KubeError {
     /// The API server refused the request.
     #[error("Kubernetes API refused the request: {0}")]
     Refused(String),
+    /// A disruption budget refused an eviction for now (429).
+    #[error("a disruption budget refused the eviction")]
+    TooManyRequests,
+    /// The object does not exist (404).
+    #[error("not found")]
+    NotFound,
 }
 
 /// The node's Kubernetes API.
@@ -66,10 +77,12 @@ pub trait NodeAccess: Send + Sync {
     fn configured(&self) -> bool;
     /// Marks the node unschedulable, recording `operation` as the cordoner.
     fn cordon<'a>(&'a self, operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>>;
-    /// Marks the node schedulable again if upkeep's `operation` cordoned it.
-    fn uncordon<'a>(&'a self, operation: &'a OperationId) -> BoxFuture<'a, Result<(), KubeError>>;
+    /// Marks the node schedulable again; with `only_if_ours`, only if upkeep cordoned it.
+    fn uncordon<'a>(&'a self, operation: &'a OperationId, only_if_ours: bool) -> BoxFuture<'a, Result<(), KubeError>>;
     /// Evicts the node's pods.
     fn drain<'a>(&'a self, settings: &'a DrainSettings) -> BoxFuture<'a, Result<DrainOutcome, KubeError>>;
+    /// The API server's version (`None` without Kubernetes access).
+    fn control_plane_version(&self) -> BoxFuture<'_, Result<Option<Version>, KubeError>>;
 }
 
 /// No Kubernetes access: cordon and drain are skipped.
@@ -85,8 +98,16 @@ impl NodeAccess for NoKubernetes {
         Box::pin(async { Ok(CordonOutcome::NotConfigured) })
     }
 
-    fn uncordon<'a>(&'a self, _operation: &'a OperationId) -> BoxFuture<'a, Result<(), KubeError>> {
+    fn uncordon<'a>(
+        &'a self,
+        _operation: &'a OperationId,
+        _only_if_ours: bool,
+    ) -> BoxFuture<'a, Result<(), KubeError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn control_plane_version(&self) -> BoxFuture<'_, Result<Option<Version>, KubeError>> {
+        Box::pin(async { Ok(None) })
     }
 
     fn drain<'a>(&'a self, _settings: &'a DrainSettings) -> BoxFuture<'a, Result<DrainOutcome, KubeError>> {

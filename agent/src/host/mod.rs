@@ -15,6 +15,7 @@ pub mod facts;
 pub mod fetch;
 pub mod files;
 pub mod health;
+pub mod kube;
 pub mod kubernetes;
 pub mod services;
 pub mod version_probe;
@@ -80,6 +81,17 @@ pub trait HostFactsSource: Send + Sync {
     fn facts(&self) -> HostFacts;
 }
 
+/// Why the real host could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The artifact CA bundle is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The Kubernetes credentials are unusable.
+    #[error("Kubernetes access: {0}")]
+    Kubernetes(#[from] kubernetes::KubeError),
+}
+
 /// Everything the agent reaches on its host.
 #[derive(Clone)]
 pub struct Host {
@@ -99,21 +111,32 @@ pub struct Host {
 
 impl Host {
     /// The real host described by `config`: commands, the filesystem, systemd,
-    /// local health URLs, and no Kubernetes access until it is configured.
-    pub fn real(config: &crate::config::AgentConfig) -> Result<Host, crate::tls::TlsError> {
+    /// local health URLs, and the Kubernetes API when it is configured.
+    pub async fn real(config: &crate::config::AgentConfig) -> Result<Host, HostError> {
         let disk_path = config
             .components
             .first()
             .and_then(|component| component.binary.parent().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/"));
         let reader = fetch::ArtifactReader::new(config.artifacts.ca_file.as_deref())?;
+        let kubernetes: Arc<dyn kubernetes::NodeAccess> = match &config.kubernetes {
+            None => Arc::new(kubernetes::NoKubernetes),
+            Some(settings) => Arc::new(
+                kube::KubeNodeAccess::connect(
+                    settings.kubeconfig.as_deref(),
+                    config.node_name.as_str(),
+                    settings.request_timeout,
+                )
+                .await?,
+            ),
+        };
         Ok(Host {
             versions: Arc::new(version_probe::CommandVersionProbe),
             facts: Arc::new(facts::SystemFacts::new(disk_path)),
             files: Arc::new(files::RealFiles::new(reader)),
             services: Arc::new(services::RealServices),
             health: Arc::new(health::HttpHealthProbe),
-            kubernetes: Arc::new(kubernetes::NoKubernetes),
+            kubernetes,
         })
     }
 }

@@ -247,7 +247,20 @@ async fn dispatch(
             let if_match = request.headers().get(IF_MATCH).map(|v| v.to_str().unwrap_or("").to_owned());
             let upgrade: UpgradeRequest = read_json(request, limit).await?;
             let token = upgrade.request_token.clone();
-            let operation = app.engine.submit_upgrade(identity, upgrade, if_match.as_deref());
+            if let Some(existing) = app.engine.replayed_upgrade(&upgrade)? {
+                return audited(identity, token.as_ref(), Ok(existing));
+            }
+            let control_plane = if upgrade.control_plane_version.is_none() {
+                app.host.kubernetes.control_plane_version().await.map_err(|error| {
+                    ErrorBody::new(
+                        ErrorCode::DependencyUnavailable,
+                        format!("the control-plane version is needed for the skew rule: {error}"),
+                    )
+                })?
+            } else {
+                None
+            };
+            let operation = app.engine.submit_upgrade(identity, upgrade, if_match.as_deref(), control_plane);
             audited(identity, token.as_ref(), operation)
         }
         Endpoint::Cancel => {

@@ -1,0 +1,27 @@
+//! A fake Kubernetes API server over real HTTPS, serving what the agent uses
+//! with Kubernetes' own object shapes, keeping state, and scriptable.
+//!
+//! # Endpoints and behaviours followed
+//!
+//! | request | behaviour |
+//! |---|---|
+//! | `GET /version` | the configured `gitVersion` (and major, minor...) |
+//! | `GET /api/v1/nodes/{name}` | the Node, or a 404 `Status` |
+//! | `PATCH /api/v1/nodes/{name}` | JSON merge patch (RFC 7386) with `application/merge-patch+json` or `application/strategic-merge-patch+json`; any other content type is 415 |
+//! | `GET /api/v1/pods?fieldSelector=spec.nodeName=N` | a `PodList` of the pods bound to N (other selectors: 400) |
+//! | `GET /api/v1/namespaces/{ns}/pods/{name}` | the Pod, or 404 |
+//! | `POST /api/v1/namespaces/{ns}/pods/{name}/eviction` | a policy/v1 `Eviction`: 429 `TooManyRequests` while the pod's scripted disruption budget refuses, else the pod starts terminating (201 `Status` Success) |
+//! | `DELETE /api/v1/namespaces/{ns}/pods/{name}` | the pod is gone at once (200 with the Pod) |
+//!
+//! Every request needs `Authorization: Bearer TOKEN` (401 otherwise). Errors
+//! are `Status` objects with `code`, `reason` and `message`, as the real API
+//! server sends. A terminating pod keeps its `deletionTimestamp` until its
+//! scripted termination time passes, then is gone (404). The server can be
+//! made slow (every answer delayed) or down (connections closed at once).
+
+mod merge;
+mod server;
+mod state;
+
+pub use server::FakeApiServer;
+pub use state::{ApiState, FakePod};

@@ -1,0 +1,208 @@
+//! Cordon, uncordon and drain done right, through a real agent process and the
+//! real Kubernetes client against the fake API server: upkeep uncordons only
+//! what it cordoned, drains past disruption budgets with retries or names the
+//! pods that blocked, and an unreachable API server fails before anything changes.
+
+use std::time::Duration;
+
+use upkeep_simulator::kube_api::{FakeApiServer, FakePod};
+use upkeep_tests::agent_process::AgentProcess;
+use upkeep_tests::client::{ApiClient, Reply, client_config};
+use upkeep_tests::fake_kubelet::start_health_server;
+use upkeep_tests::pki::Pki;
+use upkeep_tests::upgrades::{kubelet_artifact, setup, step_statuses, upgrade_body, wait_for_end};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    api: FakeApiServer,
+    pki: Pki,
+    agent: AgentProcess,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(api_version: &str, pods: Vec<FakePod>) -> Cluster {
+        let api = FakeApiServer::start(api_version).await.expect("fake API server");
+        api.state().add_node("worker-1");
+        for pod in pods {
+            api.state().add_pod(pod);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        let port = start_health_server().await;
+        let extra = format!("[kubernetes]\nkubeconfig = \"{}\"\nrequest_timeout_secs = 2\n", kubeconfig.display());
+        let mut node_setup = setup("v1.30.2", port, "");
+        node_setup.extra.push_str(&extra);
+        let pki = Pki::new();
+        let agent = AgentProcess::start_with(&pki, &node_setup);
+        Cluster { api, pki, agent, dir }
+    }
+
+    async fn client(&self, role: &str) -> ApiClient {
+        ApiClient::connect(self.agent.addr, client_config(&self.pki.ca_cert(), Some(&self.pki.client(role))))
+            .await
+            .expect("connects")
+    }
+
+    fn node(&self) -> serde_json::Value {
+        self.api.state().node("worker-1").cloned().expect("node")
+    }
+}
+
+async fn post(client: &mut ApiClient, path: &str, body: serde_json::Value) -> Reply {
+    client.post_json(path, &body.to_string()).await.expect("reply")
+}
+
+async fn run(client: &mut ApiClient, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let reply = post(client, path, body).await;
+    assert_eq!(reply.status, 202, "{}", String::from_utf8_lossy(&reply.body));
+    wait_for_end(client, reply.json()["id"].as_str().expect("id"), WITHIN).await
+}
+
+fn guarded(refusals: u32) -> FakePod {
+    let mut pod = FakePod::running("default", "web", "worker-1");
+    pod.budget_refusals = refusals;
+    pod
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cordon_then_uncordon_records_who_cordoned() {
+    let cluster = Cluster::start("v1.30.2", vec![]).await;
+    let mut operator = cluster.client("operator").await;
+    let cordon = run(&mut operator, "/v1/cordon", serde_json::json!({})).await;
+    assert_eq!(cordon["phase"], "Succeeded", "{cordon:#}");
+    let node = cluster.node();
+    assert_eq!(node["spec"]["unschedulable"], true);
+    assert_eq!(node["metadata"]["annotations"]["upkeep.io/cordoned-by"], cordon["id"]);
+    assert_eq!(operator.get("/v1/node").await.expect("reply").status, 200);
+
+    let uncordon = run(&mut operator, "/v1/uncordon", serde_json::json!({})).await;
+    assert_eq!(uncordon["phase"], "Succeeded", "{uncordon:#}");
+    let node = cluster.node();
+    assert_eq!(node["spec"]["unschedulable"], false);
+    assert!(node["metadata"]["annotations"].get("upkeep.io/cordoned-by").is_none(), "{node}");
+    let patches = cluster.api.state().patch_log.len();
+    assert_eq!(patches, 2, "one merge patch each way");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_cordons_drains_swaps_restarts_and_uncordons() {
+    let cluster = Cluster::start("v1.30.9", vec![FakePod::running("default", "web", "worker-1")]).await;
+    let mut operator = cluster.client("operator").await;
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.30.3", true);
+    let operation = run(&mut operator, "/v1/upgrades", upgrade_body("v1.30.3", &artifact, None)).await;
+    assert_eq!(operation["phase"], "Succeeded", "{operation:#}");
+    assert!(step_statuses(&operation).iter().all(|s| s.ends_with(":Success")), "{:?}", step_statuses(&operation));
+    assert_eq!(cluster.api.state().eviction_log, ["default/web"]);
+    assert_eq!(cluster.node()["spec"]["unschedulable"], false, "uncordoned at the end");
+    assert_eq!(std::fs::read(cluster.agent.kubelet_path()).expect("kubelet"), artifact.bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cordoned_beforehand_stays_cordoned() {
+    let cluster = Cluster::start("v1.30.9", vec![]).await;
+    cluster.api.state().set_unschedulable("worker-1", true);
+    let mut operator = cluster.client("operator").await;
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.30.3", true);
+    let operation = run(&mut operator, "/v1/upgrades", upgrade_body("v1.30.3", &artifact, None)).await;
+    assert_eq!(operation["phase"], "Succeeded", "{operation:#}");
+    let uncordon = &operation["steps"][7];
+    assert_eq!(uncordon["status"], "Skipped");
+    assert!(uncordon["message"].as_str().is_some_and(|m| m.contains("stays cordoned")), "{uncordon}");
+    assert_eq!(cluster.node()["spec"]["unschedulable"], true, "somebody else's cordon is left alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_skips_daemon_set_mirror_and_finished_pods() {
+    let mut daemon = FakePod::running("kube-system", "proxy", "worker-1");
+    daemon.daemon_set = true;
+    let mut mirror = FakePod::running("kube-system", "static", "worker-1");
+    mirror.mirror = true;
+    let mut done = FakePod::running("default", "job", "worker-1");
+    done.phase = "Succeeded".to_owned();
+    let elsewhere = FakePod::running("default", "other", "worker-2");
+    let web = FakePod::running("default", "web", "worker-1");
+    let cluster = Cluster::start("v1.30.2", vec![daemon, mirror, done, elsewhere, web]).await;
+    let mut operator = cluster.client("operator").await;
+    let drain = run(&mut operator, "/v1/drain", serde_json::json!({})).await;
+    assert_eq!(drain["phase"], "Succeeded", "{drain:#}");
+    assert_eq!(cluster.api.state().eviction_log, ["default/web"]);
+    let mut left = cluster.api.state().pod_names(std::time::Instant::now());
+    left.sort();
+    assert_eq!(left, ["default/job", "default/other", "kube-system/proxy", "kube-system/static"]);
+    assert_eq!(cluster.node()["spec"]["unschedulable"], true, "a drain leaves the node cordoned");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_refuses_three_evictions_then_allows_them() {
+    let cluster = Cluster::start("v1.30.2", vec![guarded(3)]).await;
+    let mut operator = cluster.client("operator").await;
+    let drain = run(&mut operator, "/v1/drain", serde_json::json!({"drain": {"timeout_seconds": 30}})).await;
+    assert_eq!(drain["phase"], "Succeeded", "{drain:#}");
+    assert_eq!(cluster.api.state().eviction_log.len(), 4, "three refusals and one eviction");
+    let message = drain["steps"][1]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("3 eviction(s) refused"), "the retries are visible: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_never_allows_fails_at_the_timeout_or_is_forced_by_an_admin() {
+    let cluster = Cluster::start("v1.30.9", vec![guarded(u32::MAX)]).await;
+    let mut operator = cluster.client("operator").await;
+    let original = std::fs::read(cluster.agent.kubelet_path()).expect("kubelet");
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.30.3", true);
+    let mut body = upgrade_body("v1.30.3", &artifact, None);
+    body["drain"] = serde_json::json!({"timeout_seconds": 2});
+    let failed = run(&mut operator, "/v1/upgrades", body.clone()).await;
+    assert_eq!(failed["phase"], "Failed", "{failed:#}");
+    let detail = &failed["errors"][0]["details"][0];
+    assert_eq!(detail["field"], "Drain");
+    assert_eq!(detail["code"], "drain_blocked");
+    assert!(
+        detail["message"].as_str().is_some_and(|m| m.contains("default/web")),
+        "the blocking pod is named: {detail}"
+    );
+    assert_eq!(std::fs::read(cluster.agent.kubelet_path()).expect("kubelet"), original, "nothing was swapped");
+    assert_eq!(cluster.node()["spec"]["unschedulable"], false, "uncordoned after the failed drain");
+
+    body["drain"]["on_timeout"] = "force".into();
+    assert_eq!(post(&mut operator, "/v1/upgrades", body.clone()).await.status, 403, "forcing needs an admin");
+    let mut admin = cluster.client("admin").await;
+    let forced = run(&mut admin, "/v1/upgrades", body).await;
+    assert_eq!(forced["phase"], "Succeeded", "{forced:#}");
+    assert_eq!(cluster.api.state().deletion_log, ["default/web"]);
+    assert_eq!(forced["accepted_risks"][0]["code"], "drain_forced");
+    let history = admin.get("/v1/node").await.expect("reply").json()["history"].clone();
+    assert_eq!(history[0]["accepted_risks"][0]["code"], "drain_forced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_server_is_503_or_fails_before_the_swap() {
+    let cluster = Cluster::start("v1.30.9", vec![]).await;
+    let mut operator = cluster.client("operator").await;
+    let original = std::fs::read(cluster.agent.kubelet_path()).expect("kubelet");
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.30.3", true);
+    cluster.api.set_down(true);
+    let refused = post(&mut operator, "/v1/upgrades", upgrade_body("v1.30.3", &artifact, None)).await;
+    assert_eq!(refused.status, 503, "{}", String::from_utf8_lossy(&refused.body));
+    assert_eq!(refused.json()["error"]["code"], "dependency_unavailable");
+
+    let mut body = upgrade_body("v1.30.3", &artifact, None);
+    body["control_plane_version"] = "v1.30.9".into();
+    let failed = run(&mut operator, "/v1/upgrades", body).await;
+    assert_eq!(failed["phase"], "Failed", "{failed:#}");
+    assert_eq!(failed["errors"][0]["code"], "dependency_unavailable");
+    assert_eq!(failed["errors"][0]["details"][0]["field"], "Cordon");
+    assert_eq!(std::fs::read(cluster.agent.kubelet_path()).expect("kubelet"), original, "nothing changed on the node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_skew_rule_uses_the_api_server_version() {
+    let cluster = Cluster::start("v1.30.9", vec![]).await;
+    let mut operator = cluster.client("operator").await;
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.31.0", true);
+    let refused = post(&mut operator, "/v1/upgrades", upgrade_body("v1.31.0", &artifact, None)).await;
+    assert_eq!(refused.status, 422, "{}", String::from_utf8_lossy(&refused.body));
+    assert_eq!(refused.json()["error"]["details"][0]["code"], "skew");
+}
