@@ -134,6 +134,11 @@ impl NodeView {
         (guard.state.clone(), guard.etag.clone())
     }
 
+    /// The phase alone (cheap: nothing is cloned).
+    pub fn phase(&self) -> NodePhase {
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).state.phase
+    }
+
     /// The current tag alone.
     pub fn etag(&self) -> ETag {
         self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).etag.clone()

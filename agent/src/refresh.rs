@@ -54,7 +54,7 @@ pub async fn refresh_host_facts_forever(app: Arc<App>) {
 
 /// Reloads the TLS files whenever their modification times change.
 pub async fn reload_tls_on_change_forever(tls: Arc<TlsStore>) {
-    let Some(interval) = tls.paths().reload_interval else { return };
+    let Some(interval) = tls.reload_interval() else { return };
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
     loop {

@@ -7,10 +7,15 @@
 //! STATE_DIR/node.json                 history, conditions, cordon marker, previous versions
 //! STATE_DIR/operations/ID.json        one operation with the engine's private progress
 //! ```
+//!
+//! A simulated host keeps the same records in memory instead ([`Store::memory`]):
+//! each write replaces a record whole, as the atomic rename does on disk.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,10 +64,20 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
 
-/// The files of one agent's state directory.
+/// Where records are kept.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// Files under a state directory.
+    Dir(PathBuf),
+    /// Records in memory, shared by every engine opened on it (a simulated
+    /// node's disk, which outlives a simulated crash of its agent).
+    Memory(Arc<Mutex<BTreeMap<String, Vec<u8>>>>),
+}
+
+/// One agent's saved state.
 #[derive(Debug, Clone)]
 pub struct Store {
-    dir: PathBuf,
+    backend: Backend,
 }
 
 impl Store {
@@ -70,79 +85,120 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let operations = dir.join("operations");
         fs::create_dir_all(&operations).map_err(io_error(&operations))?;
-        Ok(Store { dir: dir.to_owned() })
+        Ok(Store { backend: Backend::Dir(dir.to_owned()) })
     }
 
-    /// The state directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// An empty store in memory.
+    pub fn memory() -> Store {
+        Store { backend: Backend::Memory(Arc::default()) }
     }
 
-    fn node_path(&self) -> PathBuf {
-        self.dir.join("node.json")
+    fn node_key() -> &'static str {
+        "node.json"
     }
 
-    fn operation_path(&self, id: &str) -> PathBuf {
-        self.dir.join("operations").join(format!("{id}.json"))
+    fn operation_key(id: &str) -> String {
+        format!("operations/{id}.json")
+    }
+
+    fn write(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Dir(dir) => write_atomic(&dir.join(key), &bytes),
+            Backend::Memory(records) => {
+                records.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key.to_owned(), bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn read(&self, key: &str) -> Result<Option<(PathBuf, Vec<u8>)>, StoreError> {
+        match &self.backend {
+            Backend::Dir(dir) => {
+                let path = dir.join(key);
+                match fs::read(&path) {
+                    Ok(bytes) => Ok(Some((path, bytes))),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(error) => Err(io_error(&path)(error)),
+                }
+            }
+            Backend::Memory(records) => Ok(records
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(key)
+                .map(|bytes| (PathBuf::from(key), bytes.clone()))),
+        }
     }
 
     /// Saves the node record.
     pub fn save_node<T: Serialize>(&self, record: &T) -> Result<(), StoreError> {
-        save(&self.node_path(), record)
+        self.write(Self::node_key(), encode(Self::node_key(), record)?)
     }
 
     /// Loads the node record, `None` on first start.
     pub fn load_node<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
-        load(&self.node_path())
+        self.read(Self::node_key())?.map(|(path, bytes)| decode(&path, &bytes)).transpose()
     }
 
     /// Saves one operation.
     pub fn save_operation<T: Serialize>(&self, id: &str, record: &T) -> Result<(), StoreError> {
-        save(&self.operation_path(id), record)
+        let key = Self::operation_key(id);
+        let bytes = encode(&key, record)?;
+        self.write(&key, bytes)
     }
 
     /// Loads every saved operation (in no particular order).
     pub fn load_operations<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        let dir = self.dir.join("operations");
-        let mut records = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let path = entry.map_err(io_error(&dir))?.path();
-            let is_record = path.extension().is_some_and(|e| e == "json")
-                && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if is_record {
-                if let Some(record) = load(&path)? {
-                    records.push(record);
+        match &self.backend {
+            Backend::Dir(dir) => {
+                let dir = dir.join("operations");
+                let mut records = Vec::new();
+                for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
+                    let path = entry.map_err(io_error(&dir))?.path();
+                    let is_record = path.extension().is_some_and(|e| e == "json")
+                        && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                    if is_record {
+                        let bytes = fs::read(&path).map_err(io_error(&path))?;
+                        records.push(decode(&path, &bytes)?);
+                    }
+                }
+                Ok(records)
+            }
+            Backend::Memory(records) => records
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .iter()
+                .filter(|(key, _)| key.starts_with("operations/"))
+                .map(|(key, bytes)| decode(Path::new(key), bytes))
+                .collect(),
+        }
+    }
+
+    /// Removes an operation's record (when pruning old operations).
+    pub fn remove_operation(&self, id: &str) -> Result<(), StoreError> {
+        let key = Self::operation_key(id);
+        match &self.backend {
+            Backend::Dir(dir) => {
+                let path = dir.join(&key);
+                match fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(error) => Err(io_error(&path)(error)),
                 }
             }
-        }
-        Ok(records)
-    }
-
-    /// Removes an operation's file (when pruning old operations).
-    pub fn remove_operation(&self, id: &str) -> Result<(), StoreError> {
-        let path = self.operation_path(id);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(io_error(&path)(error)),
+            Backend::Memory(records) => {
+                records.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
+                Ok(())
+            }
         }
     }
 }
 
-fn save<T: Serialize>(path: &Path, record: &T) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec_pretty(record)
-        .map_err(|error| StoreError::Corrupt { path: path.to_owned(), reason: error.to_string() })?;
-    write_atomic(path, &bytes)
+fn encode<T: Serialize>(key: &str, record: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|error| StoreError::Corrupt { path: key.into(), reason: error.to_string() })
 }
 
-fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io_error(path)(error)),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
+fn decode<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
         .map_err(|error| StoreError::Corrupt { path: path.to_owned(), reason: error.to_string() })
 }
 
@@ -178,6 +234,18 @@ mod tests {
         let names: Vec<_> =
             std::fs::read_dir(dir.path()).expect("reads").map(|e| e.expect("entry").file_name()).collect();
         assert!(names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn the_memory_store_keeps_records_like_the_directory() {
+        let store = Store::memory();
+        let reopened = store.clone();
+        store.save_node(&vec![1u32]).expect("saves");
+        store.save_operation("op-1", &"one").expect("saves");
+        assert_eq!(reopened.load_node::<Vec<u32>>().expect("loads"), Some(vec![1]));
+        assert_eq!(reopened.load_operations::<String>().expect("loads"), ["one"]);
+        reopened.remove_operation("op-1").expect("removes");
+        assert!(store.load_operations::<String>().expect("loads").is_empty());
     }
 
     #[test]

@@ -63,17 +63,27 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
     })
 }
 
-/// Builds the server configuration: TLS 1.3 and 1.2, a client certificate chained
-/// to the client CA required, HTTP/1.1 over ALPN.
+/// Builds the server configuration from the configured files.
 pub fn build_server_config(paths: &TlsPaths) -> Result<ServerConfig, TlsError> {
+    let client_ca = read_certificates(&paths.client_ca, "client CA")?;
+    let chain = read_certificates(&paths.cert, "certificate")?;
+    let key = read_private_key(&paths.key)?;
+    server_config(client_ca, chain, key)
+}
+
+/// Builds the server configuration: TLS 1.3 and 1.2, a client certificate chained
+/// to one of `client_ca` required, HTTP/1.1 over ALPN.
+pub fn server_config(
+    client_ca: Vec<CertificateDer<'static>>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, TlsError> {
     let provider = crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
-    for ca in read_certificates(&paths.client_ca, "client CA")? {
+    for ca in client_ca {
         roots.add(ca)?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
-    let chain = read_certificates(&paths.cert, "certificate")?;
-    let key = read_private_key(&paths.key)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
@@ -84,7 +94,7 @@ pub fn build_server_config(paths: &TlsPaths) -> Result<ServerConfig, TlsError> {
 
 /// The current server configuration, replaced whole on reload.
 pub struct TlsStore {
-    paths: TlsPaths,
+    paths: Option<TlsPaths>,
     current: RwLock<Arc<ServerConfig>>,
     loaded_stamp: RwLock<Vec<Option<SystemTime>>>,
 }
@@ -94,7 +104,12 @@ impl TlsStore {
     pub fn load(paths: TlsPaths) -> Result<TlsStore, TlsError> {
         let config = build_server_config(&paths)?;
         let stamp = file_stamps(&paths);
-        Ok(TlsStore { paths, current: RwLock::new(Arc::new(config)), loaded_stamp: RwLock::new(stamp) })
+        Ok(TlsStore { paths: Some(paths), current: RwLock::new(Arc::new(config)), loaded_stamp: RwLock::new(stamp) })
+    }
+
+    /// A fixed configuration that is never reloaded (a simulated node's).
+    pub fn fixed(config: ServerConfig) -> TlsStore {
+        TlsStore { paths: None, current: RwLock::new(Arc::new(config)), loaded_stamp: RwLock::new(Vec::new()) }
     }
 
     /// The configuration for the next connection.
@@ -107,8 +122,9 @@ impl TlsStore {
 
     /// Loads the files again; on failure the old configuration stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let stamp = file_stamps(&self.paths);
-        let config = build_server_config(&self.paths)?;
+        let Some(paths) = &self.paths else { return Ok(()) };
+        let stamp = file_stamps(paths);
+        let config = build_server_config(paths)?;
         *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(config);
         *self.loaded_stamp.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = stamp;
         Ok(())
@@ -116,13 +132,14 @@ impl TlsStore {
 
     /// Whether any of the files changed (by modification time) since the last load.
     pub fn files_changed(&self) -> bool {
+        let Some(paths) = &self.paths else { return false };
         let loaded = self.loaded_stamp.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *loaded != file_stamps(&self.paths)
+        *loaded != file_stamps(paths)
     }
 
-    /// The configured file paths.
-    pub fn paths(&self) -> &TlsPaths {
-        &self.paths
+    /// How often the files should be checked for changes, if at all.
+    pub fn reload_interval(&self) -> Option<std::time::Duration> {
+        self.paths.as_ref().and_then(|paths| paths.reload_interval)
     }
 }
 

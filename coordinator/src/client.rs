@@ -117,11 +117,19 @@ pub struct ClientSettings {
     pub backoff: Duration,
     /// Idle connections kept per node.
     pub idle_per_node: usize,
+    /// How long an idle connection is kept.
+    pub pool_idle_timeout: Duration,
 }
 
 impl Default for ClientSettings {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(10), attempts: 3, backoff: Duration::from_millis(200), idle_per_node: 2 }
+        Self {
+            timeout: Duration::from_secs(10),
+            attempts: 3,
+            backoff: Duration::from_millis(200),
+            idle_per_node: 2,
+            pool_idle_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -175,7 +183,7 @@ impl AgentClient {
             .wrap_connector(http);
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(settings.idle_per_node)
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(settings.pool_idle_timeout)
             .build(connector);
         Self { http, settings }
     }

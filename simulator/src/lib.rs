@@ -1,10 +1,24 @@
-//! upkeep-sim: the fleet simulator. For now it holds the fake Kubernetes API
-//! server that the fleet's nodes and the end-to-end tests drain against.
+//! upkeep-sim: the fleet simulator. Thousands of fake nodes, each the real
+//! agent server, authorization and upgrade engine over a simulated host, with
+//! faults planned from a seed; the real coordinator rolls them over mutual TLS;
+//! separate checks judge the result; the report says how fast and how well.
 //!
 //! # Layout
 //!
+//! - [`faults`]: the fault plan and latencies, derived from (seed, node index).
+//! - [`host`]: the simulated machine behind a fake node (files, service, probe, Kubernetes).
+//! - [`fleet`]: starting the nodes on their own loopback addresses, crashes and outages.
+//! - [`run`]: one rollout: calibration, the coordinator, sampling.
+//! - [`checks`]: the end-of-run invariants, apart from the driving code.
+//! - [`report`]: the JSON report and the HTML page.
 //! - [`kube_api`]: a fake Kubernetes API server over real HTTPS (Nodes, Pods,
 //!   Eviction, `/version`), scriptable for disruption budgets, slow pods and
 //!   an API server that is down or slow.
 
+pub mod checks;
+pub mod faults;
+pub mod fleet;
+pub mod host;
 pub mod kube_api;
+pub mod report;
+pub mod run;

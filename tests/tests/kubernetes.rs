@@ -76,13 +76,14 @@ async fn cordon_then_uncordon_records_who_cordoned() {
     let node = cluster.node();
     assert_eq!(node["spec"]["unschedulable"], true);
     assert_eq!(node["metadata"]["annotations"]["upkeep.io/cordoned-by"], cordon["id"]);
-    assert_eq!(operator.get("/v1/node").await.expect("reply").status, 200);
+    assert_eq!(operator.get("/v1/node").await.expect("reply").json()["cordoned"], true, "the agent reports it");
 
     let uncordon = run(&mut operator, "/v1/uncordon", serde_json::json!({})).await;
     assert_eq!(uncordon["phase"], "Succeeded", "{uncordon:#}");
     let node = cluster.node();
     assert_eq!(node["spec"]["unschedulable"], false);
     assert!(node["metadata"]["annotations"].get("upkeep.io/cordoned-by").is_none(), "{node}");
+    assert_eq!(operator.get("/v1/node").await.expect("reply").json()["cordoned"], false);
     let patches = cluster.api.state().patch_log.len();
     assert_eq!(patches, 2, "one merge patch each way");
 }

@@ -457,6 +457,7 @@ impl Engine {
         let now = Utc::now();
         let current = state.current.as_ref().and_then(|id| state.operations.get(id));
         self.node.update(|view| {
+            view.cordoned = state.node.cordoned;
             view.current_operation = state.current.clone();
             view.history = state.node.history.clone();
             view.phase = match (current, &state.node.degraded) {

@@ -129,4 +129,7 @@ pub struct NodeRecord {
     pub degraded: Option<DegradedReason>,
     /// Binaries kept from before the last completed upgrade.
     pub previous: Vec<KeptBinary>,
+    /// Whether the node is cordoned, as the last cordon or uncordon left it.
+    #[serde(default)]
+    pub cordoned: bool,
 }

@@ -154,10 +154,16 @@ async fn run_steps(
         };
         match result {
             Ok(done) => {
+                let success = done.status == StepStatus::Success;
                 *record = save_or_stop(engine, id, |r| {
                     merge_progress(r, &working);
                     set_step(r, next, done.status, Some(started), finished, done.message);
                 })?;
+                match next {
+                    StepName::Cordon if success => set_cordoned(engine, true),
+                    StepName::Uncordon if success => set_cordoned(engine, false),
+                    _ => {}
+                }
                 crash_point(&format!("after:{next:?}"));
             }
             Err(stop) => {
@@ -260,12 +266,21 @@ async fn abort(engine: &Engine, id: &OperationId, mut record: OperationRecord, p
     tracing::info!(operation = %id, ?phase, "operation ended before the swap; binaries untouched");
 }
 
+fn set_cordoned(engine: &Engine, cordoned: bool) {
+    if let Err(error) = engine.update_node(|node| node.cordoned = cordoned) {
+        tracing::error!(%error, "node state could not be saved");
+    }
+}
+
 async fn uncordon_if_ours(engine: &Engine, record: &OperationRecord) -> Option<ErrorObject> {
     if !record.cordoned_by_us {
         return None;
     }
     match engine.host.kubernetes.uncordon(&record.operation.id, true).await {
-        Ok(()) => None,
+        Ok(()) => {
+            set_cordoned(engine, false);
+            None
+        }
         Err(error) => Some(ErrorObject {
             code: ErrorCode::DependencyUnavailable,
             message: format!("the node stays cordoned: {error}"),

@@ -1,0 +1,220 @@
+//! The `upkeep-sim` command: `run` a simulated rollout with the given fleet,
+//! limits, latencies and faults, or `demo` one on built-in defaults.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use upkeep_common::Version;
+use upkeep_coordinator::plan::Limit;
+use upkeep_simulator::faults::{FaultKind, LatencyRange};
+use upkeep_simulator::report::{Report, html};
+use upkeep_simulator::run::{RunConfig, run};
+
+/// Simulate a fleet of upkeep agents and roll it with the real coordinator.
+#[derive(Debug, Parser)]
+#[command(name = "upkeep-sim", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one simulated rollout.
+    Run(Box<RunArgs>),
+    /// Run a rollout of about a thousand nodes with a few faults, on built-in defaults.
+    Demo {
+        /// Where to write the JSON report.
+        #[arg(long, default_value = "upkeep-sim-report.json")]
+        json: PathBuf,
+        /// Where to write the HTML report.
+        #[arg(long, default_value = "upkeep-sim-report.html")]
+        html: PathBuf,
+        /// The seed (random when absent; printed first).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Fake nodes.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Control-plane nodes among them.
+    #[arg(long, default_value_t = 3)]
+    control_planes: usize,
+    /// Zones the nodes are spread over.
+    #[arg(long, default_value_t = 3)]
+    zones: usize,
+    /// The seed (random when absent; printed first).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The version the fleet starts at.
+    #[arg(long, default_value = "v1.30.2")]
+    from: Version,
+    /// The rollout's target.
+    #[arg(long, default_value = "v1.30.3")]
+    to: Version,
+    /// Nodes that may be unavailable at once: a count or a percentage.
+    #[arg(long, default_value = "10%")]
+    max_unavailable: Limit,
+    /// Failures tolerated before no new node starts: a count or a percentage.
+    #[arg(long, default_value = "10%")]
+    max_failures: Limit,
+    /// Nodes of one zone in flight at once.
+    #[arg(long)]
+    per_zone: Option<usize>,
+    /// Stage artifacts everywhere first.
+    #[arg(long)]
+    prestage: bool,
+    /// Each step's latency in milliseconds: MS or LOW:HIGH (uniform, per node from the seed).
+    #[arg(long, default_value = "0")]
+    latency_ms: LatencyRange,
+    /// The probability that a node has a fault.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// The fault kinds to draw from (comma-separated); all when absent.
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<FaultKind>,
+    /// Nodes the coordinator asks at once when reading or prestaging.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Milliseconds between polls of a running operation.
+    #[arg(long, default_value_t = 20)]
+    poll_ms: u64,
+    /// Where to write the JSON report.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Where to write the HTML report.
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let (config, json, html_path) = match cli.command {
+        Command::Run(args) => {
+            let args = *args;
+            let config = RunConfig {
+                nodes: args.nodes.max(1),
+                control_planes: args.control_planes,
+                zones: args.zones.max(1),
+                seed: args.seed.unwrap_or_else(rand::random),
+                from: args.from,
+                to: args.to,
+                max_unavailable: args.max_unavailable,
+                max_failures: args.max_failures,
+                per_zone: args.per_zone,
+                prestage: args.prestage,
+                latency: args.latency_ms,
+                fault_rate: args.fault_rate.clamp(0.0, 1.0),
+                fault_kinds: if args.faults.is_empty() { FaultKind::ALL.to_vec() } else { args.faults },
+                concurrency: args.concurrency.max(1),
+                poll_interval: Duration::from_millis(args.poll_ms.max(1)),
+                limit_overshoot: 0,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                address_offset: 0,
+            };
+            (config, args.json, args.html)
+        }
+        Command::Demo { json, html, seed } => (demo_config(seed.unwrap_or_else(rand::random)), Some(json), Some(html)),
+    };
+    eprintln!("upkeep-sim: seed {} ({} nodes, fault rate {})", config.seed, config.nodes, config.fault_rate);
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+        eprintln!("upkeep-sim: cannot start the runtime");
+        return ExitCode::FAILURE;
+    };
+    let report = match runtime.block_on(run(&config)) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("upkeep-sim: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_summary(&report);
+    if let Some(path) = &json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => report_written(std::fs::write(path, text + "\n"), path),
+            Err(error) => eprintln!("upkeep-sim: report: {error}"),
+        }
+    }
+    if let Some(path) = &html_path {
+        report_written(std::fs::write(path, html::render(&report)), path);
+    }
+    if report.checks.passed {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("upkeep-sim: checks FAILED; reproduce with --seed {}", report.seed);
+        ExitCode::FAILURE
+    }
+}
+
+fn demo_config(seed: u64) -> RunConfig {
+    RunConfig {
+        nodes: 1000,
+        control_planes: 3,
+        zones: 3,
+        seed,
+        from: Version::new(1, 30, 2),
+        to: Version::new(1, 30, 3),
+        max_unavailable: Limit::Percent(10),
+        max_failures: Limit::Percent(5),
+        per_zone: None,
+        prestage: false,
+        latency: LatencyRange { low_ms: 5, high_ms: 40 },
+        fault_rate: 0.02,
+        fault_kinds: FaultKind::ALL.to_vec(),
+        concurrency: 64,
+        poll_interval: Duration::from_millis(20),
+        limit_overshoot: 0,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        address_offset: 0,
+    }
+}
+
+fn report_written(result: std::io::Result<()>, path: &std::path::Path) {
+    match result {
+        Ok(()) => println!("report: {}", path.display()),
+        Err(error) => eprintln!("upkeep-sim: cannot write {}: {error}", path.display()),
+    }
+}
+
+fn print_summary(report: &Report) {
+    let c = &report.counters;
+    println!(
+        "seed {}: {} nodes in {:.2} s ({:.0} nodes/s): patched {} skipped {} pending {} error {}",
+        report.seed, report.nodes, report.wall_s, report.nodes_per_s, c.patched, c.skipped, c.pending, c.error
+    );
+    println!(
+        "per node p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms; unavailable peak {} (limit {}); bare protocol {:.2} s, overhead {:.2}x",
+        report.duration_ms.p50,
+        report.duration_ms.p95,
+        report.duration_ms.p99,
+        report.peak_unavailable,
+        report.max_unavailable,
+        report.calibration.bare_protocol_s,
+        report.calibration.overhead_ratio
+    );
+    println!(
+        "memory: peak RSS {:.1} MiB, {:.1} KiB per node",
+        report.rss_peak_bytes as f64 / 1048576.0,
+        report.rss_per_node_bytes as f64 / 1024.0
+    );
+    for group in &report.errors {
+        println!("  error {} {}: {} node(s)", group.step, group.code, group.count);
+    }
+    println!("checks: {}", if report.checks.passed { "passed" } else { "FAILED" });
+    for violation in &report.checks.violations {
+        println!("  {}: {}", violation.check, violation.message);
+    }
+}

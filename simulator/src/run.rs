@@ -1,0 +1,338 @@
+//! One simulated rollout: derive the fault plan from the seed, start the fleet,
+//! time the bare protocol, drive the real coordinator over mutual TLS while
+//! sampling unavailability from the agents, then check and report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use upkeep_common::Version;
+use upkeep_common::api::{Artifact, NodePhase};
+use upkeep_common::ids::Sha256 as Sha256Digest;
+use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
+use upkeep_coordinator::journal::Journal;
+use upkeep_coordinator::plan::Limit;
+use upkeep_coordinator::report::{Event, EventSink};
+use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec};
+
+use crate::checks::{FinalNode, check_run};
+use crate::faults::{FaultKind, FaultPlan, LatencyRange};
+use crate::fleet::{Fleet, FleetSpec};
+use crate::host::binary_for;
+use crate::report::{Calibration, ChecksReport, ErrorGroup, Percentiles, Report, TimelinePoint, rss};
+
+/// Small requests per node in the bare-protocol calibration (a rollout makes about as many).
+pub const CALIBRATION_REQUESTS: usize = 5;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Nodes in the fleet.
+    pub nodes: usize,
+    /// Control-plane nodes among them.
+    pub control_planes: usize,
+    /// Zones the nodes are spread over.
+    pub zones: usize,
+    /// The seed of the fault plan and latencies.
+    pub seed: u64,
+    /// The version the fleet starts at.
+    pub from: Version,
+    /// The rollout's target.
+    pub to: Version,
+    /// The rollout's unavailability limit.
+    pub max_unavailable: Limit,
+    /// The rollout's failure budget.
+    pub max_failures: Limit,
+    /// The rollout's per-zone limit.
+    pub per_zone: Option<usize>,
+    /// Whether the rollout prestages.
+    pub prestage: bool,
+    /// Each node's step latency range.
+    pub latency: LatencyRange,
+    /// The probability that a node has a fault.
+    pub fault_rate: f64,
+    /// The kinds faults are drawn from.
+    pub fault_kinds: Vec<FaultKind>,
+    /// Nodes the coordinator asks at once when reading or prestaging.
+    pub concurrency: usize,
+    /// How often the coordinator polls a running operation.
+    pub poll_interval: Duration,
+    /// A test double: the coordinator is given a limit this much above the one
+    /// the checks hold it to, so the checks must catch it.
+    pub limit_overshoot: usize,
+    /// Show a progress bar on standard error.
+    pub progress: bool,
+    /// The fleet's first loopback address index (see [`FleetSpec::address_offset`]).
+    pub address_offset: usize,
+}
+
+/// Why a run could not happen (a failed check is not one: it is in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The fleet could not start.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    /// The coordinator could not run.
+    #[error("coordinator: {0}")]
+    Coordinator(String),
+}
+
+/// Records the coordinator's events with their times, and shows progress.
+struct Recorder {
+    start: Instant,
+    started: BTreeMap<String, Instant>,
+    durations: Vec<f64>,
+    timeline: Vec<TimelinePoint>,
+    done: usize,
+    failed: usize,
+    bar: Option<ProgressBar>,
+}
+
+impl Recorder {
+    fn point(&mut self) {
+        let t_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.timeline.push(TimelinePoint {
+            t_ms,
+            patched: self.done,
+            in_flight: self.started.len(),
+            failed: self.failed,
+        });
+    }
+}
+
+impl EventSink for Recorder {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::NodeStarted { node, .. } => {
+                self.started.insert(node.clone(), Instant::now());
+                self.point();
+            }
+            Event::NodeFinished { node, outcome, counters, .. } => {
+                if let Some(started) = self.started.remove(node) {
+                    self.durations.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+                self.done = counters.patched + counters.skipped;
+                self.failed = counters.error;
+                self.point();
+                if let Some(bar) = &self.bar {
+                    bar.set_position((self.done + self.failed) as u64);
+                    bar.set_message(format!("patched {} error {} ({outcome} {node})", self.done, self.failed));
+                }
+            }
+            Event::Summary { .. } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
+            Event::Started { .. } | Event::Halted { .. } => {}
+        }
+    }
+}
+
+fn digest(bytes: &[u8]) -> Sha256Digest {
+    Sha256Digest::from_bytes(&Sha256::digest(bytes).into())
+}
+
+/// Runs the simulation.
+pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
+    crate::host::silence_simulated_crashes();
+    let plan = FaultPlan::derive(config.seed, config.nodes, config.fault_rate, &config.fault_kinds, config.latency);
+    let target_bytes = binary_for(&config.to);
+    let source = format!("file:///sim/artifacts/kubelet-{}", config.to);
+    let artifact = Artifact {
+        component: "kubelet".parse().map_err(|e: upkeep_common::ids::IdError| RunError::Coordinator(e.to_string()))?,
+        source: source.clone(),
+        sha256: digest(&target_bytes),
+        signature: None,
+    };
+    let artifacts = Arc::new([(source, target_bytes)].into_iter().collect::<BTreeMap<_, _>>());
+    let spec = FleetSpec {
+        nodes: config.nodes,
+        control_planes: config.control_planes.min(config.nodes),
+        zones: config.zones,
+        from: config.from.clone(),
+        target: config.to.clone(),
+        address_offset: config.address_offset,
+    };
+    let (rss_before, _) = rss();
+    let fleet = Fleet::start(&spec, &plan, artifacts).await?;
+    let (rss_after, _) = rss();
+    let rss_per_node_bytes = rss_after.saturating_sub(rss_before) / config.nodes.max(1) as u64;
+
+    let tls = tls_config(&fleet.inventory.ca, &fleet.inventory.client_cert, &fleet.inventory.client_key)
+        .map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let settings =
+        ClientSettings { idle_per_node: 1, pool_idle_timeout: Duration::from_secs(2), ..ClientSettings::default() };
+    let bare_protocol_s = calibrate(&fleet, AgentClient::new(tls.clone(), settings.clone()), config.concurrency).await;
+
+    let total = config.nodes;
+    let limit = config.max_unavailable.resolve(total).max(1);
+    let mut spec = RolloutSpec {
+        target: config.to.clone(),
+        artifacts: vec![artifact],
+        max_unavailable: Limit::Count(limit + config.limit_overshoot),
+        max_failures: config.max_failures,
+        per_zone: config.per_zone,
+        soak: Duration::ZERO,
+        prestage: config.prestage,
+    };
+    if config.limit_overshoot == 0 {
+        spec.max_unavailable = config.max_unavailable;
+    }
+    let journal_dir = tempfile::tempdir().map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let journal_path = journal_dir.path().join("rollout.json");
+    let driver = DriverSettings {
+        concurrency: config.concurrency,
+        poll_interval: config.poll_interval,
+        node_timeout: Duration::from_secs(300),
+        drain: None,
+    };
+    let client = AgentClient::new(tls, settings);
+    let mut rollout = Rollout::new(client, &fleet.inventory, spec, &journal_path, driver)
+        .map_err(|e| RunError::Coordinator(e.to_string()))?;
+
+    let crash_watchers = fleet.restart_crashed_agents();
+    let outages = fleet.schedule_outages();
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampler = tokio::spawn(sample_unavailability(fleet.nodes.clone(), sampling.clone(), peak.clone()));
+    let bar = config.progress.then(|| {
+        let bar = ProgressBar::new(total as u64);
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut recorder = Recorder {
+        start: Instant::now(),
+        started: BTreeMap::new(),
+        durations: Vec::new(),
+        timeline: Vec::new(),
+        done: 0,
+        failed: 0,
+        bar,
+    };
+    let started = Instant::now();
+    let summary = rollout.run(&mut recorder).await.map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let wall_s = started.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.await;
+    for task in crash_watchers.into_iter().chain(outages) {
+        task.abort();
+    }
+
+    let journal = Journal::load(&journal_path).map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let finals = final_nodes(&fleet, &journal).await;
+    let peak_unavailable = peak.load(Ordering::Relaxed);
+    let violations = check_run(&finals, &summary.counters, &config.to, limit, peak_unavailable);
+    fleet.shutdown().await;
+    let finals: Vec<FinalNode> = finals;
+
+    let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for error in &summary.errors {
+        *groups.entry((error.step.clone().unwrap_or_else(|| "-".into()), error.code.clone())).or_default() += 1;
+    }
+    let (_, rss_peak_bytes) = rss();
+    Ok(Report {
+        seed: config.seed,
+        nodes: total,
+        counters: summary.counters,
+        wall_s,
+        nodes_per_s: total as f64 / wall_s.max(f64::EPSILON),
+        duration_ms: Percentiles::of(recorder.durations),
+        max_unavailable: limit,
+        peak_unavailable,
+        errors: groups.into_iter().map(|((step, code), count)| ErrorGroup { step, code, count }).collect(),
+        rss_peak_bytes,
+        rss_per_node_bytes,
+        calibration: Calibration {
+            bare_protocol_s,
+            overhead_ratio: if bare_protocol_s > 0.0 { wall_s / bare_protocol_s } else { 0.0 },
+        },
+        checks: ChecksReport { passed: violations.is_empty(), violations },
+        faults: plan.counts().into_iter().map(|(kind, count)| (kind.to_string(), count)).collect(),
+        timeline: recorder.timeline,
+        outcomes: finals
+            .iter()
+            .zip(&journal.nodes)
+            .map(|(node, record)| {
+                let outcome = match (&record.status, &record.error) {
+                    (_, Some(error)) => format!("error {} {}", error.step.as_deref().unwrap_or("-"), error.code),
+                    (status, None) => format!("{status:?}").to_lowercase(),
+                };
+                (node.name.clone(), outcome)
+            })
+            .collect(),
+    })
+}
+
+/// One mTLS handshake and a few small requests per node, across the fleet, with
+/// the rollout's concurrency and no engine work: the floor the rollout compares to.
+async fn calibrate(fleet: &Fleet, client: AgentClient, concurrency: usize) -> f64 {
+    let started = Instant::now();
+    let addresses: Vec<String> = fleet.inventory.nodes.iter().map(|n| n.address.clone()).collect();
+    stream::iter(addresses)
+        .map(|address| {
+            let client = client.clone();
+            async move {
+                for _ in 0..CALIBRATION_REQUESTS {
+                    let _ = client.healthz(&address).await;
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<()>>()
+        .await;
+    started.elapsed().as_secs_f64()
+}
+
+/// Samples, every few milliseconds, how many nodes the agents say are
+/// unavailable (cordoned, upgrading or Degraded), keeping the peak.
+async fn sample_unavailability(
+    nodes: Vec<Arc<crate::fleet::SimNode>>,
+    running: Arc<AtomicBool>,
+    peak: Arc<AtomicUsize>,
+) {
+    while running.load(Ordering::Relaxed) {
+        let unavailable = nodes
+            .iter()
+            .filter(|node| node.machine.cordoned() || node.app().is_some_and(|app| app.node.phase() != NodePhase::Idle))
+            .count();
+        peak.fetch_max(unavailable, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn final_nodes(fleet: &Fleet, journal: &Journal) -> Vec<FinalNode> {
+    let mut finals = Vec::with_capacity(fleet.nodes.len());
+    for (node, record) in fleet.nodes.iter().zip(&journal.nodes) {
+        let (observed, phase) = match node.app() {
+            Some(app) => {
+                app.probe_versions().await;
+                let (state, _) = app.node.snapshot();
+                let observed = state
+                    .components
+                    .iter()
+                    .find(|c| c.name.as_str() == "kubelet")
+                    .and_then(|c| c.observed_version.clone());
+                (observed, state.phase)
+            }
+            None => (None, NodePhase::Idle),
+        };
+        finals.push(FinalNode {
+            name: node.name.to_string(),
+            status: record.status,
+            cordoned: node.machine.cordoned(),
+            installed: node.machine.installed(),
+            initial: node.initial.clone(),
+            observed,
+            phase,
+            swaps: node.machine.swaps(),
+        });
+    }
+    finals
+}
