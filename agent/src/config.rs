@@ -666,6 +666,19 @@ fn validate_probe(raw: RawProbe, problems: &mut Problems) -> ProbeSettings {
     }
 }
 
+/// A minimal valid config managing `components` (each at `/usr/bin/NAME`), for tests.
+#[cfg(test)]
+pub(crate) fn sample_config(components: &[&str]) -> AgentConfig {
+    let mut text = String::from(
+        "node_name = \"worker-1\"\nrole = \"worker\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"/tmp/upkeep\"\n\
+         [tls]\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/ca\"\n",
+    );
+    for name in components {
+        text.push_str(&format!("[[components]]\nname = \"{name}\"\nbinary = \"/usr/bin/{name}\"\n"));
+    }
+    AgentConfig::parse(&text).expect("the sample config is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,22 +192,7 @@ mod tests {
     use upkeep_common::api::LoadAverage;
 
     fn config() -> AgentConfig {
-        AgentConfig::parse(
-            r#"
-node_name = "worker-1"
-role = "worker"
-listen = "127.0.0.1:0"
-state_dir = "/tmp/upkeep"
-[tls]
-cert = "/c"
-key = "/k"
-client_ca = "/ca"
-[[components]]
-name = "kubelet"
-binary = "/usr/bin/kubelet"
-"#,
-        )
-        .expect("valid config")
+        crate::config::sample_config(&["kubelet"])
     }
 
     fn host(uptime_seconds: u64) -> HostFacts {

@@ -113,7 +113,7 @@ impl Journal {
     /// Saves the journal atomically.
     pub fn save(&mut self, path: &Path) -> Result<(), JournalError> {
         self.updated_at = Utc::now();
-        let bytes = serde_json::to_vec_pretty(self)
+        let bytes = serde_json::to_vec(self)
             .map_err(|error| JournalError::Corrupt { path: path.to_owned(), reason: error.to_string() })?;
         write_atomic(path, &bytes)
     }

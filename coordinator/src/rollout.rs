@@ -219,11 +219,19 @@ impl<'a> Rollout<'a> {
                 };
                 self.finish_node(index, outcome, now_ms, true, sink)?;
             }
-            for &index in &decision.start {
-                self.journal.nodes[index].status = NodeStatus::InFlight;
+            if !decision.start.is_empty() {
+                for &index in &decision.start {
+                    self.journal.nodes[index].status = NodeStatus::InFlight;
+                }
+                // Saved before any request goes out, so a resume knows every node it may have started.
                 self.save()?;
-                self.spawn_upgrade(&mut tasks, index);
-                sink.event(&Event::NodeStarted { node: self.journal.nodes[index].name.to_string(), operation: None });
+                for &index in &decision.start {
+                    self.spawn_upgrade(&mut tasks, index);
+                    sink.event(&Event::NodeStarted {
+                        node: self.journal.nodes[index].name.to_string(),
+                        operation: None,
+                    });
+                }
             }
             if decision.halt != reported_halt {
                 if let Some(reason) = &decision.halt {
@@ -236,9 +244,18 @@ impl<'a> Rollout<'a> {
             }
             tokio::select! {
                 finished = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Some(Ok((index, outcome))) = finished {
-                        let now_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-                        self.finish_node(index, outcome, now_ms, false, sink)?;
+                    let now_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let mut events = Vec::new();
+                    let mut next = finished;
+                    while let Some(result) = next {
+                        if let Ok((index, outcome)) = result {
+                            events.extend(self.record_outcome(index, outcome, now_ms, false));
+                        }
+                        next = tasks.try_join_next();
+                    }
+                    self.save()?;
+                    for event in &events {
+                        sink.event(event);
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -282,6 +299,7 @@ impl<'a> Rollout<'a> {
         }
     }
 
+    /// Records how a node ended, saves the journal, then reports it.
     fn finish_node(
         &mut self,
         index: usize,
@@ -290,13 +308,22 @@ impl<'a> Rollout<'a> {
         soak_over: bool,
         sink: &mut dyn EventSink,
     ) -> Result<(), RolloutError> {
+        let event = self.record_outcome(index, outcome, now_ms, soak_over);
+        self.save()?;
+        if let Some(event) = event {
+            sink.event(&event);
+        }
+        Ok(())
+    }
+
+    /// Records how a node ended in the journal (not yet saved); returns the event to report.
+    fn record_outcome(&mut self, index: usize, outcome: NodeOutcome, now_ms: u64, soak_over: bool) -> Option<Event> {
         let soak_ms = self.journal.limits.soak_ms;
         let node = &mut self.journal.nodes[index];
         let label = match &outcome {
             NodeOutcome::Patched if !soak_over && soak_ms > 0 => {
                 node.status = NodeStatus::Soaking { until_ms: now_ms + soak_ms };
-                self.save()?;
-                return Ok(());
+                return None;
             }
             NodeOutcome::Patched => {
                 node.status = NodeStatus::Patched;
@@ -315,14 +342,12 @@ impl<'a> Rollout<'a> {
         };
         let name = node.name.to_string();
         let error = node.error.clone();
-        self.save()?;
-        sink.event(&Event::NodeFinished {
+        Some(Event::NodeFinished {
             node: name,
             outcome: label.to_owned(),
             error,
             counters: Counters::of(&self.journal),
-        });
-        Ok(())
+        })
     }
 
     /// Reads every pending node's state: unreachable, cordoned or Degraded nodes

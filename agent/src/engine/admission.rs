@@ -197,25 +197,7 @@ mod tests {
     use upkeep_common::api::Artifact;
 
     fn config() -> AgentConfig {
-        AgentConfig::parse(
-            r#"
-node_name = "worker-1"
-role = "worker"
-listen = "127.0.0.1:0"
-state_dir = "/tmp/upkeep"
-[tls]
-cert = "/c"
-key = "/k"
-client_ca = "/ca"
-[[components]]
-name = "kubelet"
-binary = "/usr/bin/kubelet"
-[[components]]
-name = "kube-proxy"
-binary = "/usr/bin/kube-proxy"
-"#,
-        )
-        .expect("valid config")
+        crate::config::sample_config(&["kubelet", "kube-proxy"])
     }
 
     fn request(target: &str, components: &[&str], force: bool) -> UpgradeRequest {

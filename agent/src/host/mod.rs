@@ -11,6 +11,7 @@
 //! The real implementations live here; simulated ones live in the simulator.
 //! [`Host`] bundles one of each.
 
+pub mod command;
 pub mod facts;
 pub mod fetch;
 pub mod files;

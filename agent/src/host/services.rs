@@ -1,13 +1,11 @@
 //! Restarting a component's service: `systemctl restart UNIT`, or the
 //! component's own restart command on hosts without systemd.
 
-use std::process::Stdio;
 use std::time::Duration;
-
-use tokio::process::Command;
 
 use crate::config::{ComponentConfig, RestartMethod};
 use crate::host::BoxFuture;
+use crate::host::command::{self, Unfinished};
 
 /// Why a restart failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,26 +73,15 @@ impl ServiceManager for RealServices {
 
 /// Runs a command to completion within `timeout`.
 pub async fn run(command: &[String], timeout: Duration) -> Result<(), RestartError> {
-    let Some((program, args)) = command.split_first() else {
-        return Err(RestartError::Spawn { program: String::new(), reason: "empty command".to_owned() });
-    };
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|error| RestartError::Spawn { program: program.clone(), reason: error.to_string() })?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| RestartError::Timeout(timeout))?
-        .map_err(|error| RestartError::Spawn { program: program.clone(), reason: error.to_string() })?;
-    if output.status.success() {
-        return Ok(());
+    let finished = command::run(command, timeout).await.map_err(|unfinished| match unfinished {
+        Unfinished::Spawn { program, reason } => RestartError::Spawn { program, reason },
+        Unfinished::Timeout(timeout) => RestartError::Timeout(timeout),
+    })?;
+    if finished.success {
+        Ok(())
+    } else {
+        Err(RestartError::Failed { status: finished.status.clone(), output: finished.excerpt() })
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    Err(RestartError::Failed { status: output.status.to_string(), output: text.trim().chars().take(200).collect() })
 }
 
 #[cfg(test)]

@@ -1,17 +1,13 @@
 //! The real version probe: runs the configured command with a timeout and reads
 //! the first version in its output (`kubelet --version` prints `Kubernetes v1.30.2`).
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::Command;
 use upkeep_common::Version;
 
 use crate::config::ComponentConfig;
+use crate::host::command::{self, Unfinished};
 use crate::host::{BoxFuture, ProbeError, VersionProbe};
-
-/// How much of a command's output is kept in an error message.
-const OUTPUT_EXCERPT: usize = 200;
 
 /// Runs version commands as child processes.
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,30 +26,16 @@ impl VersionProbe for CommandVersionProbe {
 /// Runs `command` and reads a version from its standard output, or from its
 /// standard error when the output has none.
 pub async fn run_version_command(command: &[String], timeout: Duration) -> Result<Version, ProbeError> {
-    let Some((program, args)) = command.split_first() else {
-        return Err(ProbeError::Spawn { program: String::new(), reason: "empty command".to_owned() });
-    };
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|error| ProbeError::Spawn { program: program.clone(), reason: error.to_string() })?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| ProbeError::Timeout(timeout))?
-        .map_err(|error| ProbeError::Spawn { program: program.clone(), reason: error.to_string() })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let excerpt = || format!("{stdout}{stderr}").trim().chars().take(OUTPUT_EXCERPT).collect::<String>();
-    if !output.status.success() {
-        return Err(ProbeError::Failed { status: output.status.to_string(), output: excerpt() });
+    let finished = command::run(command, timeout).await.map_err(|unfinished| match unfinished {
+        Unfinished::Spawn { program, reason } => ProbeError::Spawn { program, reason },
+        Unfinished::Timeout(timeout) => ProbeError::Timeout(timeout),
+    })?;
+    if !finished.success {
+        return Err(ProbeError::Failed { status: finished.status.clone(), output: finished.excerpt() });
     }
-    Version::find_in_text(&stdout)
-        .or_else(|| Version::find_in_text(&stderr))
-        .ok_or_else(|| ProbeError::NoVersion { output: excerpt() })
+    Version::find_in_text(&finished.stdout)
+        .or_else(|| Version::find_in_text(&finished.stderr))
+        .ok_or_else(|| ProbeError::NoVersion { output: finished.excerpt() })
 }
 
 #[cfg(test)]
