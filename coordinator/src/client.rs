@@ -25,7 +25,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -119,6 +119,9 @@ pub struct ClientSettings {
     pub idle_per_node: usize,
     /// How long an idle connection is kept.
     pub pool_idle_timeout: Duration,
+    /// TLS sessions remembered for resumption (rustls keeps a few per node, so
+    /// size it at several times the fleet for every node to resume).
+    pub tls_sessions: usize,
 }
 
 impl Default for ClientSettings {
@@ -129,6 +132,7 @@ impl Default for ClientSettings {
             backoff: Duration::from_millis(200),
             idle_per_node: 2,
             pool_idle_timeout: Duration::from_secs(30),
+            tls_sessions: 256,
         }
     }
 }
@@ -171,7 +175,8 @@ enum Safety {
 
 impl AgentClient {
     /// A client with the given TLS configuration (see [`tls_config`]).
-    pub fn new(tls: ClientConfig, settings: ClientSettings) -> Self {
+    pub fn new(mut tls: ClientConfig, settings: ClientSettings) -> Self {
+        tls.resumption = rustls::client::Resumption::in_memory_sessions(settings.tls_sessions.max(1));
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -182,6 +187,7 @@ impl AgentClient {
             .enable_http1()
             .wrap_connector(http);
         let http = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(settings.idle_per_node)
             .pool_idle_timeout(settings.pool_idle_timeout)
             .build(connector);

@@ -1,8 +1,11 @@
 //! The rollout journal: everything needed to resume a rollout after the
-//! coordinator is killed, written atomically (temporary file, fsync, rename,
-//! fsync of the directory) after every change. Beside it, `JOURNAL.control`
-//! holds `pause` or `abort` when an operator asks the running rollout to stop
-//! starting new nodes.
+//! coordinator is killed. A snapshot is written atomically (temporary file,
+//! fsync, rename, fsync of the directory) at the start and the end; between
+//! them each change to a node is appended, fsynced, to `JOURNAL.log` before it
+//! is acted on, so a write costs the nodes that changed, not the whole fleet.
+//! Loading applies the log of the snapshot's generation; a torn last line is
+//! ignored. Beside it, `JOURNAL.control` holds `pause` or `abort` when an
+//! operator asks the running rollout to stop starting new nodes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -63,6 +66,17 @@ pub struct Journal {
     pub started_at: DateTime<Utc>,
     /// When the journal was last written.
     pub updated_at: DateTime<Utc>,
+    /// Which log belongs to this snapshot.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// One appended change: node `index` is now `node`.
+#[derive(Debug, Serialize, Deserialize)]
+struct LogEntry {
+    generation: u64,
+    index: usize,
+    node: JournalNode,
 }
 
 /// What an operator asked of a running rollout.
@@ -103,20 +117,61 @@ impl Journal {
         format!("{}:{node}", self.rollout_id)
     }
 
-    /// Loads a journal.
+    /// Loads a journal: its snapshot and the changes logged since.
     pub fn load(path: &Path) -> Result<Journal, JournalError> {
         let bytes = fs::read(path).map_err(|source| JournalError::Io { path: path.to_owned(), source })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| JournalError::Corrupt { path: path.to_owned(), reason: error.to_string() })
+        let mut journal: Journal = serde_json::from_slice(&bytes)
+            .map_err(|error| JournalError::Corrupt { path: path.to_owned(), reason: error.to_string() })?;
+        let log = fs::read(log_path(path)).unwrap_or_default();
+        for line in log.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+            let Ok(entry) = serde_json::from_slice::<LogEntry>(line) else { continue };
+            if entry.generation == journal.generation && entry.index < journal.nodes.len() {
+                journal.nodes[entry.index] = entry.node;
+            }
+        }
+        Ok(journal)
     }
 
-    /// Saves the journal atomically.
+    /// Writes a new snapshot atomically and starts a new log generation.
     pub fn save(&mut self, path: &Path) -> Result<(), JournalError> {
         self.updated_at = Utc::now();
+        self.generation += 1;
         let bytes = serde_json::to_vec(self)
             .map_err(|error| JournalError::Corrupt { path: path.to_owned(), reason: error.to_string() })?;
-        write_atomic(path, &bytes)
+        write_atomic(path, &bytes)?;
+        let log = log_path(path);
+        match fs::remove_file(&log) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(JournalError::Io { path: log, source }),
+        }
     }
+
+    /// Appends the current state of nodes `indexes` to the log, durably.
+    pub fn log_nodes(&self, path: &Path, indexes: &[usize]) -> Result<(), JournalError> {
+        if indexes.is_empty() {
+            return Ok(());
+        }
+        let log = log_path(path);
+        let io = |source| JournalError::Io { path: log.clone(), source };
+        let mut text = Vec::new();
+        for &index in indexes {
+            let entry = LogEntry { generation: self.generation, index, node: self.nodes[index].clone() };
+            serde_json::to_writer(&mut text, &entry)
+                .map_err(|error| JournalError::Corrupt { path: log.clone(), reason: error.to_string() })?;
+            text.push(b'\n');
+        }
+        let mut file = OpenOptions::new().create(true).append(true).open(&log).map_err(io)?;
+        file.write_all(&text).map_err(io)?;
+        file.sync_data().map_err(io)
+    }
+}
+
+/// The change log beside a journal.
+fn log_path(journal: &Path) -> PathBuf {
+    let mut name = journal.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".log");
+    journal.with_file_name(name)
 }
 
 /// The control file beside a journal.
@@ -185,10 +240,22 @@ mod tests {
             }],
             started_at: Utc::now(),
             updated_at: Utc::now(),
+            generation: 0,
         };
         journal.save(&path).expect("saves");
         let loaded = Journal::load(&path).expect("loads");
         assert_eq!(loaded, journal);
+        journal.nodes[0].status = NodeStatus::Patched;
+        journal.log_nodes(&path, &[0]).expect("logs");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("rollout.json.log"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"torn"))
+            .expect("torn line");
+        assert_eq!(Journal::load(&path).expect("loads").nodes[0].status, NodeStatus::Patched, "the log is applied");
+        journal.save(&path).expect("a new snapshot");
+        assert!(!dir.path().join("rollout.json.log").exists(), "a snapshot starts a new log");
+        assert_eq!(Journal::load(&path).expect("loads").nodes[0].status, NodeStatus::Patched);
         assert_eq!(loaded.token_for(&loaded.nodes[0].name), "r1:worker-1");
         assert_eq!(read_control(&path), Control::Run);
         write_control(&path, Control::Pause).expect("pause");

@@ -4,6 +4,7 @@
 //! the node, so a retry or a resume never upgrades a node twice: the agent
 //! answers a repeated token with the operation it already ran.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,9 @@ use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
 use tokio::task::JoinSet;
 use upkeep_common::Version;
-use upkeep_common::api::{Artifact, DrainOptions, NodePhase, NodeState, Operation, OperationPhase, UpgradeRequest};
+use upkeep_common::api::{
+    Artifact, DrainOptions, NodePhase, NodeRole, NodeState, Operation, OperationPhase, UpgradeRequest,
+};
 use upkeep_common::ids::{NodeName, OperationId, RequestToken};
 
 use crate::client::{AgentClient, ClientError};
@@ -88,20 +91,44 @@ enum NodeOutcome {
 }
 
 /// A rollout in progress.
-pub struct Rollout<'a> {
+pub struct Rollout {
     client: AgentClient,
-    inventory: &'a Inventory,
     journal_path: PathBuf,
     journal: Journal,
     settings: DriverSettings,
     stop: Arc<AtomicBool>,
+    /// Nodes changed since the journal last recorded them.
+    unlogged: Vec<usize>,
+    /// Each journal node's address, role and zone from the inventory.
+    placement: Vec<Placement>,
 }
 
-impl<'a> Rollout<'a> {
+/// Where a journal node is, from the inventory.
+struct Placement {
+    address: String,
+    role: NodeRole,
+    zone: Option<String>,
+}
+
+/// Each of the journal's nodes looked up in the inventory once.
+fn placement(inventory: &Inventory, journal: &Journal) -> Result<Vec<Placement>, RolloutError> {
+    let by_name: HashMap<&NodeName, &crate::inventory::InventoryNode> =
+        inventory.nodes.iter().map(|n| (&n.name, n)).collect();
+    journal
+        .nodes
+        .iter()
+        .map(|node| {
+            let found = by_name.get(&node.name).ok_or_else(|| RolloutError::UnknownNode(node.name.clone()))?;
+            Ok(Placement { address: found.address.clone(), role: found.role, zone: found.zone().map(str::to_owned) })
+        })
+        .collect()
+}
+
+impl Rollout {
     /// A new rollout; nothing is sent until [`Rollout::run`].
     pub fn new(
         client: AgentClient,
-        inventory: &'a Inventory,
+        inventory: &Inventory,
         spec: RolloutSpec,
         journal_path: &Path,
         settings: DriverSettings,
@@ -139,27 +166,43 @@ impl<'a> Rollout<'a> {
                 .collect(),
             started_at: Utc::now(),
             updated_at: Utc::now(),
+            generation: 0,
         };
-        Ok(Self { client, inventory, journal_path: journal_path.to_owned(), journal, settings, stop: Arc::default() })
+        let placement = placement(inventory, &journal)?;
+        Ok(Self {
+            client,
+            journal_path: journal_path.to_owned(),
+            journal,
+            settings,
+            stop: Arc::default(),
+            unlogged: Vec::new(),
+            placement,
+        })
     }
 
     /// Reopens a journal to finish its rollout.
     pub fn resume(
         client: AgentClient,
-        inventory: &'a Inventory,
+        inventory: &Inventory,
         journal_path: &Path,
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
         let mut journal = Journal::load(journal_path)?;
+        let placement = placement(inventory, &journal)?;
         for node in &mut journal.nodes {
-            if !inventory.nodes.iter().any(|n| n.name == node.name) {
-                return Err(RolloutError::UnknownNode(node.name.clone()));
-            }
             if let NodeStatus::Soaking { .. } = node.status {
                 node.status = NodeStatus::Soaking { until_ms: journal.limits.soak_ms };
             }
         }
-        Ok(Self { client, inventory, journal_path: journal_path.to_owned(), journal, settings, stop: Arc::default() })
+        Ok(Self {
+            client,
+            journal_path: journal_path.to_owned(),
+            journal,
+            settings,
+            stop: Arc::default(),
+            unlogged: Vec::new(),
+            placement,
+        })
     }
 
     /// A flag that, once set (by a signal handler), stops new nodes from starting.
@@ -173,12 +216,18 @@ impl<'a> Rollout<'a> {
     }
 
     fn address(&self, index: usize) -> String {
-        let name = &self.journal.nodes[index].name;
-        self.inventory.nodes.iter().find(|n| &n.name == name).map(|n| n.address.clone()).unwrap_or_default()
+        self.placement[index].address.clone()
     }
 
     fn save(&mut self) -> Result<(), RolloutError> {
+        self.unlogged.clear();
         self.journal.save(&self.journal_path).map_err(RolloutError::from)
+    }
+
+    /// Appends every node changed since the last write to the journal's log.
+    fn log_changes(&mut self) -> Result<(), RolloutError> {
+        let changed = std::mem::take(&mut self.unlogged);
+        self.journal.log_nodes(&self.journal_path, &changed).map_err(RolloutError::from)
     }
 
     /// Runs the rollout to its end (or until stopped), reporting to `sink`.
@@ -222,9 +271,10 @@ impl<'a> Rollout<'a> {
             if !decision.start.is_empty() {
                 for &index in &decision.start {
                     self.journal.nodes[index].status = NodeStatus::InFlight;
+                    self.unlogged.push(index);
                 }
-                // Saved before any request goes out, so a resume knows every node it may have started.
-                self.save()?;
+                // Logged before any request goes out, so a resume knows every node it may have started.
+                self.log_changes()?;
                 for &index in &decision.start {
                     self.spawn_upgrade(&mut tasks, index);
                     sink.event(&Event::NodeStarted {
@@ -253,7 +303,9 @@ impl<'a> Rollout<'a> {
                         }
                         next = tasks.try_join_next();
                     }
-                    self.save()?;
+                    // Finished nodes are saved with the next batch of starts (or at the
+                    // end): a resume re-asks an in-flight node with its token and gets the
+                    // same, finished operation back, so nothing is lost meanwhile.
                     for event in &events {
                         sink.event(event);
                     }
@@ -261,6 +313,7 @@ impl<'a> Rollout<'a> {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
+        self.save()?;
         let summary = Summary {
             counters: Counters::of(&self.journal),
             errors: self.journal.nodes.iter().filter_map(|n| n.error.clone()).collect(),
@@ -278,14 +331,12 @@ impl<'a> Rollout<'a> {
         self.journal
             .nodes
             .iter()
-            .map(|node| {
-                let inventory = self.inventory.nodes.iter().find(|n| n.name == node.name);
-                PlanNode {
-                    role: inventory.map_or(upkeep_common::api::NodeRole::Worker, |n| n.role),
-                    zone: inventory.and_then(|n| n.zone().map(str::to_owned)),
-                    status: node.status,
-                    unavailable: node.unavailable,
-                }
+            .zip(&self.placement)
+            .map(|(node, place)| PlanNode {
+                role: place.role,
+                zone: place.zone.clone(),
+                status: node.status,
+                unavailable: node.unavailable,
             })
             .collect()
     }
@@ -309,7 +360,7 @@ impl<'a> Rollout<'a> {
         sink: &mut dyn EventSink,
     ) -> Result<(), RolloutError> {
         let event = self.record_outcome(index, outcome, now_ms, soak_over);
-        self.save()?;
+        self.log_changes()?;
         if let Some(event) = event {
             sink.event(&event);
         }
@@ -318,6 +369,7 @@ impl<'a> Rollout<'a> {
 
     /// Records how a node ended in the journal (not yet saved); returns the event to report.
     fn record_outcome(&mut self, index: usize, outcome: NodeOutcome, now_ms: u64, soak_over: bool) -> Option<Event> {
+        self.unlogged.push(index);
         let soak_ms = self.journal.limits.soak_ms;
         let node = &mut self.journal.nodes[index];
         let label = match &outcome {
@@ -466,6 +518,8 @@ async fn upgrade_node(
         }
     };
     let id: OperationId = operation.id.clone();
+    // Ask soon (a fast upgrade ends in milliseconds), then back off to the poll interval.
+    let mut wait = settings.poll_interval.min(Duration::from_millis(5));
     while !operation.phase.is_terminal() {
         if Instant::now() > deadline {
             return failed(
@@ -475,7 +529,8 @@ async fn upgrade_node(
                 true,
             );
         }
-        tokio::time::sleep(settings.poll_interval).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(settings.poll_interval);
         match client.operation(address, &id).await {
             Ok(latest) => operation = latest,
             Err(error) if error.is_transient() => continue,

@@ -165,8 +165,12 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
 
     let tls = tls_config(&fleet.inventory.ca, &fleet.inventory.client_cert, &fleet.inventory.client_key)
         .map_err(|e| RunError::Coordinator(e.to_string()))?;
-    let settings =
-        ClientSettings { idle_per_node: 1, pool_idle_timeout: Duration::from_secs(2), ..ClientSettings::default() };
+    let settings = ClientSettings {
+        idle_per_node: 1,
+        pool_idle_timeout: Duration::from_millis(250),
+        tls_sessions: config.nodes * 4,
+        ..ClientSettings::default()
+    };
     let bare_protocol_s = calibrate(&fleet, AgentClient::new(tls.clone(), settings.clone()), config.concurrency).await;
 
     let total = config.nodes;
@@ -199,7 +203,8 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     let outages = fleet.schedule_outages();
     let sampling = Arc::new(AtomicBool::new(true));
     let peak = Arc::new(AtomicUsize::new(0));
-    let sampler = tokio::spawn(sample_unavailability(fleet.nodes.clone(), sampling.clone(), peak.clone()));
+    let every = Duration::from_millis(10 * (config.nodes as u64 / 1000).max(1));
+    let sampler = tokio::spawn(sample_unavailability(fleet.nodes.clone(), sampling.clone(), peak.clone(), every));
     let bar = config.progress.then(|| {
         let bar = ProgressBar::new(total as u64);
         if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
@@ -290,12 +295,13 @@ async fn calibrate(fleet: &Fleet, client: AgentClient, concurrency: usize) -> f6
     started.elapsed().as_secs_f64()
 }
 
-/// Samples, every few milliseconds, how many nodes the agents say are
-/// unavailable (cordoned, upgrading or Degraded), keeping the peak.
+/// Samples, every `every` (10 ms per thousand nodes), how many nodes the agents
+/// say are unavailable (cordoned, upgrading or Degraded), keeping the peak.
 async fn sample_unavailability(
     nodes: Vec<Arc<crate::fleet::SimNode>>,
     running: Arc<AtomicBool>,
     peak: Arc<AtomicUsize>,
+    every: Duration,
 ) {
     while running.load(Ordering::Relaxed) {
         let unavailable = nodes
@@ -303,7 +309,7 @@ async fn sample_unavailability(
             .filter(|node| node.machine.cordoned() || node.app().is_some_and(|app| app.node.phase() != NodePhase::Idle))
             .count();
         peak.fetch_max(unavailable, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -360,7 +360,7 @@ fn driver_settings(connection: &Connection, poll_ms: u64) -> DriverSettings {
 
 /// Runs a rollout; SIGINT or SIGTERM stops new nodes from starting, lets running
 /// ones finish, and leaves the journal for `upkeep rollout resume`.
-async fn drive(rollout: &mut Rollout<'_>, output: Output) -> Result<ExitCode, Failure> {
+async fn drive(rollout: &mut Rollout, output: Output) -> Result<ExitCode, Failure> {
     let stop = rollout.stop_flag();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
