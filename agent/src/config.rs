@@ -140,6 +140,12 @@ pub struct KubernetesConfig {
     pub kubeconfig: Option<PathBuf>,
     /// Time allowed for one call to the API server.
     pub request_timeout: Duration,
+    /// Grace period given to each evicted pod unless a request sets one.
+    pub drain_grace_period: Option<Duration>,
+    /// Whether pods with local (emptyDir) storage may be evicted unless a request says.
+    pub drain_allow_local_storage: bool,
+    /// A label selector (`key=value,...`) of pods a drain leaves in place unless a request sets one.
+    pub drain_skip_pod_selector: Option<String>,
 }
 
 /// Connection and request limits of the HTTPS server.
@@ -296,6 +302,10 @@ struct RawKubernetes {
     #[serde(default)]
     in_cluster: bool,
     request_timeout_secs: Option<u64>,
+    drain_grace_period_secs: Option<u64>,
+    #[serde(default)]
+    drain_allow_local_storage: bool,
+    drain_skip_pod_selector: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -465,7 +475,16 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<AgentConfig> {
             Duration::from_secs(10),
             (1, 300),
         );
-        Some(KubernetesConfig { kubeconfig, request_timeout })
+        let drain_grace_period = kubernetes.drain_grace_period_secs.map(|secs| {
+            problems.seconds("kubernetes.drain_grace_period_secs", Some(secs), Duration::ZERO, (0, 86_400))
+        });
+        Some(KubernetesConfig {
+            kubeconfig,
+            request_timeout,
+            drain_grace_period,
+            drain_allow_local_storage: kubernetes.drain_allow_local_storage,
+            drain_skip_pod_selector: kubernetes.drain_skip_pod_selector,
+        })
     });
     let server = validate_server(raw.server, problems);
     let probe = validate_probe(raw.probe, problems);

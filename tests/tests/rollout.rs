@@ -284,3 +284,50 @@ fn pause_stops_new_nodes_and_resume_finishes() {
     let summary = json_lines(&resumed.stdout).pop().expect("summary");
     assert_eq!(summary["counters"]["patched"], 3, "{summary}");
 }
+
+#[test]
+fn prestage_stages_everywhere_first_and_the_upgrade_reuses_it() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let fleet = Fleet::start(vec![
+        ("worker-1", "worker", "a", setup("v1.30.2", port, "")),
+        ("worker-2", "worker", "b", setup("v1.30.2", port, "")),
+    ]);
+    let inventory = fleet.write_inventory("");
+    let artifact = kubelet_artifact(fleet.dir.path(), "v1.30.3", true);
+    let artifacts = fleet.write_artifacts(&artifact);
+    let journal = fleet.dir.path().join("journal.json");
+    let run = upkeep(&[
+        "rollout",
+        "--inventory",
+        inventory.to_str().expect("utf-8"),
+        "--to",
+        "v1.30.3",
+        "--artifacts",
+        artifacts.to_str().expect("utf-8"),
+        "--prestage",
+        "--output",
+        "json",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+        "--poll-ms",
+        "20",
+    ]);
+    let summary = json_lines(&run.stdout).pop().expect("summary");
+    assert_eq!(summary["counters"]["patched"], 2, "{summary}");
+    for node in &fleet.nodes {
+        let operations = runtime.block_on(async {
+            let config = client_config(&fleet.pki.ca_cert(), Some(&fleet.pki.client("reader")));
+            let mut client = ApiClient::connect(node.agent.addr, config).await.expect("connects");
+            client.get("/v1/operations").await.expect("reply").json()["operations"].clone()
+        });
+        let operations = operations.as_array().expect("operations");
+        assert_eq!(operations.len(), 2, "a stage-only operation, then the upgrade: {operations:#?}");
+        let (upgrade, staging) = (&operations[0], &operations[1]);
+        assert_eq!(staging["steps"][1]["status"], "Success");
+        assert_eq!(staging["steps"][4]["status"], "Skipped", "staging swaps nothing");
+        let stage_message = upgrade["steps"][1]["message"].as_str().unwrap_or_default();
+        assert!(stage_message.contains("already staged"), "the upgrade reuses the staged artifact: {stage_message}");
+        assert_eq!(upgrade["phase"], "Succeeded");
+    }
+}

@@ -242,11 +242,20 @@ async fn cordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
 async fn drain(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     let options = record.drain.clone().unwrap_or_default();
     let force_at_timeout = options.on_timeout == Some(DrainTimeoutAction::Force);
+    let defaults = engine.config.kubernetes.as_ref();
     let settings = DrainSettings {
         timeout: options.timeout_seconds.map(Duration::from_secs).unwrap_or(engine.config.timeouts.drain),
-        grace_period: options.grace_period_seconds.map(Duration::from_secs),
-        allow_local_storage: options.allow_local_storage.unwrap_or(false),
-        skip_pod_selector: options.skip_pod_selector.clone(),
+        grace_period: options
+            .grace_period_seconds
+            .map(Duration::from_secs)
+            .or_else(|| defaults.and_then(|d| d.drain_grace_period)),
+        allow_local_storage: options
+            .allow_local_storage
+            .unwrap_or_else(|| defaults.is_some_and(|d| d.drain_allow_local_storage)),
+        skip_pod_selector: options
+            .skip_pod_selector
+            .clone()
+            .or_else(|| defaults.and_then(|d| d.drain_skip_pod_selector.clone())),
         force_at_timeout,
     };
     match engine.host.kubernetes.drain(&settings).await.map_err(kube_failure("drain_failed"))? {
