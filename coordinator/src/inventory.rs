@@ -161,6 +161,36 @@ impl Inventory {
         })
     }
 
+    /// Reads several inventories (shards of one fleet) as one: the TLS files of
+    /// the first, the nodes of all, with names and addresses still unique.
+    pub fn load_all(paths: &[PathBuf]) -> Result<Inventory, InventoryError> {
+        let mut merged: Option<Inventory> = None;
+        for path in paths {
+            let next = Inventory::load(path)?;
+            match &mut merged {
+                None => merged = Some(next),
+                Some(all) => {
+                    let mut problems = Vec::new();
+                    for node in next.nodes {
+                        if all.nodes.iter().any(|n| n.name == node.name || n.address == node.address) {
+                            problems
+                                .push(format!("{} ({}) is already in an earlier inventory", node.name, node.address));
+                        } else {
+                            all.nodes.push(node);
+                        }
+                    }
+                    if !problems.is_empty() {
+                        return Err(InventoryError::Invalid { path: path.clone(), problems });
+                    }
+                }
+            }
+        }
+        merged.ok_or_else(|| InventoryError::Invalid {
+            path: PathBuf::new(),
+            problems: vec!["no inventory given".to_owned()],
+        })
+    }
+
     /// Writes the inventory as TOML (used by `upkeep-sim serve`).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()

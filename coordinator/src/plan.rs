@@ -39,6 +39,15 @@ impl Limit {
             Limit::Percent(percent) => total * usize::from(percent) / 100,
         }
     }
+
+    /// Like [`Limit::resolve`], but a non-zero percentage of a small fleet is
+    /// at least one node (10% of 8 nodes lets one node go at a time).
+    pub fn resolve_nonzero(self, total: usize) -> usize {
+        match self {
+            Limit::Percent(percent) if percent > 0 => self.resolve(total).max(1),
+            _ => self.resolve(total),
+        }
+    }
 }
 
 impl FromStr for Limit {
@@ -282,6 +291,8 @@ mod tests {
         assert!("-1".parse::<Limit>().is_err());
         assert_eq!(Limit::Percent(25).resolve(10), 2);
         assert_eq!(Limit::Percent(10).resolve(5), 0);
+        assert_eq!(Limit::Percent(10).resolve_nonzero(5), 1);
+        assert_eq!(Limit::Count(0).resolve_nonzero(5), 0);
     }
 
     #[test]

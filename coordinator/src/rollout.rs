@@ -134,7 +134,7 @@ impl Rollout {
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
         let total = inventory.nodes.len();
-        let max_unavailable = spec.max_unavailable.resolve(total);
+        let max_unavailable = spec.max_unavailable.resolve_nonzero(total);
         if max_unavailable == 0 {
             return Err(RolloutError::BadLimits(format!(
                 "--max-unavailable {} allows no node at all in a fleet of {total}",

@@ -171,6 +171,62 @@ pub struct FleetSpec {
     /// Node `i` listens on the address of index `i + address_offset`, so
     /// several fleets can share the machine.
     pub address_offset: usize,
+    /// The nodes this process hosts (all of them unless the fleet is sharded).
+    pub hosted: std::ops::Range<usize>,
+}
+
+/// The fleet's CA and the coordinator's client certificate, on disk.
+pub struct FleetPki {
+    ca: CertificateAuthority,
+    dir: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl FleetPki {
+    /// A new CA in a temporary directory (for a run in one process).
+    pub fn temporary() -> Result<FleetPki, FleetError> {
+        let temporary = tempfile::tempdir().map_err(|e| FleetError::Setup(e.to_string()))?;
+        let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(7))?;
+        let pki = FleetPki { ca, dir: temporary.path().to_path_buf(), _temporary: Some(temporary) };
+        pki.write()?;
+        Ok(pki)
+    }
+
+    /// The CA in `dir`, created there by whichever shard comes first.
+    pub fn shared(dir: &Path) -> Result<FleetPki, FleetError> {
+        std::fs::create_dir_all(dir).map_err(|e| FleetError::Setup(format!("{}: {e}", dir.display())))?;
+        if let Ok(ca) = CertificateAuthority::load(dir) {
+            return Ok(FleetPki { ca, dir: dir.to_path_buf(), _temporary: None });
+        }
+        let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(7))?;
+        match certs::write_file(&dir.join("ca.key"), ca.key_pem(), 0o600, false) {
+            Ok(()) => {
+                let pki = FleetPki { ca, dir: dir.to_path_buf(), _temporary: None };
+                pki.write()?;
+                Ok(pki)
+            }
+            Err(certs::CertsError::Exists(_)) => {
+                // Another shard won the race: wait for its certificate.
+                for _ in 0..100 {
+                    if let Ok(ca) = CertificateAuthority::load(dir) {
+                        return Ok(FleetPki { ca, dir: dir.to_path_buf(), _temporary: None });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(FleetError::Setup(format!("{}: the CA never appeared", dir.display())))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn write(&self) -> Result<(), FleetError> {
+        certs::write_file(&self.dir.join("ca.key"), self.ca.key_pem(), 0o600, true)?;
+        let coordinator =
+            self.ca.issue_client("upkeep-sim coordinator", Some(Role::Admin), Validity::days_from_now(7))?;
+        certs::write_issued(&self.dir, "coordinator", &coordinator, true)?;
+        certs::write_file(&self.dir.join("ca.crt"), self.ca.cert_pem(), 0o644, true)?;
+        Ok(())
+    }
 }
 
 /// The fleet.
@@ -179,7 +235,7 @@ pub struct Fleet {
     pub nodes: Vec<Arc<SimNode>>,
     /// The inventory the coordinator uses.
     pub inventory: Inventory,
-    _dir: tempfile::TempDir,
+    _pki: FleetPki,
 }
 
 /// The agent config of a simulated node: short step timeouts so hung steps end quickly.
@@ -219,15 +275,16 @@ postcheck_secs = 1
 
 impl Fleet {
     /// Starts every node of `spec` with the machines `plan` describes.
-    pub async fn start(spec: &FleetSpec, plan: &FaultPlan, artifacts: ArtifactStore) -> Result<Fleet, FleetError> {
-        let dir = tempfile::tempdir().map_err(|e| FleetError::Setup(e.to_string()))?;
-        let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(2))?;
+    pub async fn start(
+        spec: &FleetSpec,
+        plan: &FaultPlan,
+        artifacts: ArtifactStore,
+        pki: FleetPki,
+    ) -> Result<Fleet, FleetError> {
+        let ca = &pki.ca;
         let ca_der = pem_certificates(ca.cert_pem())?;
-        let coordinator = ca.issue_client("upkeep-sim coordinator", Some(Role::Admin), Validity::days_from_now(2))?;
-        certs::write_file(&dir.path().join("ca.crt"), ca.cert_pem(), 0o644, true)?;
-        let (client_cert, client_key) = certs::write_issued(dir.path(), "coordinator", &coordinator, true)?;
-        let mut nodes = Vec::with_capacity(spec.nodes);
-        for index in 0..spec.nodes {
+        let mut nodes = Vec::with_capacity(spec.hosted.len());
+        for index in spec.hosted.clone() {
             let role = if index < spec.control_planes { NodeRole::ControlPlane } else { NodeRole::Worker };
             let name: NodeName = match role {
                 NodeRole::ControlPlane => format!("cp-{index}"),
@@ -266,9 +323,9 @@ impl Fleet {
             node.start().await?;
         }
         let inventory = Inventory {
-            ca: dir.path().join("ca.crt"),
-            client_cert: PathBuf::from(&client_cert),
-            client_key: PathBuf::from(&client_key),
+            ca: pki.dir.join("ca.crt"),
+            client_cert: pki.dir.join("coordinator.crt"),
+            client_key: pki.dir.join("coordinator.key"),
             nodes: nodes
                 .iter()
                 .map(|node| InventoryNode {
@@ -279,7 +336,7 @@ impl Fleet {
                 })
                 .collect(),
         };
-        Ok(Fleet { nodes, inventory, _dir: dir })
+        Ok(Fleet { nodes, inventory, _pki: pki })
     }
 
     /// Watches for crashed agents and restarts them from their saved state.

@@ -49,6 +49,20 @@ pub fn binary_for(version: &Version) -> Vec<u8> {
 /// Artifacts every node can fetch, by source URL.
 pub type ArtifactStore = Arc<BTreeMap<String, Vec<u8>>>;
 
+/// The kubelet artifact for `target` (as the coordinator sends it) and the
+/// store every simulated machine fetches it from.
+pub fn target_artifact(target: &Version) -> (upkeep_common::api::Artifact, ArtifactStore) {
+    let bytes = binary_for(target);
+    let source = format!("file:///sim/artifacts/kubelet-{target}");
+    let artifact = upkeep_common::api::Artifact {
+        component: "kubelet".parse().expect("kubelet is a valid component name"),
+        source: source.clone(),
+        sha256: digest(&bytes),
+        signature: None,
+    };
+    (artifact, Arc::new([(source, bytes)].into_iter().collect()))
+}
+
 /// One simulated machine: its disk, service and Kubernetes Node.
 pub struct Machine {
     files: Mutex<BTreeMap<PathBuf, Vec<u8>>>,

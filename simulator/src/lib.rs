@@ -9,6 +9,7 @@
 //! - [`host`]: the simulated machine behind a fake node (files, service, probe, Kubernetes).
 //! - [`fleet`]: starting the nodes on their own loopback addresses, crashes and outages.
 //! - [`run`]: one rollout: calibration, the coordinator, sampling.
+//! - [`serve`]: one shard of a large fleet, for a coordinator in another process.
 //! - [`checks`]: the end-of-run invariants, apart from the driving code.
 //! - [`report`]: the JSON report and the HTML page.
 //! - [`kube_api`]: a fake Kubernetes API server over real HTTPS (Nodes, Pods,
@@ -22,3 +23,4 @@ pub mod host;
 pub mod kube_api;
 pub mod report;
 pub mod run;
+pub mod serve;

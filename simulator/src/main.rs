@@ -11,6 +11,7 @@ use upkeep_coordinator::plan::Limit;
 use upkeep_simulator::faults::{FaultKind, LatencyRange};
 use upkeep_simulator::report::{Report, html};
 use upkeep_simulator::run::{RunConfig, run};
+use upkeep_simulator::serve::{ServeConfig, serve};
 
 /// Simulate a fleet of upkeep agents and roll it with the real coordinator.
 #[derive(Debug, Parser)]
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run one simulated rollout.
     Run(Box<RunArgs>),
+    /// Host one shard of a fleet (no coordinator) and write its inventory, until SIGINT or SIGTERM.
+    Serve(Box<ServeArgs>),
     /// Run a rollout of about a thousand nodes with a few faults, on built-in defaults.
     Demo {
         /// Where to write the JSON report.
@@ -36,6 +39,40 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Nodes in the whole fleet.
+    #[arg(long)]
+    nodes: usize,
+    /// This shard and the number of shards, as I/N (0-based): `0/4` hosts the first quarter.
+    #[arg(long, default_value = "0/1")]
+    shard: String,
+    /// Directory for the shared CA, the coordinator's certificate, `inventory-I.toml` and `artifacts.toml`.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Control-plane nodes (the first ones of the fleet).
+    #[arg(long, default_value_t = 3)]
+    control_planes: usize,
+    /// Zones the nodes are spread over.
+    #[arg(long, default_value_t = 3)]
+    zones: usize,
+    /// The version the fleet starts at.
+    #[arg(long, default_value = "v1.30.2")]
+    from: Version,
+    /// The version the artifact installs.
+    #[arg(long, default_value = "v1.30.3")]
+    to: Version,
+    /// The fault plan's seed (the same for every shard).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The probability that a node has a fault.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// Each step's latency in milliseconds: MS or LOW:HIGH.
+    #[arg(long, default_value = "0")]
+    latency_ms: LatencyRange,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +140,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let (config, json, html_path) = match cli.command {
+        Command::Serve(args) => return serve_shard(*args),
         Command::Run(args) => {
             let args = *args;
             let config = RunConfig {
@@ -156,6 +194,59 @@ fn main() -> ExitCode {
     } else {
         eprintln!("upkeep-sim: checks FAILED; reproduce with --seed {}", report.seed);
         ExitCode::FAILURE
+    }
+}
+
+fn serve_shard(args: ServeArgs) -> ExitCode {
+    let shard = args
+        .shard
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
+        .filter(|(i, n)| *n > 0 && i < n);
+    let Some(shard) = shard else {
+        eprintln!("upkeep-sim: --shard must be I/N with 0 <= I < N, got {:?}", args.shard);
+        return ExitCode::FAILURE;
+    };
+    let config = ServeConfig {
+        nodes: args.nodes.max(1),
+        control_planes: args.control_planes,
+        zones: args.zones.max(1),
+        shard,
+        dir: args.dir,
+        from: args.from,
+        to: args.to,
+        seed: args.seed,
+        fault_rate: args.fault_rate.clamp(0.0, 1.0),
+        fault_kinds: FaultKind::ALL.to_vec(),
+        latency: args.latency_ms,
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+        eprintln!("upkeep-sim: cannot start the runtime");
+        return ExitCode::FAILURE;
+    };
+    let result = runtime.block_on(async {
+        let shutdown = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let (Ok(mut terminate), Ok(mut interrupt)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            }
+        };
+        let ready = |inventory: &PathBuf| {
+            println!("serving shard {}/{}; inventory: {}", shard.0, shard.1, inventory.display());
+        };
+        serve(&config, ready, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("upkeep-sim: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 use upkeep_common::Version;
-use upkeep_common::api::{Artifact, NodePhase};
-use upkeep_common::ids::Sha256 as Sha256Digest;
+use upkeep_common::api::NodePhase;
 use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
 use upkeep_coordinator::journal::Journal;
 use upkeep_coordinator::plan::Limit;
@@ -21,8 +19,8 @@ use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec};
 
 use crate::checks::{FinalNode, check_run};
 use crate::faults::{FaultKind, FaultPlan, LatencyRange};
-use crate::fleet::{Fleet, FleetSpec};
-use crate::host::binary_for;
+use crate::fleet::{Fleet, FleetPki, FleetSpec};
+use crate::host::target_artifact;
 use crate::report::{Calibration, ChecksReport, ErrorGroup, Percentiles, Report, TimelinePoint, rss};
 
 /// Small requests per node in the bare-protocol calibration (a rollout makes about as many).
@@ -133,23 +131,11 @@ impl EventSink for Recorder {
     }
 }
 
-fn digest(bytes: &[u8]) -> Sha256Digest {
-    Sha256Digest::from_bytes(&Sha256::digest(bytes).into())
-}
-
 /// Runs the simulation.
 pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     crate::host::silence_simulated_crashes();
     let plan = FaultPlan::derive(config.seed, config.nodes, config.fault_rate, &config.fault_kinds, config.latency);
-    let target_bytes = binary_for(&config.to);
-    let source = format!("file:///sim/artifacts/kubelet-{}", config.to);
-    let artifact = Artifact {
-        component: "kubelet".parse().map_err(|e: upkeep_common::ids::IdError| RunError::Coordinator(e.to_string()))?,
-        source: source.clone(),
-        sha256: digest(&target_bytes),
-        signature: None,
-    };
-    let artifacts = Arc::new([(source, target_bytes)].into_iter().collect::<BTreeMap<_, _>>());
+    let (artifact, artifacts) = target_artifact(&config.to);
     let spec = FleetSpec {
         nodes: config.nodes,
         control_planes: config.control_planes.min(config.nodes),
@@ -157,9 +143,10 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         from: config.from.clone(),
         target: config.to.clone(),
         address_offset: config.address_offset,
+        hosted: 0..config.nodes,
     };
     let (rss_before, _) = rss();
-    let fleet = Fleet::start(&spec, &plan, artifacts).await?;
+    let fleet = Fleet::start(&spec, &plan, artifacts, FleetPki::temporary()?).await?;
     let (rss_after, _) = rss();
     let rss_per_node_bytes = rss_after.saturating_sub(rss_before) / config.nodes.max(1) as u64;
 
@@ -174,7 +161,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     let bare_protocol_s = calibrate(&fleet, AgentClient::new(tls.clone(), settings.clone()), config.concurrency).await;
 
     let total = config.nodes;
-    let limit = config.max_unavailable.resolve(total).max(1);
+    let limit = config.max_unavailable.resolve_nonzero(total).max(1);
     let mut spec = RolloutSpec {
         target: config.to.clone(),
         artifacts: vec![artifact],

@@ -48,9 +48,9 @@ enum Output {
 
 #[derive(Debug, Args)]
 struct Connection {
-    /// The inventory file (nodes and TLS files).
-    #[arg(long, value_name = "FILE")]
-    inventory: PathBuf,
+    /// The inventory file (nodes and TLS files); repeat to join the shards of one fleet.
+    #[arg(long, value_name = "FILE", required = true)]
+    inventory: Vec<PathBuf>,
     /// Nodes asked at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -112,9 +112,9 @@ enum RolloutCommand {
 
 #[derive(Debug, Args)]
 struct RolloutArgs {
-    /// The inventory file (nodes and TLS files).
+    /// The inventory file (nodes and TLS files); repeat to join the shards of one fleet.
     #[arg(long, value_name = "FILE", required = true)]
-    inventory: Option<PathBuf>,
+    inventory: Vec<PathBuf>,
     /// Nodes asked at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -271,7 +271,7 @@ fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode, Failure>
 }
 
 fn connect(connection: &Connection) -> Result<(Inventory, AgentClient), Failure> {
-    let inventory = Inventory::load(&connection.inventory).map_err(|e| e.to_string())?;
+    let inventory = Inventory::load_all(&connection.inventory).map_err(|e| e.to_string())?;
     let tls = tls_config(&inventory.ca, &inventory.client_cert, &inventory.client_key).map_err(|e| e.to_string())?;
     let settings =
         ClientSettings { timeout: Duration::from_secs(connection.timeout_secs), ..ClientSettings::default() };
@@ -315,16 +315,18 @@ fn exit_code(summary: &Summary) -> ExitCode {
 
 async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
     let missing = || "upkeep rollout needs --inventory, --to and --artifacts (see --help)".to_owned();
-    let (Some(inventory), Some(target), Some(artifacts)) =
-        (args.inventory.clone(), args.to.clone(), args.artifacts.clone())
-    else {
+    let (Some(target), Some(artifacts)) = (args.to.clone(), args.artifacts.clone()) else {
         return Err(missing());
     };
+    if args.inventory.is_empty() {
+        return Err(missing());
+    }
+    let inventory = args.inventory.clone();
     let connection =
         Connection { inventory, concurrency: args.concurrency, timeout_secs: args.timeout_secs, output: args.output };
     let artifacts = read_artifacts(&artifacts)?;
     if args.dry_run {
-        let inventory = Inventory::load(&connection.inventory).map_err(|e| e.to_string())?;
+        let inventory = Inventory::load_all(&connection.inventory).map_err(|e| e.to_string())?;
         return print_plan(&inventory, &target, &args);
     }
     let (inventory, client) = connect(&connection)?;
@@ -383,7 +385,7 @@ async fn drive(rollout: &mut Rollout, output: Output) -> Result<ExitCode, Failur
 fn print_plan(inventory: &Inventory, target: &Version, args: &RolloutArgs) -> Result<ExitCode, Failure> {
     let total = inventory.nodes.len();
     let limits = Limits {
-        max_unavailable: args.max_unavailable.resolve(total).max(1),
+        max_unavailable: args.max_unavailable.resolve_nonzero(total).max(1),
         max_failures: args.max_failures.resolve(total),
         per_zone: args.per_zone,
         soak_ms: args.soak * 1000,
