@@ -130,8 +130,8 @@ impl Default for ClientSettings {
             timeout: Duration::from_secs(10),
             attempts: 3,
             backoff: Duration::from_millis(200),
-            idle_per_node: 2,
-            pool_idle_timeout: Duration::from_secs(30),
+            idle_per_node: 1,
+            pool_idle_timeout: Duration::from_secs(5),
             tls_sessions: 256,
         }
     }

@@ -192,31 +192,26 @@ impl FleetPki {
         Ok(pki)
     }
 
-    /// The CA in `dir`, created there by whichever shard comes first.
+    /// The CA in `dir`, created there by whichever shard comes first (it takes
+    /// `dir/.ca.lock` with an exclusive create; the others wait for `ca.crt`,
+    /// which is written last).
     pub fn shared(dir: &Path) -> Result<FleetPki, FleetError> {
         std::fs::create_dir_all(dir).map_err(|e| FleetError::Setup(format!("{}: {e}", dir.display())))?;
-        if let Ok(ca) = CertificateAuthority::load(dir) {
-            return Ok(FleetPki { ca, dir: dir.to_path_buf(), _temporary: None });
+        let lock = std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join(".ca.lock"));
+        if lock.is_ok() {
+            let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(7))?;
+            let pki = FleetPki { ca, dir: dir.to_path_buf(), _temporary: None };
+            pki.write()?;
+            return Ok(pki);
         }
-        let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(7))?;
-        match certs::write_file(&dir.join("ca.key"), ca.key_pem(), 0o600, false) {
-            Ok(()) => {
-                let pki = FleetPki { ca, dir: dir.to_path_buf(), _temporary: None };
-                pki.write()?;
-                Ok(pki)
+        for _ in 0..600 {
+            if dir.join("ca.crt").exists() {
+                let ca = CertificateAuthority::load(dir)?;
+                return Ok(FleetPki { ca, dir: dir.to_path_buf(), _temporary: None });
             }
-            Err(certs::CertsError::Exists(_)) => {
-                // Another shard won the race: wait for its certificate.
-                for _ in 0..100 {
-                    if let Ok(ca) = CertificateAuthority::load(dir) {
-                        return Ok(FleetPki { ca, dir: dir.to_path_buf(), _temporary: None });
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(FleetError::Setup(format!("{}: the CA never appeared", dir.display())))
-            }
-            Err(error) => Err(error.into()),
+            std::thread::sleep(Duration::from_millis(50));
         }
+        Err(FleetError::Setup(format!("{}: the shared CA never appeared", dir.display())))
     }
 
     fn write(&self) -> Result<(), FleetError> {
