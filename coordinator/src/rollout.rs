@@ -168,6 +168,16 @@ impl Rollout {
             updated_at: Utc::now(),
             generation: 0,
         };
+        Self::with_journal(client, inventory, journal_path, journal, settings)
+    }
+
+    fn with_journal(
+        client: AgentClient,
+        inventory: &Inventory,
+        journal_path: &Path,
+        journal: Journal,
+        settings: DriverSettings,
+    ) -> Result<Self, RolloutError> {
         let placement = placement(inventory, &journal)?;
         Ok(Self {
             client,
@@ -188,21 +198,12 @@ impl Rollout {
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
         let mut journal = Journal::load(journal_path)?;
-        let placement = placement(inventory, &journal)?;
         for node in &mut journal.nodes {
             if let NodeStatus::Soaking { .. } = node.status {
                 node.status = NodeStatus::Soaking { until_ms: journal.limits.soak_ms };
             }
         }
-        Ok(Self {
-            client,
-            journal_path: journal_path.to_owned(),
-            journal,
-            settings,
-            stop: Arc::default(),
-            unlogged: Vec::new(),
-            placement,
-        })
+        Self::with_journal(client, inventory, journal_path, journal, settings)
     }
 
     /// A flag that, once set (by a signal handler), stops new nodes from starting.

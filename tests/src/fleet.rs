@@ -68,6 +68,30 @@ impl Fleet {
         path
     }
 
+    /// The arguments of `upkeep rollout` to v1.30.3 of a healthy kubelet, with
+    /// this fleet's inventory and artifacts file (written now), then `extra`.
+    pub fn rollout_args(&self, extra: &[&str]) -> Vec<String> {
+        let inventory = self.write_inventory("");
+        let artifact = crate::upgrades::kubelet_artifact(self.dir.path(), "v1.30.3", true);
+        let artifacts = self.write_artifacts(&artifact);
+        let mut args = vec![
+            "rollout".to_owned(),
+            "--inventory".to_owned(),
+            inventory.display().to_string(),
+            "--to".to_owned(),
+            "v1.30.3".to_owned(),
+            "--artifacts".to_owned(),
+            artifacts.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        args
+    }
+
+    /// The rollout journal's path in the fleet's directory.
+    pub fn journal(&self) -> String {
+        self.dir.path().join("journal.json").display().to_string()
+    }
+
     /// Writes an artifacts file for the kubelet.
     pub fn write_artifacts(&self, artifact: &Artifact) -> PathBuf {
         let path = self.dir.path().join("artifacts.toml");

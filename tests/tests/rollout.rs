@@ -12,10 +12,15 @@ use upkeep_tests::binaries;
 use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::fleet::Fleet;
-use upkeep_tests::upgrades::{kubelet_artifact, setup};
+use upkeep_tests::upgrades::setup;
 
 fn upkeep(args: &[&str]) -> std::process::Output {
     Command::new(binaries::path("upkeep")).args(args).output().expect("upkeep runs")
+}
+
+fn upkeep_rollout(fleet: &Fleet, extra: &[&str]) -> std::process::Output {
+    let args = fleet.rollout_args(extra);
+    Command::new(binaries::path("upkeep")).args(&args).output().expect("upkeep runs")
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
@@ -80,25 +85,9 @@ fn a_rollout_patches_skips_and_reports_a_failure_with_its_step_and_code() {
         ("worker-3", "worker", "b", broken),
         ("worker-4", "worker", "a", healthy("v1.30.2")),
     ]);
-    let inventory = fleet.write_inventory("");
-    let artifact = kubelet_artifact(fleet.dir.path(), "v1.30.3", true);
-    let artifacts = fleet.write_artifacts(&artifact);
-    let journal = fleet.dir.path().join("journal.json");
+    let journal = fleet.journal();
 
-    let dry = upkeep(&[
-        "rollout",
-        "--inventory",
-        inventory.to_str().expect("utf-8"),
-        "--to",
-        "v1.30.3",
-        "--artifacts",
-        artifacts.to_str().expect("utf-8"),
-        "--max-unavailable",
-        "2",
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let dry = upkeep_rollout(&fleet, &["--max-unavailable", "2", "--dry-run", "--output", "json"]);
     assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
     let plan = &json_lines(&dry.stdout)[0];
     assert_eq!(plan["waves"][0], serde_json::json!(["cp-1"]), "{plan}");
@@ -108,25 +97,21 @@ fn a_rollout_patches_skips_and_reports_a_failure_with_its_step_and_code() {
         "a dry run touches nothing"
     );
 
-    let run = upkeep(&[
-        "rollout",
-        "--inventory",
-        inventory.to_str().expect("utf-8"),
-        "--to",
-        "v1.30.3",
-        "--artifacts",
-        artifacts.to_str().expect("utf-8"),
-        "--max-unavailable",
-        "2",
-        "--max-failures",
-        "1",
-        "--output",
-        "json",
-        "--journal",
-        journal.to_str().expect("utf-8"),
-        "--poll-ms",
-        "50",
-    ]);
+    let run = upkeep_rollout(
+        &fleet,
+        &[
+            "--max-unavailable",
+            "2",
+            "--max-failures",
+            "1",
+            "--output",
+            "json",
+            "--journal",
+            journal.as_str(),
+            "--poll-ms",
+            "50",
+        ],
+    );
     let events = json_lines(&run.stdout);
     let summary = events.last().expect("a summary");
     assert_eq!(summary["event"], "summary");
@@ -168,28 +153,18 @@ fn a_killed_coordinator_resumes_without_upgrading_any_node_twice() {
         ("worker-4", "worker", "a", slow()),
         ("worker-5", "worker", "a", slow()),
     ]);
-    let inventory = fleet.write_inventory("");
-    let artifact = kubelet_artifact(fleet.dir.path(), "v1.30.3", true);
-    let artifacts = fleet.write_artifacts(&artifact);
-    let journal = fleet.dir.path().join("journal.json");
+    let journal = fleet.journal();
     let mut coordinator = Command::new(binaries::path("upkeep"))
-        .args([
-            "rollout",
-            "--inventory",
-            inventory.to_str().expect("utf-8"),
-            "--to",
-            "v1.30.3",
-            "--artifacts",
-            artifacts.to_str().expect("utf-8"),
+        .args(fleet.rollout_args(&[
             "--max-unavailable",
             "1",
             "--output",
             "json",
             "--journal",
-            journal.to_str().expect("utf-8"),
+            journal.as_str(),
             "--poll-ms",
             "20",
-        ])
+        ]))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -209,13 +184,14 @@ fn a_killed_coordinator_resumes_without_upgrading_any_node_twice() {
     coordinator.kill().expect("SIGKILL the coordinator");
     let _ = coordinator.wait();
 
+    let inventory = fleet.write_inventory("").display().to_string();
     let resumed = upkeep(&[
         "rollout",
         "resume",
         "--inventory",
-        inventory.to_str().expect("utf-8"),
+        &inventory,
         "--journal",
-        journal.to_str().expect("utf-8"),
+        journal.as_str(),
         "--output",
         "json",
         "--poll-ms",
@@ -246,34 +222,20 @@ fn pause_stops_new_nodes_and_resume_finishes() {
         ("worker-2", "worker", "a", setup("v1.30.2", port, "")),
         ("worker-3", "worker", "a", setup("v1.30.2", port, "")),
     ]);
-    let inventory = fleet.write_inventory("");
-    let artifact = kubelet_artifact(fleet.dir.path(), "v1.30.3", true);
-    let artifacts = fleet.write_artifacts(&artifact);
-    let journal = fleet.dir.path().join("journal.json");
-    let journal_arg = journal.to_str().expect("utf-8");
+    let journal = fleet.journal();
+    let journal_arg = journal.as_str();
     assert!(upkeep(&["rollout", "pause", "--journal", journal_arg]).status.success());
-    let paused = upkeep(&[
-        "rollout",
-        "--inventory",
-        inventory.to_str().expect("utf-8"),
-        "--to",
-        "v1.30.3",
-        "--artifacts",
-        artifacts.to_str().expect("utf-8"),
-        "--output",
-        "json",
-        "--journal",
-        journal_arg,
-    ]);
+    let paused = upkeep_rollout(&fleet, &["--output", "json", "--journal", journal_arg]);
     let summary = json_lines(&paused.stdout).pop().expect("summary");
     assert_eq!(summary["counters"]["pending"], 3, "a paused rollout starts nothing: {summary}");
     assert_eq!(summary["halt"]["reason"], "stopped");
     assert_eq!(paused.status.code(), Some(2));
+    let inventory = fleet.write_inventory("").display().to_string();
     let resumed = upkeep(&[
         "rollout",
         "resume",
         "--inventory",
-        inventory.to_str().expect("utf-8"),
+        &inventory,
         "--journal",
         journal_arg,
         "--output",
@@ -293,26 +255,9 @@ fn prestage_stages_everywhere_first_and_the_upgrade_reuses_it() {
         ("worker-1", "worker", "a", setup("v1.30.2", port, "")),
         ("worker-2", "worker", "b", setup("v1.30.2", port, "")),
     ]);
-    let inventory = fleet.write_inventory("");
-    let artifact = kubelet_artifact(fleet.dir.path(), "v1.30.3", true);
-    let artifacts = fleet.write_artifacts(&artifact);
-    let journal = fleet.dir.path().join("journal.json");
-    let run = upkeep(&[
-        "rollout",
-        "--inventory",
-        inventory.to_str().expect("utf-8"),
-        "--to",
-        "v1.30.3",
-        "--artifacts",
-        artifacts.to_str().expect("utf-8"),
-        "--prestage",
-        "--output",
-        "json",
-        "--journal",
-        journal.to_str().expect("utf-8"),
-        "--poll-ms",
-        "20",
-    ]);
+    let journal = fleet.journal();
+    let run =
+        upkeep_rollout(&fleet, &["--prestage", "--output", "json", "--journal", journal.as_str(), "--poll-ms", "20"]);
     let summary = json_lines(&run.stdout).pop().expect("summary");
     assert_eq!(summary["counters"]["patched"], 2, "{summary}");
     for node in &fleet.nodes {
