@@ -29,14 +29,25 @@ impl Counters {
     pub fn of(journal: &Journal) -> Counters {
         let mut counters = Counters::default();
         for node in &journal.nodes {
-            match node.status {
-                NodeStatus::Patched => counters.patched += 1,
-                NodeStatus::Skipped => counters.skipped += 1,
-                NodeStatus::Failed => counters.error += 1,
-                NodeStatus::Pending | NodeStatus::InFlight | NodeStatus::Soaking { .. } => counters.pending += 1,
-            }
+            *counters.slot(node.status) += 1;
         }
         counters
+    }
+
+    /// Moves one node from the counter of `from` to the counter of `to`.
+    pub fn moved(&mut self, from: NodeStatus, to: NodeStatus) {
+        let left = self.slot(from);
+        *left = left.saturating_sub(1);
+        *self.slot(to) += 1;
+    }
+
+    fn slot(&mut self, status: NodeStatus) -> &mut usize {
+        match status {
+            NodeStatus::Patched => &mut self.patched,
+            NodeStatus::Skipped => &mut self.skipped,
+            NodeStatus::Failed => &mut self.error,
+            NodeStatus::Pending | NodeStatus::InFlight | NodeStatus::Soaking { .. } => &mut self.pending,
+        }
     }
 }
 

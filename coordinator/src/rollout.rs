@@ -101,6 +101,9 @@ pub struct Rollout {
     unlogged: Vec<usize>,
     /// Each journal node's address, role and zone from the inventory.
     placement: Vec<Placement>,
+    /// The journal's counters, kept up to date as nodes finish (counting the
+    /// whole journal for every event would be quadratic in the fleet).
+    counters: Counters,
 }
 
 /// Where a journal node is, from the inventory.
@@ -179,6 +182,7 @@ impl Rollout {
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
         let placement = placement(inventory, &journal)?;
+        let counters = Counters::of(&journal);
         Ok(Self {
             client,
             journal_path: journal_path.to_owned(),
@@ -187,6 +191,7 @@ impl Rollout {
             stop: Arc::default(),
             unlogged: Vec::new(),
             placement,
+            counters,
         })
     }
 
@@ -240,6 +245,7 @@ impl Rollout {
             nodes: self.journal.nodes.len(),
         });
         self.observe_pending().await;
+        self.counters = Counters::of(&self.journal);
         self.save()?;
         if self.journal.prestage {
             self.prestage(sink).await?;
@@ -373,6 +379,7 @@ impl Rollout {
         self.unlogged.push(index);
         let soak_ms = self.journal.limits.soak_ms;
         let node = &mut self.journal.nodes[index];
+        let before = node.status;
         let label = match &outcome {
             NodeOutcome::Patched if !soak_over && soak_ms > 0 => {
                 node.status = NodeStatus::Soaking { until_ms: now_ms + soak_ms };
@@ -395,12 +402,8 @@ impl Rollout {
         };
         let name = node.name.to_string();
         let error = node.error.clone();
-        Some(Event::NodeFinished {
-            node: name,
-            outcome: label.to_owned(),
-            error,
-            counters: Counters::of(&self.journal),
-        })
+        self.counters.moved(before, node.status);
+        Some(Event::NodeFinished { node: name, outcome: label.to_owned(), error, counters: self.counters })
     }
 
     /// Reads every pending node's state: unreachable, cordoned or Degraded nodes
