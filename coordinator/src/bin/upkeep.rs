@@ -112,18 +112,8 @@ enum RolloutCommand {
 
 #[derive(Debug, Args)]
 struct RolloutArgs {
-    /// The inventory file (nodes and TLS files); repeat to join the shards of one fleet.
-    #[arg(long, value_name = "FILE", required = true)]
-    inventory: Vec<PathBuf>,
-    /// Nodes asked at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Seconds allowed for one call to an agent.
-    #[arg(long, default_value_t = 10)]
-    timeout_secs: u64,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Human)]
-    output: Output,
+    #[command(flatten)]
+    connection: Connection,
     /// The target version.
     #[arg(long = "to", value_name = "VERSION", required = true)]
     to: Option<Version>,
@@ -318,18 +308,16 @@ async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
     let (Some(target), Some(artifacts)) = (args.to.clone(), args.artifacts.clone()) else {
         return Err(missing());
     };
-    if args.inventory.is_empty() {
+    let connection = &args.connection;
+    if connection.inventory.is_empty() {
         return Err(missing());
     }
-    let inventory = args.inventory.clone();
-    let connection =
-        Connection { inventory, concurrency: args.concurrency, timeout_secs: args.timeout_secs, output: args.output };
     let artifacts = read_artifacts(&artifacts)?;
     if args.dry_run {
         let inventory = Inventory::load_all(&connection.inventory).map_err(|e| e.to_string())?;
         return print_plan(&inventory, &target, &args);
     }
-    let (inventory, client) = connect(&connection)?;
+    let (inventory, client) = connect(connection)?;
     let spec = RolloutSpec {
         target,
         artifacts,
@@ -339,7 +327,7 @@ async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
         soak: Duration::from_secs(args.soak),
         prestage: args.prestage,
     };
-    let settings = driver_settings(&connection, args.poll_ms);
+    let settings = driver_settings(connection, args.poll_ms);
     let mut rollout = Rollout::new(client, &inventory, spec, &args.journal, settings).map_err(|e| e.to_string())?;
     drive(&mut rollout, connection.output).await
 }
@@ -395,7 +383,7 @@ fn print_plan(inventory: &Inventory, target: &Version, args: &RolloutArgs) -> Re
         .into_iter()
         .map(|wave| wave.into_iter().map(|i| inventory.nodes[i].name.to_string()).collect())
         .collect();
-    match args.output {
+    match args.connection.output {
         Output::Json => {
             let plan =
                 serde_json::json!({"event": "plan", "target": target.to_string(), "limits": limits, "waves": waves});
