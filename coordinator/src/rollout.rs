@@ -14,9 +14,7 @@ use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
 use tokio::task::JoinSet;
 use upkeep_common::Version;
-use upkeep_common::api::{
-    Artifact, DrainOptions, NodePhase, NodeRole, NodeState, Operation, OperationPhase, UpgradeRequest,
-};
+use upkeep_common::api::{Artifact, DrainOptions, NodePhase, NodeState, Operation, OperationPhase, UpgradeRequest};
 use upkeep_common::ids::{NodeName, OperationId, RequestToken};
 
 use crate::client::{AgentClient, ClientError};
@@ -99,22 +97,19 @@ pub struct Rollout {
     stop: Arc<AtomicBool>,
     /// Nodes changed since the journal last recorded them.
     unlogged: Vec<usize>,
-    /// Each journal node's address, role and zone from the inventory.
-    placement: Vec<Placement>,
+    /// Each journal node's address, from the inventory.
+    addresses: Vec<String>,
+    /// What the planner sees of each node: role and zone from the inventory,
+    /// progress copied from the journal before each decision.
+    plan_view: Vec<PlanNode>,
     /// The journal's counters, kept up to date as nodes finish (counting the
     /// whole journal for every event would be quadratic in the fleet).
     counters: Counters,
 }
 
-/// Where a journal node is, from the inventory.
-struct Placement {
-    address: String,
-    role: NodeRole,
-    zone: Option<String>,
-}
-
-/// Each of the journal's nodes looked up in the inventory once.
-fn placement(inventory: &Inventory, journal: &Journal) -> Result<Vec<Placement>, RolloutError> {
+/// Each of the journal's nodes looked up in the inventory once: its address,
+/// and its planner view.
+fn placement(inventory: &Inventory, journal: &Journal) -> Result<(Vec<String>, Vec<PlanNode>), RolloutError> {
     let by_name: HashMap<&NodeName, &crate::inventory::InventoryNode> =
         inventory.nodes.iter().map(|n| (&n.name, n)).collect();
     journal
@@ -122,7 +117,13 @@ fn placement(inventory: &Inventory, journal: &Journal) -> Result<Vec<Placement>,
         .iter()
         .map(|node| {
             let found = by_name.get(&node.name).ok_or_else(|| RolloutError::UnknownNode(node.name.clone()))?;
-            Ok(Placement { address: found.address.clone(), role: found.role, zone: found.zone().map(str::to_owned) })
+            let view = PlanNode {
+                role: found.role,
+                zone: found.zone().map(str::to_owned),
+                status: node.status,
+                unavailable: node.unavailable,
+            };
+            Ok((found.address.clone(), view))
         })
         .collect()
 }
@@ -181,7 +182,7 @@ impl Rollout {
         journal: Journal,
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
-        let placement = placement(inventory, &journal)?;
+        let (addresses, plan_view) = placement(inventory, &journal)?;
         let counters = Counters::of(&journal);
         Ok(Self {
             client,
@@ -190,7 +191,8 @@ impl Rollout {
             settings,
             stop: Arc::default(),
             unlogged: Vec::new(),
-            placement,
+            addresses,
+            plan_view,
             counters,
         })
     }
@@ -222,7 +224,7 @@ impl Rollout {
     }
 
     fn address(&self, index: usize) -> String {
-        self.placement[index].address.clone()
+        self.addresses[index].clone()
     }
 
     fn save(&mut self) -> Result<(), RolloutError> {
@@ -261,8 +263,8 @@ impl Rollout {
         loop {
             let stopped = self.stop.load(Ordering::Relaxed) || read_control(&self.journal_path) != Control::Run;
             let now_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let nodes = self.plan_nodes();
-            let decision = plan(&nodes, &self.journal.limits, stopped, now_ms);
+            self.refresh_plan_view();
+            let decision = plan(&self.plan_view, &self.journal.limits, stopped, now_ms);
             for &index in &decision.end_soak {
                 let ready = self.still_ready(index).await;
                 let outcome = if ready {
@@ -334,18 +336,12 @@ impl Rollout {
         Ok(summary)
     }
 
-    fn plan_nodes(&self) -> Vec<PlanNode> {
-        self.journal
-            .nodes
-            .iter()
-            .zip(&self.placement)
-            .map(|(node, place)| PlanNode {
-                role: place.role,
-                zone: place.zone.clone(),
-                status: node.status,
-                unavailable: node.unavailable,
-            })
-            .collect()
+    /// Copies each node's progress from the journal into the planner's view.
+    fn refresh_plan_view(&mut self) {
+        for (view, node) in self.plan_view.iter_mut().zip(&self.journal.nodes) {
+            view.status = node.status;
+            view.unavailable = node.unavailable;
+        }
     }
 
     fn error(&self, index: usize, step: Option<String>, code: &str, message: &str) -> NodeError {
