@@ -1,0 +1,58 @@
+//! `[artifacts]`: where artifacts may come from and how they are checked.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::problems::Problems;
+
+/// Artifact limits and trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactSettings {
+    /// Largest artifact accepted, in bytes.
+    pub max_bytes: u64,
+    /// CA bundle for `https://` sources; the Mozilla roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// ed25519 public keys (32 raw bytes each); when any is set, every artifact
+    /// must carry a signature over its sha256 digest made by one of them.
+    pub trusted_keys: Vec<[u8; 32]>,
+}
+
+impl Default for ArtifactSettings {
+    fn default() -> Self {
+        Self { max_bytes: 512 * 1024 * 1024, ca_file: None, trusted_keys: Vec::new() }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawArtifacts {
+    max_bytes: Option<u64>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    trusted_keys: Vec<String>,
+}
+
+pub(super) fn validate_artifacts(raw: RawArtifacts, problems: &mut Problems) -> ArtifactSettings {
+    use base64::Engine as _;
+    let default = ArtifactSettings::default();
+    let max_bytes = match raw.max_bytes {
+        None => default.max_bytes,
+        Some(n) if (1..=16 * 1024 * 1024 * 1024).contains(&n) => n,
+        Some(n) => {
+            problems.add("artifacts.max_bytes", format!("must be between 1 and 17179869184, got {n}"));
+            default.max_bytes
+        }
+    };
+    let ca_file = raw.ca_file.and_then(|path| problems.absolute_path("artifacts.ca_file", Some(path)));
+    let mut trusted_keys = Vec::new();
+    for (index, key) in raw.trusted_keys.iter().enumerate() {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(key.trim()).ok();
+        let bytes: Option<[u8; 32]> = decoded.and_then(|bytes| bytes.try_into().ok());
+        match bytes.filter(|bytes| ed25519_dalek::VerifyingKey::from_bytes(bytes).is_ok()) {
+            Some(bytes) => trusted_keys.push(bytes),
+            None => problems
+                .add(format!("artifacts.trusted_keys[{index}]"), "must be a base64 ed25519 public key (32 bytes)"),
+        }
+    }
+    ArtifactSettings { max_bytes, ca_file, trusted_keys }
+}
