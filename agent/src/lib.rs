@@ -13,6 +13,8 @@
 //!   Kubernetes) and the real implementations.
 //! - [`engine`]: operations and their steps, durability, recovery and rollback.
 //! - [`app`]: what handlers and background tasks share.
+//! - [`cli`]: the binary's command line.
+//! - [`deadline`]: checked time arithmetic for deadlines.
 //! - [`refresh`]: background refresh of versions, host facts and TLS files.
 //! - [`systemd`]: readiness and watchdog notifications.
 //!
@@ -20,7 +22,9 @@
 //! pieces themselves and call [`server::serve`].
 
 pub mod app;
+pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod engine;
 pub mod host;
 pub mod node;

@@ -6,6 +6,8 @@
 //! ```text
 //! STATE_DIR/node.json                 history, conditions, cordon marker, previous versions
 //! STATE_DIR/operations/ID.json        one operation with the engine's private progress
+//! STATE_DIR/tokens/KEY.json            a request token and its operation, kept after the
+//!                                      operation left the recent list (see engine/tokens.rs)
 //! ```
 //!
 //! A simulated host keeps the same records in memory instead ([`Store::memory`]):
@@ -64,6 +66,11 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
 
+/// The directory of operation records.
+const OPERATIONS: &str = "operations";
+/// The directory of request-token records.
+const TOKENS: &str = "tokens";
+
 /// Where records are kept.
 #[derive(Debug, Clone)]
 enum Backend {
@@ -83,8 +90,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the state directory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let operations = dir.join("operations");
-        fs::create_dir_all(&operations).map_err(io_error(&operations))?;
+        for table in [OPERATIONS, TOKENS] {
+            let path = dir.join(table);
+            fs::create_dir_all(&path).map_err(io_error(&path))?;
+        }
         Ok(Store { backend: Backend::Dir(dir.to_owned()) })
     }
 
@@ -97,8 +106,8 @@ impl Store {
         "node.json"
     }
 
-    fn operation_key(id: &str) -> String {
-        format!("operations/{id}.json")
+    fn key(table: &str, name: &str) -> String {
+        format!("{table}/{name}.json")
     }
 
     fn write(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
@@ -141,16 +150,50 @@ impl Store {
 
     /// Saves one operation.
     pub fn save_operation<T: Serialize>(&self, id: &str, record: &T) -> Result<(), StoreError> {
-        let key = Self::operation_key(id);
-        let bytes = encode(&key, record)?;
-        self.write(&key, bytes)
+        self.save_in(OPERATIONS, id, record)
     }
 
     /// Loads every saved operation (in no particular order).
     pub fn load_operations<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        self.load_table(OPERATIONS)
+    }
+
+    /// Removes an operation's record (when pruning old operations).
+    pub fn remove_operation(&self, id: &str) -> Result<(), StoreError> {
+        self.remove_from(OPERATIONS, id)
+    }
+
+    /// Saves a request token's record under `key` (a file-name-safe digest of the token).
+    pub fn save_token<T: Serialize>(&self, key: &str, record: &T) -> Result<(), StoreError> {
+        self.save_in(TOKENS, key, record)
+    }
+
+    /// Loads one request token's record.
+    pub fn load_token<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let key = Self::key(TOKENS, key);
+        self.read(&key)?.map(|(path, bytes)| decode(&path, &bytes)).transpose()
+    }
+
+    /// Loads every request token's record (in no particular order).
+    pub fn load_tokens<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        self.load_table(TOKENS)
+    }
+
+    /// Removes a request token's record.
+    pub fn remove_token(&self, key: &str) -> Result<(), StoreError> {
+        self.remove_from(TOKENS, key)
+    }
+
+    fn save_in<T: Serialize>(&self, table: &str, name: &str, record: &T) -> Result<(), StoreError> {
+        let key = Self::key(table, name);
+        let bytes = encode(&key, record)?;
+        self.write(&key, bytes)
+    }
+
+    fn load_table<T: DeserializeOwned>(&self, table: &str) -> Result<Vec<T>, StoreError> {
         match &self.backend {
             Backend::Dir(dir) => {
-                let dir = dir.join("operations");
+                let dir = dir.join(table);
                 let mut records = Vec::new();
                 for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
                     let path = entry.map_err(io_error(&dir))?.path();
@@ -163,19 +206,21 @@ impl Store {
                 }
                 Ok(records)
             }
-            Backend::Memory(records) => records
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .iter()
-                .filter(|(key, _)| key.starts_with("operations/"))
-                .map(|(key, bytes)| decode(Path::new(key), bytes))
-                .collect(),
+            Backend::Memory(records) => {
+                let prefix = format!("{table}/");
+                records
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .iter()
+                    .filter(|(key, _)| key.starts_with(&prefix))
+                    .map(|(key, bytes)| decode(Path::new(key), bytes))
+                    .collect()
+            }
         }
     }
 
-    /// Removes an operation's record (when pruning old operations).
-    pub fn remove_operation(&self, id: &str) -> Result<(), StoreError> {
-        let key = Self::operation_key(id);
+    fn remove_from(&self, table: &str, name: &str) -> Result<(), StoreError> {
+        let key = Self::key(table, name);
         match &self.backend {
             Backend::Dir(dir) => {
                 let path = dir.join(&key);

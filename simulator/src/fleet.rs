@@ -139,7 +139,10 @@ impl SimNode {
     /// Stops the server and forgets the agent, as a killed process would.
     pub async fn stop(&self) {
         self.go_offline().await;
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(running) = running {
+            running.app.engine.stop();
+        }
     }
 }
 
@@ -252,6 +255,7 @@ reload_interval_secs = 0
 [[components]]
 name = "kubelet"
 binary = "{KUBELET}"
+kubernetes_skew = true
 service = "kubelet.service"
 health_url = "http://127.0.0.1:10248/healthz"
 [server]

@@ -23,24 +23,6 @@ use upkeep_common::ids::{OperationId, Sha256 as Sha256Digest};
 
 use crate::faults::{FaultKind, NodePlan};
 
-/// The panic message of a simulated agent crash (silenced by the simulator's panic hook).
-pub const CRASH_MESSAGE: &str = "simulated agent crash";
-
-/// Keeps simulated crashes (a panic inside the agent's task, on purpose) from
-/// printing; other panics still print. Installed once per process.
-pub fn silence_simulated_crashes() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<&str>() == Some(&CRASH_MESSAGE) {
-                return;
-            }
-            default(info);
-        }));
-    });
-}
-
 /// The bytes of a simulated kubelet binary for `version`.
 pub fn binary_for(version: &Version) -> Vec<u8> {
     format!("#!sim kubelet {version}\n").into_bytes()
@@ -212,8 +194,10 @@ impl Files for SimFiles {
                 }
             }
             if self.0.crash_armed.swap(false, Ordering::Relaxed) {
+                // The agent dies here: it never gets past this point, and the
+                // fleet stops its engine and starts a new one on the same disk.
                 self.0.crashed.notify_one();
-                std::panic::panic_any(CRASH_MESSAGE);
+                std::future::pending::<()>().await;
             }
             Ok(())
         })

@@ -133,7 +133,6 @@ impl EventSink for Recorder {
 
 /// Runs the simulation.
 pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
-    crate::host::silence_simulated_crashes();
     let plan = FaultPlan::derive(config.seed, config.nodes, config.fault_rate, &config.fault_kinds, config.latency);
     let (artifact, artifacts) = target_artifact(&config.to);
     let spec = FleetSpec {

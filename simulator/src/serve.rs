@@ -53,7 +53,6 @@ pub async fn serve(
     ready: impl FnOnce(&PathBuf),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), FleetError> {
-    crate::host::silence_simulated_crashes();
     let (index, count) = config.shard;
     let hosted = shard_range(config.nodes, index, count);
     let plan = FaultPlan::derive(config.seed, config.nodes, config.fault_rate, &config.fault_kinds, config.latency);

@@ -73,6 +73,7 @@ reload_interval_secs = {reload}
 [[components]]
 name = "kubelet"
 binary = "{kubelet}"
+kubernetes_skew = true
 {component_extra}
 {more}
 
@@ -145,7 +146,10 @@ impl AgentProcess {
 
     /// Starts the agent of `dir` with extra environment.
     pub fn launch(dir: Arc<TempDir>, env: &[(&str, &str)]) -> AgentProcess {
-        let mut command = Command::new(binaries::path("upkeep-agent"));
+        // A crash point needs the tests' own agent binary; the product binary has none.
+        let crashable = env.iter().any(|(name, _)| *name == "UPKEEP_CRASH_AT");
+        let binary = if crashable { "upkeep-agent-crashable" } else { "upkeep-agent" };
+        let mut command = Command::new(binaries::path(binary));
         command
             .arg("--config")
             .arg(dir.path().join("agent.toml"))

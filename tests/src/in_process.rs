@@ -40,6 +40,18 @@ impl InProcessAgent {
         component_extra: &str,
         extra: &str,
     ) -> InProcessAgent {
+        Self::start_with_host(pki, kubelet_version, component_extra, extra, |_| {}).await
+    }
+
+    /// Like [`InProcessAgent::start_with_components`], with the real host
+    /// changed by `customize` first (a test replaces one part to script it).
+    pub async fn start_with_host(
+        pki: &Pki,
+        kubelet_version: &str,
+        component_extra: &str,
+        extra: &str,
+        customize: impl FnOnce(&mut Host),
+    ) -> InProcessAgent {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubelet = fake_kubelet::write(dir.path(), "kubelet", kubelet_version);
         let setup = AgentSetup {
@@ -51,7 +63,8 @@ impl InProcessAgent {
         let tls = Arc::new(TlsStore::load(config.tls.clone()).expect("TLS material"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
-        let host = Host::real(&config).await.expect("real host");
+        let mut host = Host::real(&config).await.expect("real host");
+        customize(&mut host);
         let store = Store::open(&config.state_dir).expect("state directory");
         let app = Arc::new(App::new(config, host, store).expect("agent state"));
         app.start().await;

@@ -189,9 +189,15 @@ async fn an_unreachable_api_server_is_503_or_fails_before_the_swap() {
     assert_eq!(refused.status, 503, "{}", String::from_utf8_lossy(&refused.body));
     assert_eq!(refused.json()["error"]["code"], "dependency_unavailable");
 
+    // A claimed control-plane version does not stand in for the API server's
+    // answer: unconfirmed, it is refused like no claim at all, unless an admin forces.
     let mut body = upgrade_body("v1.30.3", &artifact, None);
     body["control_plane_version"] = "v1.30.9".into();
-    let failed = run(&mut operator, "/v1/upgrades", body).await;
+    let unconfirmed = post(&mut operator, "/v1/upgrades", body.clone()).await;
+    assert_eq!(unconfirmed.status, 503, "{}", String::from_utf8_lossy(&unconfirmed.body));
+    let mut admin = cluster.client("admin").await;
+    body["force"] = true.into();
+    let failed = run(&mut admin, "/v1/upgrades", body).await;
     assert_eq!(failed["phase"], "Failed", "{failed:#}");
     assert_eq!(failed["errors"][0]["code"], "dependency_unavailable");
     assert_eq!(failed["errors"][0]["details"][0]["field"], "Cordon");

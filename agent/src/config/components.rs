@@ -20,6 +20,9 @@ pub struct ComponentConfig {
     pub restart: RestartMethod,
     /// A URL that answers 2xx when the component is healthy.
     pub health_url: Option<String>,
+    /// Whether the Kubernetes version skew rule applies to its versions (kubelet,
+    /// kube-proxy): never newer than the oldest API server, at most three minors older.
+    pub kubernetes_skew: bool,
 }
 
 /// How a component is restarted.
@@ -41,6 +44,7 @@ pub(super) struct RawComponent {
     service: Option<String>,
     restart_command: Option<Vec<String>>,
     health_url: Option<String>,
+    kubernetes_skew: Option<bool>,
 }
 
 pub(super) fn validate_components(raw: Vec<RawComponent>, problems: &mut Problems) -> Option<Vec<ComponentConfig>> {
@@ -102,5 +106,6 @@ fn validate_component(index: usize, raw: RawComponent, problems: &mut Problems) 
         version_command: version_command?,
         restart: restart?,
         health_url: health_url?,
+        kubernetes_skew: raw.kubernetes_skew.unwrap_or(false),
     })
 }

@@ -183,7 +183,10 @@ pub(crate) fn sample_config(components: &[&str]) -> AgentConfig {
          [tls]\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/ca\"\n",
     );
     for name in components {
-        text.push_str(&format!("[[components]]\nname = \"{name}\"\nbinary = \"/usr/bin/{name}\"\n"));
+        text.push_str(&format!(
+            "[[components]]\nname = \"{name}\"\nbinary = \"/usr/bin/{name}\"\nkubernetes_skew = {}\n",
+            name.starts_with("kube")
+        ));
     }
     AgentConfig::parse(&text).expect("the sample config is valid")
 }

@@ -10,9 +10,6 @@ use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail, Version};
 
 use crate::config::{AgentConfig, ComponentConfig};
 
-/// Components whose versions follow the Kubernetes skew policy.
-pub const SKEW_CHECKED: [&str; 2] = ["kubelet", "kube-proxy"];
-
 /// One component the upgrade will change.
 #[derive(Debug, Clone)]
 pub struct AdmittedComponent {
@@ -43,13 +40,14 @@ pub struct NodeFacts<'a> {
     pub previous: &'a dyn Fn(&str) -> Option<Version>,
     /// The Degraded reason, if the node is Degraded.
     pub degraded: Option<&'a str>,
-    /// The control plane's version, from the request or the API server.
-    pub control_plane: Option<Version>,
+    /// The control plane's version as the API server reports it (None: no
+    /// Kubernetes access configured, or not asked).
+    pub reported_control_plane: Option<Version>,
 }
 
 /// Checks the request's fields against the config; every problem is a detail.
 pub fn check_fields(config: &AgentConfig, request: &UpgradeRequest) -> Result<(), ErrorBody> {
-    let mut details = Vec::new();
+    let mut details = upkeep_common::api::bounds::upgrade_problems(request);
     if request.artifacts.is_empty() {
         details.push(ErrorDetail::new("artifacts", "empty", "at least one artifact is required"));
     }
@@ -107,6 +105,7 @@ pub fn admit(config: &AgentConfig, request: &UpgradeRequest, node: &NodeFacts<'_
     let target = &request.target_version;
     let mut admission = Admission { components: Vec::new(), accepted_risks: Vec::new(), notes: Vec::new() };
     let mut refusals = Vec::new();
+    let control_plane = control_plane_for_skew(request, node, &mut admission, &mut refusals);
     if let Some(reason) = node.degraded {
         if request.force {
             admission.accepted_risks.push(risk("degraded_node", format!("the node was Degraded: {reason}")));
@@ -149,8 +148,8 @@ pub fn admit(config: &AgentConfig, request: &UpgradeRequest, node: &NodeFacts<'_
                 }
             },
         }
-        if SKEW_CHECKED.contains(&name) {
-            match &node.control_plane {
+        if component.kubernetes_skew {
+            match &control_plane {
                 None => admission.notes.push(format!("{name}: skew not checked, the control-plane version is unknown")),
                 Some(control_plane) => match check_skew(target, control_plane) {
                     SkewVerdict::Allowed => {}
@@ -177,6 +176,39 @@ pub fn admit(config: &AgentConfig, request: &UpgradeRequest, node: &NodeFacts<'_
         ));
     }
     Ok(admission)
+}
+
+/// The control-plane version the skew rule is checked against. The rule is
+/// against the oldest API server: a claimed version older than the one the API
+/// server reports is the stricter and is used as is (mid-upgrade, the load
+/// balancer may answer from a newer server); a claim newer than the report
+/// needs `force`, recorded as an accepted risk.
+fn control_plane_for_skew(
+    request: &UpgradeRequest,
+    node: &NodeFacts<'_>,
+    admission: &mut Admission,
+    refusals: &mut Vec<ErrorDetail>,
+) -> Option<Version> {
+    match (&request.control_plane_version, &node.reported_control_plane) {
+        (Some(claimed), Some(reported)) if claimed > reported => {
+            let message =
+                format!("the claimed control-plane version {claimed} is newer than the API server's {reported}");
+            if request.force {
+                admission.accepted_risks.push(risk("control_plane_claim", message));
+            } else {
+                refusals.push(ErrorDetail::new("control_plane_version", "newer_than_api_server", message));
+            }
+            Some(claimed.clone())
+        }
+        (Some(claimed), Some(_)) => Some(claimed.clone()),
+        (Some(claimed), None) => {
+            admission
+                .notes
+                .push(format!("control-plane version {claimed} as the request claims (no API server to ask)"));
+            Some(claimed.clone())
+        }
+        (None, reported) => reported.clone(),
+    }
 }
 
 fn refusal_code(refusal: &IncrementalRefusal) -> &'static str {
@@ -230,7 +262,7 @@ mod tests {
             observed,
             previous,
             degraded: None,
-            control_plane: control_plane.map(|v| v.parse().expect("valid")),
+            reported_control_plane: control_plane.map(|v| v.parse().expect("valid")),
         }
     }
 
@@ -286,5 +318,50 @@ mod tests {
         assert!(admit(&config, &request("v1.30.3", &["kubelet"], true), &node).is_ok());
         let unknown = admit(&config, &request("v1.30.3", &["kubelet"], false), &facts(&NONE, &NONE, None));
         assert_eq!(unknown.expect_err("unknown").error.code, ErrorCode::DependencyUnavailable);
+    }
+
+    fn claiming(target: &str, claimed: &str, force: bool) -> UpgradeRequest {
+        let mut request = request(target, &["kubelet"], force);
+        request.control_plane_version = Some(claimed.parse().expect("valid"));
+        request
+    }
+
+    #[test]
+    fn a_claimed_control_plane_newer_than_the_api_server_needs_force() {
+        let config = config();
+        let api_server = facts(&V1302, &NONE, Some("v1.30.5"));
+        let newer = admit(&config, &claiming("v1.31.0", "v1.31.4", false), &api_server).expect_err("refused");
+        assert_eq!(newer.error.code, ErrorCode::VersionRefused);
+        let codes: Vec<&str> = newer.error.details.iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(codes, ["newer_than_api_server"]);
+        let forced = admit(&config, &claiming("v1.31.0", "v1.31.4", true), &api_server).expect("forced");
+        assert_eq!(forced.accepted_risks[0].code, "control_plane_claim");
+        let older = admit(&config, &claiming("v1.30.3", "v1.30.3", false), &api_server).expect("older claim");
+        assert!(older.accepted_risks.is_empty());
+        let newer_api_server = facts(&V1302, &NONE, Some("v1.31.5"));
+        let stricter =
+            admit(&config, &claiming("v1.31.0", "v1.30.9", false), &newer_api_server).expect_err("stricter claim");
+        assert_eq!(stricter.error.details[0].code, "skew");
+    }
+
+    #[test]
+    fn the_skew_rule_follows_the_config_key_not_the_name() {
+        let mut config = config();
+        let api_server = facts(&V1302, &NONE, Some("v1.30.5"));
+        assert!(admit(&config, &request("v1.31.0", &["kube-proxy"], false), &api_server).is_err());
+        for component in &mut config.components {
+            component.kubernetes_skew = false;
+        }
+        let unchecked = admit(&config, &request("v1.31.0", &["kube-proxy"], false), &api_server);
+        assert!(unchecked.expect("no skew rule").accepted_risks.is_empty());
+    }
+
+    #[test]
+    fn numbers_out_of_bounds_are_named() {
+        let mut huge = request("v1.30.3", &["kubelet"], false);
+        huge.drain = Some(upkeep_common::api::DrainOptions { timeout_seconds: Some(u64::MAX), ..Default::default() });
+        let error = check_fields(&config(), &huge).expect_err("refused");
+        assert_eq!(error.error.code, ErrorCode::ValidationFailed);
+        assert_eq!(error.error.details[0].field, "drain.timeout_seconds");
     }
 }

@@ -1,188 +1,123 @@
-//! Runs one operation: its steps in order, each saved as Running before it starts
-//! and with its outcome after, each bounded by its timeout and interruptible by
-//! a cancel.
+//! Runs one operation: asks [`decide::next_action`] what comes next and does
+//! it, until the operation ends. Each step is saved as Running before it starts
+//! and with its outcome after; it is bounded by its time limit, interruptible
+//! by a cancel, and a step that panics fails like any other step (rolled back
+//! when at or after Swap), so a defect never leaves an operation Running.
 //!
-//! - A failure (or cancel) before Swap leaves the binaries untouched: staged
-//!   files are removed, the node is uncordoned if upkeep cordoned it, and the
-//!   operation ends Failed (or Cancelled).
-//! - A failure at or after Swap rolls back: every backup is put back, the
-//!   components restarted and their old versions verified; the operation ends
-//!   RolledBack and the node Degraded with the reason (a cancel rolls back the
-//!   same way without marking the node Degraded). If the rollback itself fails
-//!   the operation ends Failed and the node Degraded.
-//! - Success keeps the replaced binaries for `POST /v1/rollback` and records the
-//!   change in the history.
+//! How an operation ends (abort, rollback, success) is in [`super::ending`].
 
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures_util::FutureExt;
 use tokio::sync::watch;
-use upkeep_common::api::{HistoryEntry, HistoryState, OperationKind, OperationPhase, StepName, StepStatus};
+use upkeep_common::api::{StepName, StepStatus};
 use upkeep_common::ids::OperationId;
-use upkeep_common::{ErrorCode, ErrorDetail, ErrorObject};
 
+use crate::config::StepTimeouts;
 use crate::engine::Engine;
 use crate::engine::crash::crash_point;
-use crate::engine::record::{DegradedReason, KeptBinary, OperationRecord};
-use crate::engine::steps::{self, StepFailure};
-use crate::host::files::work_dir;
+use crate::engine::decide::{self, Action, StepOutcome};
+use crate::engine::ending;
+use crate::engine::record::OperationRecord;
+use crate::engine::steps;
 
 /// Extra time the runner allows PostCheck beyond its own polling deadline.
 const POSTCHECK_MARGIN: Duration = Duration::from_secs(5);
-
-/// How a run ended before its last step.
-enum Stop {
-    Failed(StepFailure),
-    Cancelled,
-}
+/// Extra time the runner allows Drain beyond the drain's own timeout, so that
+/// the drain's `on_timeout` action can act before the runner cuts it short.
+const DRAIN_MARGIN: Duration = Duration::from_secs(30);
 
 /// Runs operation `id` to its end; safe to call again for an interrupted one.
-pub async fn run(engine: std::sync::Arc<Engine>, id: OperationId, mut cancel: watch::Receiver<bool>) {
-    let Some(mut record) = engine.record(&id) else { return };
-    if record.operation.phase.is_terminal() {
-        return;
-    }
-    let now = Utc::now();
-    record = save(&engine, &id, |r| {
-        r.operation.phase = OperationPhase::Running;
-        r.operation.started_at.get_or_insert(now);
-    })
-    .unwrap_or(record);
-    let stop = if record.rolling_back { Ok(()) } else { run_steps(&engine, &id, &mut record, &mut cancel).await };
-    let record = engine.record(&id).unwrap_or(record);
-    match stop.err() {
-        _ if record.rolling_back => roll_back(&engine, &id, "resuming an interrupted rollback".into(), true).await,
-        None => finish(&engine, &id, record).await,
-        Some(stop) if record.swap_started() => {
-            let (reason, degrade) = match &stop {
-                Stop::Failed(failure) => (failure.message.clone(), true),
-                Stop::Cancelled => ("cancelled after the swap".to_owned(), false),
-            };
-            roll_back(&engine, &id, reason, degrade).await;
-        }
-        Some(Stop::Failed(_)) => abort(&engine, &id, record, OperationPhase::Failed).await,
-        Some(Stop::Cancelled) => abort(&engine, &id, record, OperationPhase::Cancelled).await,
-    }
-}
-
-fn save(engine: &Engine, id: &OperationId, change: impl FnOnce(&mut OperationRecord)) -> Option<OperationRecord> {
-    match engine.update(id, change) {
-        Ok(record) => Some(record),
-        Err(error) => {
-            tracing::error!(operation = %id, %error, "operation state could not be saved");
-            None
+pub async fn run(engine: Arc<Engine>, id: OperationId, mut cancel: watch::Receiver<bool>) {
+    loop {
+        let Some(record) = engine.record(&id) else { return };
+        match decide::next_action(&record) {
+            Action::Nothing => return,
+            Action::RunStep(step) => run_step(&engine, &id, record, step, &mut cancel).await,
+            Action::SkipRest(message) => {
+                save(&engine, &id, |r| decide::skip_rest(r, message, Utc::now()));
+            }
+            Action::Abort(phase) => return ending::abort(&engine, &id, phase).await,
+            Action::RollBack { degrade } => {
+                return ending::roll_back(&engine, &id, decide::failure_reason(&record), degrade).await;
+            }
+            Action::Finish => return ending::finish(&engine, &id).await,
         }
     }
 }
 
-fn step_timeout(engine: &Engine, step: StepName) -> Duration {
-    let timeouts = &engine.config.timeouts;
+/// Saves a change; a storage failure is logged and the change kept in memory,
+/// so the operation still reaches its end (and resumes from disk after a restart).
+pub(super) fn save(engine: &Engine, id: &OperationId, change: impl FnOnce(&mut OperationRecord)) {
+    if let Err(error) = engine.update(id, change) {
+        tracing::error!(operation = %id, %error, "operation state could not be saved");
+    }
+}
+
+/// How long `step` of `record` may take: the configured limit, and for Drain
+/// the request's own drain timeout when it has one. Saturates instead of
+/// overflowing (request numbers are bounded at admission anyway).
+pub fn step_limit(timeouts: &StepTimeouts, record: &OperationRecord, step: StepName) -> Duration {
     match step {
         StepName::PreCheck => timeouts.precheck,
         StepName::Stage => timeouts.stage,
         StepName::Cordon | StepName::Uncordon => timeouts.cordon,
-        StepName::Drain => timeouts.drain + Duration::from_secs(30),
+        StepName::Drain => {
+            let requested = record.drain.as_ref().and_then(|d| d.timeout_seconds).map(Duration::from_secs);
+            requested.unwrap_or(timeouts.drain).saturating_add(DRAIN_MARGIN)
+        }
         StepName::Swap => timeouts.swap,
         StepName::Restart => timeouts.restart,
-        StepName::PostCheck => timeouts.postcheck + POSTCHECK_MARGIN,
+        StepName::PostCheck => timeouts.postcheck.saturating_add(POSTCHECK_MARGIN),
     }
 }
 
-/// Saves a change, turning a storage failure into a failure of the run.
-fn save_or_stop(
+async fn run_step(
     engine: &Engine,
     id: &OperationId,
-    change: impl FnOnce(&mut OperationRecord),
-) -> Result<OperationRecord, Stop> {
-    save(engine, id, change).ok_or_else(|| {
-        Stop::Failed(StepFailure::new(
-            ErrorCode::DependencyUnavailable,
-            "state_not_saved",
-            "the agent could not save its state",
-        ))
-    })
-}
-
-async fn run_steps(
-    engine: &Engine,
-    id: &OperationId,
-    record: &mut OperationRecord,
+    record: OperationRecord,
+    step: StepName,
     cancel: &mut watch::Receiver<bool>,
-) -> Result<(), Stop> {
-    loop {
-        let Some(next) = record
-            .operation
-            .steps
-            .iter()
-            .find(|step| matches!(step.status, StepStatus::Init | StepStatus::Running))
-            .map(|step| step.name)
-        else {
-            return Ok(());
-        };
-        if record.operation.dry_run && next != StepName::PreCheck {
-            skip_rest(engine, id, record, "dry run: not run");
-            return Ok(());
+) {
+    save(engine, id, |r| decide::start_step(r, step, Utc::now()));
+    crash_point(&format!("before:{step:?}"));
+    let limit = step_limit(&engine.config.timeouts, &record, step);
+    let clock = Instant::now();
+    let mut working = record;
+    let outcome = if *cancel.borrow() {
+        StepOutcome::Cancelled
+    } else {
+        let guarded = AssertUnwindSafe(steps::execute(engine, &mut working, step)).catch_unwind();
+        tokio::select! {
+            result = tokio::time::timeout(limit, guarded) => match result {
+                Err(_) => StepOutcome::TimedOut(limit),
+                Ok(Err(panic)) => StepOutcome::Panicked(panic_message(panic.as_ref())),
+                Ok(Ok(Err(failure))) => StepOutcome::Failed(failure),
+                Ok(Ok(Ok(done))) => StepOutcome::Done(done),
+            },
+            _ = cancelled(cancel) => StepOutcome::Cancelled,
         }
-        if record.stage_only && next > StepName::Stage {
-            skip_rest(engine, id, record, "staged only: the swap comes with a later upgrade");
-            return Ok(());
-        }
-        if *cancel.borrow() || record.cancel_requested {
-            return Err(Stop::Cancelled);
-        }
-        let started = Utc::now();
-        *record =
-            save_or_stop(engine, id, |r| set_step(r, next, StepStatus::Running, Some(started), None, String::new()))?;
-        crash_point(&format!("before:{next:?}"));
-        let clock = Instant::now();
-        let mut working = record.clone();
-        let outcome = tokio::select! {
-            result = tokio::time::timeout(step_timeout(engine, next), steps::execute(engine, &mut working, next)) => Some(result),
-            _ = cancelled(cancel) => None,
-        };
-        engine.observe_step(next, clock.elapsed().as_secs_f64());
-        let finished = Some(Utc::now());
-        let result = match outcome {
-            None => Err(Stop::Cancelled),
-            Some(Err(_)) => Err(Stop::Failed(StepFailure::new(
-                ErrorCode::DependencyUnavailable,
-                "step_timeout",
-                format!("{next:?} did not finish within {:?}", step_timeout(engine, next)),
-            ))),
-            Some(Ok(Err(failure))) => Err(Stop::Failed(failure)),
-            Some(Ok(Ok(done))) => Ok(done),
-        };
-        match result {
-            Ok(done) => {
-                let success = done.status == StepStatus::Success;
-                *record = save_or_stop(engine, id, |r| {
-                    merge_progress(r, &working);
-                    set_step(r, next, done.status, Some(started), finished, done.message);
-                })?;
-                match next {
-                    StepName::Cordon if success => set_cordoned(engine, true),
-                    StepName::Uncordon if success => set_cordoned(engine, false),
-                    _ => {}
-                }
-                crash_point(&format!("after:{next:?}"));
-            }
-            Err(stop) => {
-                let message = match &stop {
-                    Stop::Failed(failure) => failure.message.clone(),
-                    Stop::Cancelled => "cancelled".to_owned(),
-                };
-                let error = match &stop {
-                    Stop::Failed(failure) => Some(step_error(next, failure)),
-                    Stop::Cancelled => None,
-                };
-                *record = save_or_stop(engine, id, |r| {
-                    merge_progress(r, &working);
-                    set_step(r, next, StepStatus::Failed, Some(started), finished, message);
-                    r.operation.errors.extend(error);
-                })?;
-                return Err(stop);
-            }
-        }
+    };
+    engine.observe_step(step, clock.elapsed().as_secs_f64());
+    if let StepOutcome::Panicked(what) = &outcome {
+        tracing::error!(operation = %id, ?step, panic = %what, "a step stopped on a defect; the operation fails");
+    }
+    let finished = matches!(&outcome, StepOutcome::Done(_));
+    let success = matches!(&outcome, StepOutcome::Done(done) if done.status == StepStatus::Success);
+    save(engine, id, |r| {
+        merge_progress(r, &working);
+        decide::record_outcome(r, step, &outcome, Utc::now());
+    });
+    match step {
+        StepName::Cordon if success => ending::set_cordoned(engine, true),
+        StepName::Uncordon if success => ending::set_cordoned(engine, false),
+        _ => {}
+    }
+    if finished {
+        crash_point(&format!("after:{step:?}"));
     }
 }
 
@@ -203,255 +138,41 @@ fn merge_progress(record: &mut OperationRecord, working: &OperationRecord) {
     record.operation.accepted_risks.clone_from(&working.operation.accepted_risks);
 }
 
-fn set_step(
-    record: &mut OperationRecord,
-    name: StepName,
-    status: StepStatus,
-    started: Option<chrono::DateTime<Utc>>,
-    finished: Option<chrono::DateTime<Utc>>,
-    message: String,
-) {
-    if let Some(step) = record.step_mut(name) {
-        step.status = status;
-        if started.is_some() {
-            step.started_at = started;
-        }
-        step.finished_at = finished;
-        if !message.is_empty() || status != StepStatus::Running {
-            step.message = message;
-        }
-    }
+/// The text of a panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-fn step_error(step: StepName, failure: &StepFailure) -> ErrorObject {
-    ErrorObject {
-        code: failure.code,
-        message: format!("{step:?} failed: {}", failure.message),
-        details: vec![ErrorDetail::new(format!("{step:?}"), failure.detail, failure.message.clone())],
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn skip_rest(engine: &Engine, id: &OperationId, record: &mut OperationRecord, message: &str) {
-    let now = Some(Utc::now());
-    if let Some(saved) = save(engine, id, |r| {
-        for step in r.operation.steps.iter_mut().filter(|s| matches!(s.status, StepStatus::Init | StepStatus::Running))
-        {
-            step.status = StepStatus::Skipped;
-            step.finished_at = now;
-            step.message = message.to_owned();
-        }
-    }) {
-        *record = saved;
+    fn timeouts() -> StepTimeouts {
+        crate::config::sample_config(&["kubelet"]).timeouts
     }
-}
 
-/// Ends an operation that failed or was cancelled before the swap.
-async fn abort(engine: &Engine, id: &OperationId, mut record: OperationRecord, phase: OperationPhase) {
-    skip_rest(engine, id, &mut record, "not run: the operation stopped earlier");
-    if record.operation.kind != OperationKind::Rollback {
-        for plan in &record.plan {
-            let _ = engine.host.files.remove(&plan.staged).await;
-        }
+    #[test]
+    fn the_requests_drain_timeout_bounds_the_drain_step() {
+        let mut record = crate::engine::decide::tests_support::record();
+        let configured = step_limit(&timeouts(), &record, StepName::Drain);
+        assert_eq!(configured, timeouts().drain + DRAIN_MARGIN);
+        record.drain = Some(upkeep_common::api::DrainOptions { timeout_seconds: Some(7200), ..Default::default() });
+        assert_eq!(step_limit(&timeouts(), &record, StepName::Drain), Duration::from_secs(7200) + DRAIN_MARGIN);
+        record.drain = Some(upkeep_common::api::DrainOptions { timeout_seconds: Some(u64::MAX), ..Default::default() });
+        assert_eq!(step_limit(&timeouts(), &record, StepName::Drain), Duration::MAX, "saturates, never panics");
     }
-    let uncordon_note = uncordon_if_ours(engine, &record).await;
-    let now = Utc::now();
-    save(engine, id, |r| {
-        if let Some(note) = uncordon_note {
-            r.operation.errors.push(note);
-        }
-        r.cordoned_by_us = false;
-        r.operation.phase = phase;
-        r.operation.finished_at = Some(now);
-    });
-    tracing::info!(operation = %id, ?phase, "operation ended before the swap; binaries untouched");
-}
 
-fn set_cordoned(engine: &Engine, cordoned: bool) {
-    if let Err(error) = engine.update_node(|node| node.cordoned = cordoned) {
-        tracing::error!(%error, "node state could not be saved");
-    }
-}
-
-async fn uncordon_if_ours(engine: &Engine, record: &OperationRecord) -> Option<ErrorObject> {
-    if !record.cordoned_by_us {
-        return None;
-    }
-    match engine.host.kubernetes.uncordon(&record.operation.id, true).await {
-        Ok(()) => {
-            set_cordoned(engine, false);
-            None
-        }
-        Err(error) => Some(ErrorObject {
-            code: ErrorCode::DependencyUnavailable,
-            message: format!("the node stays cordoned: {error}"),
-            details: vec![ErrorDetail::new("Uncordon", "uncordon_failed", error.to_string())],
-        }),
-    }
-}
-
-/// Puts every backup back, restarts, and verifies the old versions.
-async fn roll_back(engine: &Engine, id: &OperationId, reason: String, degrade: bool) {
-    let Some(record) = save(engine, id, |r| r.rolling_back = true) else { return };
-    let files = &engine.host.files;
-    let mut restored = Vec::new();
-    let mut failures = Vec::new();
-    for plan in &record.plan {
-        if !files.exists(&plan.backup).await {
-            continue;
-        }
-        match files.restore(&plan.backup, &plan.binary).await {
-            Ok(()) => restored.push(plan),
-            Err(error) => failures.push(format!("{}: {error}", plan.name)),
-        }
-        crash_point(&format!("rollback:restore:{}", plan.name));
-    }
-    for plan in &restored {
-        if let Some(component) = engine.config.components.iter().find(|c| c.name == plan.name) {
-            if let Err(error) = engine.host.services.restart(component, engine.config.timeouts.restart).await {
-                failures.push(format!("{}: restart after restore failed: {error}", plan.name));
-            }
-        }
-    }
-    let targets: Vec<_> = restored
-        .iter()
-        .filter_map(|plan| plan.from_version.clone().map(|version| (plan.name.clone(), version)))
-        .collect();
-    if failures.is_empty() {
-        if let Err(failure) = steps::verify_versions(engine, &targets, engine.config.timeouts.postcheck).await {
-            failures.push(format!("after restore: {}", failure.message));
-        }
-    }
-    engine.refresh_versions().await;
-    let rolled_back = failures.is_empty();
-    if rolled_back {
-        for plan in &record.plan {
-            let _ = files.remove(&plan.backup).await;
-            if record.operation.kind != OperationKind::Rollback {
-                let _ = files.remove(&plan.staged).await;
-            }
-        }
-    }
-    let uncordon_note = if rolled_back { uncordon_if_ours(engine, &record).await } else { None };
-    let now = Utc::now();
-    let state = if rolled_back { HistoryState::RolledBack } else { HistoryState::Partial };
-    let history = history_entry(&record, state, now);
-    let degraded = match (rolled_back, degrade) {
-        (true, false) => None,
-        (true, true) => Some(DegradedReason {
-            reason: "UpgradeRolledBack".into(),
-            message: format!("operation {id} was rolled back: {reason}"),
-            since: now,
-        }),
-        (false, _) => Some(DegradedReason {
-            reason: "RollbackFailed".into(),
-            message: format!(
-                "operation {id} could not be rolled back ({}); binaries need attention",
-                failures.join("; ")
-            ),
-            since: now,
-        }),
-    };
-    if let Err(error) = engine.update_node(|node| {
-        node.history.push(history);
-        if degraded.is_some() {
-            node.degraded = degraded;
-        }
-    }) {
-        tracing::error!(%error, "node state could not be saved");
-    }
-    let note = failures.join("; ");
-    save(engine, id, |r| {
-        skip_steps_after_failure(r, now);
-        r.operation.errors.extend(uncordon_note);
-        if !rolled_back {
-            r.operation.errors.push(ErrorObject {
-                code: ErrorCode::DependencyUnavailable,
-                message: format!("rollback failed: {note}"),
-                details: vec![ErrorDetail::new("Swap", "rollback_failed", note.clone())],
-            });
-        }
-        r.rolling_back = false;
-        r.cordoned_by_us = r.cordoned_by_us && !rolled_back;
-        r.operation.phase = if rolled_back { OperationPhase::RolledBack } else { OperationPhase::Failed };
-        r.operation.finished_at = Some(now);
-    });
-    tracing::warn!(operation = %id, rolled_back, %reason, "operation rolled back");
-}
-
-fn skip_steps_after_failure(record: &mut OperationRecord, now: chrono::DateTime<Utc>) {
-    for step in record.operation.steps.iter_mut().filter(|s| matches!(s.status, StepStatus::Init | StepStatus::Running))
-    {
-        step.status = StepStatus::Skipped;
-        step.finished_at = Some(now);
-        step.message = "not run: rolled back".to_owned();
-    }
-}
-
-fn history_entry(record: &OperationRecord, state: HistoryState, now: chrono::DateTime<Utc>) -> HistoryEntry {
-    HistoryEntry {
-        operation_id: record.operation.id.clone(),
-        version: record.operation.target_version.clone().unwrap_or_else(|| upkeep_common::Version::new(0, 0, 0)),
-        from_version: record.operation.from_version.clone(),
-        state,
-        started_at: record.operation.started_at.unwrap_or(now),
-        completed_at: Some(now),
-        verified: record.verified,
-        accepted_risks: record.operation.accepted_risks.clone(),
-    }
-}
-
-/// Ends an operation whose steps all finished.
-async fn finish(engine: &Engine, id: &OperationId, record: OperationRecord) {
-    let now = Utc::now();
-    let changes_versions = matches!(record.operation.kind, OperationKind::Upgrade | OperationKind::Rollback);
-    if changes_versions && !record.operation.dry_run && !record.stage_only {
-        keep_previous(engine, &record).await;
-        let state = match record.operation.kind {
-            OperationKind::Rollback => HistoryState::RolledBack,
-            _ => HistoryState::Completed,
-        };
-        let history = history_entry(&record, state, now);
-        if let Err(error) = engine.update_node(|node| {
-            node.history.push(history);
-            node.degraded = None;
-        }) {
-            tracing::error!(%error, "node state could not be saved");
-        }
-    }
-    save(engine, id, |r| {
-        r.operation.phase = OperationPhase::Succeeded;
-        r.operation.finished_at = Some(now);
-    });
-    tracing::info!(operation = %id, kind = ?record.operation.kind, "operation succeeded");
-}
-
-/// After an upgrade: each backup becomes the kept previous binary. After a
-/// rollback: the kept binaries are used up.
-async fn keep_previous(engine: &Engine, record: &OperationRecord) {
-    let files = &engine.host.files;
-    let mut kept = Vec::new();
-    for plan in &record.plan {
-        if record.operation.kind == OperationKind::Rollback {
-            let _ = files.remove(&plan.staged).await;
-            let _ = files.remove(&plan.backup).await;
-            continue;
-        }
-        let Some(version) = plan.from_version.clone() else { continue };
-        let path = work_dir(&plan.binary).join(format!("{}.previous", plan.name));
-        let Ok(Some(sha256)) = files.digest(&plan.backup).await else { continue };
-        if files.rename(&plan.backup, &path).await.is_ok() {
-            kept.push(KeptBinary { component: plan.name.clone(), path, version, sha256 });
-        }
-    }
-    let is_rollback = record.operation.kind == OperationKind::Rollback;
-    if let Err(error) = engine.update_node(|node| {
-        if is_rollback {
-            node.previous.clear();
-        } else {
-            node.previous.retain(|k| !kept.iter().any(|n| n.component == k.component));
-            node.previous.extend(kept);
-        }
-    }) {
-        tracing::error!(%error, "node state could not be saved");
+    #[test]
+    fn panic_payloads_are_read() {
+        let payload: Box<dyn std::any::Any + Send> = Box::new("index out of bounds");
+        assert_eq!(panic_message(payload.as_ref()), "index out of bounds");
+        let payload: Box<dyn std::any::Any + Send> = Box::new(String::from("owned"));
+        assert_eq!(panic_message(payload.as_ref()), "owned");
+        let payload: Box<dyn std::any::Any + Send> = Box::new(7_u8);
+        assert_eq!(panic_message(payload.as_ref()), "a panic without a message");
     }
 }

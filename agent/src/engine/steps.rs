@@ -332,11 +332,11 @@ pub async fn verify_versions(
     targets: &[(upkeep_common::ids::ComponentName, upkeep_common::Version)],
     within: Duration,
 ) -> Result<(), StepFailure> {
-    let deadline = tokio::time::Instant::now() + within;
+    let deadline = crate::deadline::after(tokio::time::Instant::now(), within);
     loop {
         let problem = first_problem(engine, targets).await;
         let Some(problem) = problem else { return Ok(()) };
-        if tokio::time::Instant::now() + POSTCHECK_POLL > deadline {
+        if crate::deadline::after(tokio::time::Instant::now(), POSTCHECK_POLL) > deadline {
             return Err(problem);
         }
         tokio::time::sleep(POSTCHECK_POLL).await;

@@ -130,7 +130,7 @@ impl KubeNodeAccess {
         if !refused.is_empty() {
             return Err(KubeError::DrainBlocked(refused.join("; ")));
         }
-        let deadline = tokio::time::Instant::now() + settings.timeout;
+        let deadline = crate::deadline::after(tokio::time::Instant::now(), settings.timeout);
         let evictions = futures_util::stream::iter(to_evict)
             .map(|pod| self.evict_until_gone(pod, settings, deadline))
             .buffer_unordered(EVICTION_CONCURRENCY);

@@ -250,15 +250,18 @@ async fn dispatch(
             if let Some(existing) = app.engine.replayed_upgrade(&upgrade)? {
                 return audited(identity, token.as_ref(), Ok(existing));
             }
-            let control_plane = if upgrade.control_plane_version.is_none() {
-                app.host.kubernetes.control_plane_version().await.map_err(|error| {
-                    ErrorBody::new(
+            // The API server is asked even when the request claims a version: a
+            // claim newer than its answer needs admin force (the skew rule is
+            // against the oldest API server).
+            let control_plane = match app.host.kubernetes.control_plane_version().await {
+                Ok(version) => version,
+                Err(_) if upgrade.force && upgrade.control_plane_version.is_some() => None,
+                Err(error) => {
+                    return Err(ErrorBody::new(
                         ErrorCode::DependencyUnavailable,
                         format!("the control-plane version is needed for the skew rule: {error}"),
-                    )
-                })?
-            } else {
-                None
+                    ));
+                }
             };
             let operation = app.engine.submit_upgrade(identity, upgrade, if_match.as_deref(), control_plane);
             audited(identity, token.as_ref(), operation)

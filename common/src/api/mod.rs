@@ -4,6 +4,8 @@
 //! Request and body fields are snake_case; conditions keep the Kubernetes shape
 //! (`type`, `status`, `reason`, `message`, `lastTransitionTime`).
 
+pub mod bounds;
+pub mod canonical;
 mod node;
 mod operation;
 mod request;

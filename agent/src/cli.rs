@@ -1,0 +1,60 @@
+//! The `upkeep-agent` command line: parse it and the config, then run until
+//! SIGTERM or SIGINT (SIGHUP reloads the TLS credentials).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::AgentConfig;
+
+/// Node-side upgrade agent for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "upkeep-agent", version)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE", default_value = "/etc/upkeep/agent.toml")]
+    config: PathBuf,
+    /// Validate the configuration, print every problem, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Runs the agent as its command line asks.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match AgentConfig::load(&cli.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("upkeep-agent: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.check_config {
+        println!("{}: configuration is valid", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("upkeep-agent: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "agent could not start");
+            eprintln!("upkeep-agent: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
