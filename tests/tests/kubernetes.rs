@@ -212,4 +212,20 @@ async fn the_skew_rule_uses_the_api_server_version() {
     let refused = post(&mut operator, "/v1/upgrades", upgrade_body("v1.31.0", &artifact, None)).await;
     assert_eq!(refused.status, 422, "{}", String::from_utf8_lossy(&refused.body));
     assert_eq!(refused.json()["error"]["details"][0]["code"], "skew");
+
+    // A claimed control-plane version newer than the API server's answer does
+    // not lift the rule; only an admin's force does, recorded as a risk.
+    let mut claimed = upgrade_body("v1.31.0", &artifact, None);
+    claimed["control_plane_version"] = "v1.31.2".into();
+    let refused = post(&mut operator, "/v1/upgrades", claimed.clone()).await;
+    assert_eq!(refused.status, 422, "{}", String::from_utf8_lossy(&refused.body));
+    assert_eq!(refused.json()["error"]["details"][0]["field"], "control_plane_version");
+    assert_eq!(refused.json()["error"]["details"][0]["code"], "newer_than_api_server");
+    let mut admin = cluster.client("admin").await;
+    claimed["force"] = true.into();
+    claimed["dry_run"] = true.into();
+    let forced = run(&mut admin, "/v1/upgrades", claimed).await;
+    let risks: Vec<&str> =
+        forced["accepted_risks"].as_array().expect("risks").iter().filter_map(|r| r["code"].as_str()).collect();
+    assert_eq!(risks, ["control_plane_claim"], "{forced:#}");
 }
