@@ -1,0 +1,134 @@
+//! One client connection: the mutual-TLS handshake (bounded in time; a failure
+//! ends this connection only and is reported by reason), the caller's identity,
+//! then HTTP/1.1 with keep-alive until the client leaves, the connection idles
+//! past the limit, or the server shuts down.
+//!
+//! Timeouts: the handshake and the request headers have their own; a request
+//! body is read within the body read and idle timeouts (see [`crate::body`]);
+//! between requests a connection idle past the idle timeout is closed
+//! gracefully, and one that stays idle for another idle timeout while closing
+//! (a response the client never reads) is dropped.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::{CertificateError, ServerConfig};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::RequestBody;
+use crate::identity::peer_identity;
+use crate::idle::{Activity, ActivityIo};
+use crate::log::Escaped;
+use crate::response;
+use crate::server::{ServerLimits, Service};
+
+/// Serves one accepted TCP connection to the end.
+pub async fn serve_connection<S: Service>(
+    service: Arc<S>,
+    tls: Arc<ServerConfig>,
+    limits: &ServerLimits,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let handshake = tokio::time::timeout(limits.handshake_timeout, TlsAcceptor::from(tls).accept(tcp)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            let reason = handshake_failure_reason(&error);
+            service.handshake_failed(reason);
+            tracing::debug!(%peer, reason, error = %Escaped(&error), "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            service.handshake_failed("timeout");
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let caller = Arc::new(peer_identity(stream.get_ref().1));
+    if let Err(refusal) = caller.as_ref() {
+        tracing::info!(%peer, reason = refusal.reason(), "client certificate names nobody; its requests are refused");
+    }
+    let body_limits = limits.body();
+    let activity = Activity::new();
+    let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
+    let handler = service.clone();
+    let serve_request = service_fn(move |request: Request<Incoming>| {
+        let service = handler.clone();
+        let caller = caller.clone();
+        async move {
+            let request = request.map(|incoming| RequestBody::new(incoming, body_limits));
+            let response = match caller.as_ref() {
+                Ok(identity) => service.call(identity, request).await,
+                Err(refusal) => {
+                    let response = response::error(&refusal.envelope());
+                    service.refused(refusal, &response);
+                    response
+                }
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    let connection = builder.serve_connection(io, serve_request);
+    tokio::pin!(connection);
+    service.connections_changed(1);
+    let mut idle_check = tokio::time::interval((limits.idle_timeout / 4).max(Duration::from_millis(50)));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, error = %Escaped(&error), "connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = idle_check.tick() => {
+                let idle = activity.idle_for();
+                if closing && idle >= limits.idle_timeout.saturating_mul(2) {
+                    tracing::debug!(%peer, "connection dropped: idle while closing");
+                    break;
+                }
+                if !closing && idle >= limits.idle_timeout {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    service.connections_changed(-1);
+}
+
+/// A short, stable label for why a handshake failed.
+pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
+    let Some(tls_error) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+        return "io";
+    };
+    match tls_error {
+        rustls::Error::NoCertificatesPresented => "no_client_certificate",
+        rustls::Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
+            "certificate_expired"
+        }
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_issuer",
+        rustls::Error::InvalidCertificate(_) => "bad_certificate",
+        rustls::Error::PeerIncompatible(_) => "incompatible_peer",
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => "protocol_error",
+        rustls::Error::AlertReceived(_) => "alert_received",
+        _ => "other",
+    }
+}
