@@ -56,8 +56,9 @@ pub enum BodyPresence {
 /// Reads the whole body within its limits.
 pub async fn read_bytes(body: RequestBody) -> Result<Bytes, ErrorBody> {
     let RequestBody { mut incoming, limits } = body;
-    let too_large =
-        || ErrorBody::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {} bytes", limits.max_bytes));
+    let too_large = || {
+        ErrorBody::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {} bytes", limits.max_bytes))
+    };
     let deadline = Instant::now() + limits.read_timeout;
     let mut collected = BytesMut::new();
     loop {
@@ -135,8 +136,9 @@ pub async fn read_json<T: DeserializeOwned>(
 /// object at the top (an array, which serde would accept for a struct, a
 /// string, a number) is refused.
 pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorBody> {
-    let malformed =
-        |error: serde_json::Error| ErrorBody::new(ErrorCode::MalformedRequest, format!("request body is not valid JSON: {error}"));
+    let malformed = |error: serde_json::Error| {
+        ErrorBody::new(ErrorCode::MalformedRequest, format!("request body is not valid JSON: {error}"))
+    };
     if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
         serde_json::from_slice::<IgnoredAny>(bytes).map_err(malformed)?;
         return Err(ErrorBody::with_details(

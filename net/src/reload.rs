@@ -64,7 +64,11 @@ impl ServerCredentials {
 
     /// A fixed configuration that is never reloaded.
     pub fn fixed(config: ServerConfig) -> ServerCredentials {
-        ServerCredentials { paths: None, current: RwLock::new(Arc::new(config)), loaded_stamps: RwLock::new(Vec::new()) }
+        ServerCredentials {
+            paths: None,
+            current: RwLock::new(Arc::new(config)),
+            loaded_stamps: RwLock::new(Vec::new()),
+        }
     }
 
     /// The configuration for the next connection.

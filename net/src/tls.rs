@@ -112,8 +112,8 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig, TlsError> {
     let provider = crypto_provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(client_ca)?), provider.clone())
-        .build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(client_ca)?), provider.clone()).build()?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(PROTOCOL_VERSIONS)?
         .with_client_cert_verifier(verifier)

@@ -11,36 +11,22 @@ use hyper::header::HeaderMap;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use upkeep_net::tls::{client_config as tls_client_config, read_certificates, read_private_key, root_store};
 
 use crate::pki::ClientFiles;
 
 /// A client configuration trusting `ca`, presenting `client` if given.
 pub fn client_config(ca: &Path, client: Option<&ClientFiles>) -> Arc<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(ca).expect("CA file") {
-        roots.add(certificate.expect("CA certificate")).expect("CA accepted");
-    }
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots);
-    let config = match client {
-        Some(files) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-                .expect("client certificate file")
-                .collect::<Result<_, _>>()
-                .expect("client certificate");
-            let key = PrivateKeyDer::from_pem_file(&files.key).expect("client key");
-            builder.with_client_auth_cert(chain, key).expect("client credentials")
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Arc::new(config)
+    let roots = root_store(read_certificates(ca, "CA").expect("CA file")).expect("CA accepted");
+    let identity = client.map(|files| {
+        let chain = read_certificates(&files.cert, "client certificate").expect("client certificate");
+        (chain, read_private_key(&files.key).expect("client key"))
+    });
+    Arc::new(tls_client_config(roots, identity).expect("client credentials"))
 }
 
 /// Opens a TCP connection and completes the TLS handshake.
