@@ -108,3 +108,31 @@ pub fn request(method: Method, path: &str, headers: &[(&str, &str)], body: Bytes
     }
     builder.body(Full::new(body)).expect("valid request")
 }
+
+/// Sends `raw` bytes as they are (a request no well-behaved client would
+/// build) and reads the answer until the server closes the connection.
+pub async fn send_raw(addr: SocketAddr, config: Arc<ClientConfig>, raw: &[u8]) -> std::io::Result<Reply> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect_tls(addr, config).await?;
+    stream.write_all(raw).await?;
+    stream.flush().await?;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), stream.read_to_end(&mut answer)).await;
+    parse_reply(&answer).ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {answer:?}")))
+}
+
+fn parse_reply(answer: &[u8]) -> Option<Reply> {
+    let end = answer.windows(4).position(|window| window == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&answer[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        headers.append(
+            hyper::header::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+            hyper::header::HeaderValue::from_str(value.trim()).ok()?,
+        );
+    }
+    Some(Reply { status, headers, body: Bytes::copy_from_slice(&answer[end + 4..]) })
+}
