@@ -121,3 +121,58 @@ impl ServerCredentials {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, KeyPair};
+
+    fn write_self_signed(dir: &std::path::Path, name: &str) {
+        let key = KeyPair::generate().expect("key");
+        let certificate =
+            CertificateParams::new(vec![name.to_owned()]).expect("params").self_signed(&key).expect("cert");
+        std::fs::write(dir.join("node.crt"), certificate.pem()).expect("write certificate");
+        std::fs::write(dir.join("node.key"), key.serialize_pem()).expect("write key");
+        std::fs::write(dir.join("ca.crt"), certificate.pem()).expect("write CA");
+    }
+
+    fn paths(dir: &std::path::Path) -> TlsPaths {
+        TlsPaths {
+            cert: dir.join("node.crt"),
+            key: dir.join("node.key"),
+            client_ca: dir.join("ca.crt"),
+            reload_interval: Some(Duration::from_secs(1)),
+        }
+    }
+
+    #[test]
+    fn a_broken_file_keeps_the_old_credentials_and_a_good_one_replaces_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_self_signed(dir.path(), "first.example");
+        let credentials = ServerCredentials::load(paths(dir.path())).expect("loads");
+        let first = credentials.current();
+        assert!(!credentials.files_changed());
+
+        std::fs::write(dir.path().join("node.crt"), "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+            .expect("break the certificate");
+        assert!(credentials.reload().is_err());
+        assert!(Arc::ptr_eq(&first, &credentials.current()), "the old credentials stay in use");
+
+        write_self_signed(dir.path(), "second.example");
+        credentials.reload().expect("reloads");
+        assert!(!Arc::ptr_eq(&first, &credentials.current()), "new connections get the new credentials");
+        assert!(!credentials.files_changed());
+    }
+
+    #[test]
+    fn fixed_credentials_never_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_self_signed(dir.path(), "fixed.example");
+        let config = paths(dir.path()).load().expect("loads");
+        let credentials = ServerCredentials::fixed(config);
+        let before = credentials.current();
+        credentials.reload().expect("nothing to reload");
+        assert!(Arc::ptr_eq(&before, &credentials.current()));
+        assert!(!credentials.files_changed());
+    }
+}
