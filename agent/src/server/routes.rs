@@ -13,7 +13,9 @@
 //! | POST | `/v1/cordon`, `/v1/uncordon`, `/v1/drain` | operator |
 //!
 //! An unknown path answers 404 and a known path with another method 405 (with
-//! `Allow`), both in the error envelope. Writes answer 202 with the operation.
+//! `Allow`), an operation id that is not one 400, all in the error envelope.
+//! `POST /v1/upgrades` needs a body; the other writes read an empty one as `{}`.
+//! Writes answer 202 with the operation.
 
 use std::fmt;
 use std::sync::Arc;
