@@ -5,8 +5,9 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML configuration, validated once.
-//! - [`tls`]: server credentials, reloadable without dropping the listener.
-//! - [`server`]: accept loop, connections, routes, request bodies, metrics.
+//! - [`server`]: the API's routes and metrics, served through `upkeep-net`
+//!   (accept loop, TLS credentials reloaded without dropping the listener,
+//!   connection limits, caller identity, request bodies).
 //! - [`node`]: the node state served by `GET /v1/node` and its `ETag`.
 //! - [`store`]: durable, atomically written state files.
 //! - [`host`]: traits for the host (versions, facts, files, services, health,
@@ -32,7 +33,6 @@ pub mod refresh;
 pub mod server;
 pub mod store;
 pub mod systemd;
-pub mod tls;
 
 use std::sync::Arc;
 
@@ -43,7 +43,8 @@ use crate::app::App;
 use crate::config::AgentConfig;
 use crate::host::Host;
 use crate::store::{Store, StoreError};
-use crate::tls::{TlsError, TlsStore};
+use upkeep_net::ServerCredentials;
+use upkeep_net::tls::TlsError;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +76,14 @@ pub enum StartError {
 pub async fn run(config: AgentConfig) -> Result<(), StartError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
+    let hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
     let shutdown = async move {
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
         }
     };
-    let tls = Arc::new(TlsStore::load(config.tls.clone())?);
+    let tls = Arc::new(ServerCredentials::load(config.tls.clone())?);
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { address: config.listen, source })?;
     let host = Host::real(&config).await?;
@@ -93,14 +94,9 @@ pub async fn run(config: AgentConfig) -> Result<(), StartError> {
     let mut background = tokio::task::JoinSet::new();
     background.spawn(refresh::probe_versions_forever(app.clone()));
     background.spawn(refresh::refresh_host_facts_forever(app.clone()));
-    background.spawn(refresh::reload_tls_on_change_forever(tls.clone()));
+    background.spawn(tls.clone().reload_on_change_forever());
+    background.spawn(tls.clone().reload_on_signal_forever(hangup));
     background.spawn(systemd::watchdog_forever());
-    let reload_tls = tls.clone();
-    background.spawn(async move {
-        while hangup.recv().await.is_some() {
-            refresh::reload_tls(&reload_tls);
-        }
-    });
 
     let address = listener.local_addr().unwrap_or(app.config.listen);
     tracing::info!(node = %app.config.node_name, "listening on {address}");

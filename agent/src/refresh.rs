@@ -1,5 +1,5 @@
 //! Background tasks that keep the node view fresh: version probes and host facts
-//! on their intervals, and TLS files reloaded when they change on disk.
+//! on their intervals.
 
 use std::sync::Arc;
 
@@ -11,7 +11,6 @@ use crate::config::AgentConfig;
 use crate::host::Host;
 use crate::node::NodeView;
 use crate::server::metrics::Metrics;
-use crate::tls::TlsStore;
 
 /// Runs every component's version command (concurrently) and records the results
 /// in the node view and the metrics.
@@ -49,26 +48,5 @@ pub async fn refresh_host_facts_forever(app: Arc<App>) {
             Ok(facts) => app.node.set_host_facts(facts),
             Err(error) => tracing::warn!(%error, "reading host facts failed"),
         }
-    }
-}
-
-/// Reloads the TLS files whenever their modification times change.
-pub async fn reload_tls_on_change_forever(tls: Arc<TlsStore>) {
-    let Some(interval) = tls.reload_interval() else { return };
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        if tls.files_changed() {
-            reload_tls(&tls);
-        }
-    }
-}
-
-/// Reloads the TLS files now, logging the outcome; the old credentials stay on failure.
-pub fn reload_tls(tls: &TlsStore) {
-    match tls.reload() {
-        Ok(()) => tracing::info!("TLS certificate, key and client CA reloaded"),
-        Err(error) => tracing::error!(%error, "TLS reload failed; keeping the previous credentials"),
     }
 }

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     OperationInProgress,
     /// The node's state forbids the request (409).
     Conflict,
+    /// The request body did not arrive in time (408); the connection is closed.
+    RequestTimeout,
     /// `If-Match` did not match the node's current `ETag` (412).
     PreconditionFailed,
     /// The request body is larger than the configured limit (413).
@@ -45,7 +47,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::MalformedRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -53,6 +55,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::OperationInProgress,
         ErrorCode::Conflict,
+        ErrorCode::RequestTimeout,
         ErrorCode::PreconditionFailed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::OperationInProgress | ErrorCode::Conflict => 409,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -90,6 +94,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::OperationInProgress => "operation_in_progress",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",

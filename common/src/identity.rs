@@ -88,9 +88,11 @@ impl Identity {
 
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The name comes from the client: escaped, so it cannot break a log line.
+        let name = self.common_name.escape_debug();
         match self.role {
-            Some(role) => write!(f, "{} ({role})", self.common_name),
-            None => write!(f, "{} (no role)", self.common_name),
+            Some(role) => write!(f, "{name} ({role})"),
+            None => write!(f, "{name} (no role)"),
         }
     }
 }
@@ -120,6 +122,12 @@ mod tests {
         assert!(!operator.allows(Role::Admin));
         let nobody = Identity { common_name: "x".into(), role: None };
         assert!(!nobody.allows(Role::Reader));
+    }
+
+    #[test]
+    fn a_name_with_control_characters_is_shown_escaped() {
+        let forged = Identity { common_name: "ops\nINFO forged\x1b[31m".into(), role: Some(Role::Reader) };
+        assert_eq!(forged.to_string(), "ops\\nINFO forged\\u{1b}[31m (upkeep:reader)");
     }
 
     #[test]

@@ -143,10 +143,20 @@ impl CertificateAuthority {
         role: Option<Role>,
         validity: Validity,
     ) -> Result<IssuedCertificate, CertsError> {
+        self.issue_client_with_organization(common_name, role.map(Role::organization), validity)
+    }
+
+    /// Issues a client certificate whose Subject O value is `organization`, as given.
+    pub fn issue_client_with_organization(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+        validity: Validity,
+    ) -> Result<IssuedCertificate, CertsError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, common_name);
-        if let Some(role) = role {
-            params.distinguished_name.push(DnType::OrganizationName, role.organization());
+        if let Some(organization) = organization {
+            params.distinguished_name.push(DnType::OrganizationName, organization);
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params, validity)

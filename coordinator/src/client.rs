@@ -15,7 +15,6 @@
 //! ```
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,8 +26,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use upkeep_common::api::{
@@ -36,6 +33,7 @@ use upkeep_common::api::{
 };
 use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_common::{ErrorBody, ErrorCode, ErrorObject};
+use upkeep_net::client::mutual_tls_client;
 
 /// Why a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -137,26 +135,10 @@ impl Default for ClientSettings {
     }
 }
 
-/// A client configuration trusting `ca` and presenting `cert`/`key`, with the ring provider.
+/// A client configuration trusting `ca` and presenting `cert`/`key` (see
+/// [`upkeep_net::client::mutual_tls_client`]).
 pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, ClientError> {
-    let tls_error = |what: &str, path: &Path, error: &dyn std::fmt::Display| {
-        ClientError::Tls(format!("{what} {}: {error}", path.display()))
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(ca).map_err(|e| tls_error("CA", ca, &e))? {
-        roots.add(certificate.map_err(|e| tls_error("CA", ca, &e))?).map_err(|e| tls_error("CA", ca, &e))?;
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| tls_error("certificate", cert, &e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls_error("certificate", cert, &e))?;
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("key", key, &e))?;
-    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, private_key)
-        .map_err(|e| ClientError::Tls(e.to_string()))
+    mutual_tls_client(ca, cert, key).map_err(|error| ClientError::Tls(error.to_string()))
 }
 
 /// A client for any number of agents.

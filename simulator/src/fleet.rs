@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -17,12 +15,13 @@ use upkeep_agent::app::App;
 use upkeep_agent::config::AgentConfig;
 use upkeep_agent::server;
 use upkeep_agent::store::Store;
-use upkeep_agent::tls::{TlsStore, server_config};
 use upkeep_common::api::NodeRole;
 use upkeep_common::ids::NodeName;
 use upkeep_common::{Role, Version};
 use upkeep_coordinator::certs::{self, CertificateAuthority, Validity};
 use upkeep_coordinator::inventory::{Inventory, InventoryNode};
+use upkeep_net::ServerCredentials;
+use upkeep_net::tls::{parse_certificates, parse_private_key, server_config};
 
 use crate::faults::FaultPlan;
 use crate::host::{ArtifactStore, Machine};
@@ -84,7 +83,7 @@ pub struct SimNode {
     /// The version it started at.
     pub initial: Version,
     config: AgentConfig,
-    tls: Arc<TlsStore>,
+    tls: Arc<ServerCredentials>,
     store: Store,
     running: Mutex<Option<Running>>,
 }
@@ -294,8 +293,7 @@ impl Fleet {
             let addr = node_address(index + spec.address_offset);
             let issued = ca.issue_server(name.as_str(), &[addr.ip().to_string()], Validity::days_from_now(2))?;
             let chain = pem_certificates(&issued.cert_pem)?;
-            let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
-                .map_err(|e| FleetError::Setup(e.to_string()))?;
+            let key = parse_private_key(issued.key_pem.as_bytes()).map_err(|e| FleetError::Setup(e.to_string()))?;
             let tls = server_config(ca_der.clone(), chain, key).map_err(|e| FleetError::Setup(e.to_string()))?;
             let machine = Arc::new(Machine::new(
                 Path::new(KUBELET),
@@ -313,7 +311,7 @@ impl Fleet {
                 zone: format!("zone-{}", index % spec.zones.max(1)),
                 machine,
                 initial: spec.from.clone(),
-                tls: Arc::new(TlsStore::fixed(tls)),
+                tls: Arc::new(ServerCredentials::fixed(tls)),
                 store: Store::memory(),
                 running: Mutex::new(None),
             }));
@@ -383,10 +381,8 @@ impl Fleet {
     }
 }
 
-fn pem_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, FleetError> {
-    CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| FleetError::Setup(e.to_string()))
+fn pem_certificates(pem: &str) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, FleetError> {
+    parse_certificates(pem.as_bytes(), "certificate").map_err(|e| FleetError::Setup(e.to_string()))
 }
 
 #[cfg(test)]

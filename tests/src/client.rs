@@ -11,36 +11,22 @@ use hyper::header::HeaderMap;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use upkeep_net::tls::{client_config as tls_client_config, read_certificates, read_private_key, root_store};
 
 use crate::pki::ClientFiles;
 
 /// A client configuration trusting `ca`, presenting `client` if given.
 pub fn client_config(ca: &Path, client: Option<&ClientFiles>) -> Arc<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(ca).expect("CA file") {
-        roots.add(certificate.expect("CA certificate")).expect("CA accepted");
-    }
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots);
-    let config = match client {
-        Some(files) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-                .expect("client certificate file")
-                .collect::<Result<_, _>>()
-                .expect("client certificate");
-            let key = PrivateKeyDer::from_pem_file(&files.key).expect("client key");
-            builder.with_client_auth_cert(chain, key).expect("client credentials")
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Arc::new(config)
+    let roots = root_store(read_certificates(ca, "CA").expect("CA file")).expect("CA accepted");
+    let identity = client.map(|files| {
+        let chain = read_certificates(&files.cert, "client certificate").expect("client certificate");
+        (chain, read_private_key(&files.key).expect("client key"))
+    });
+    Arc::new(tls_client_config(roots, identity).expect("client credentials"))
 }
 
 /// Opens a TCP connection and completes the TLS handshake.
@@ -121,4 +107,32 @@ pub fn request(method: Method, path: &str, headers: &[(&str, &str)], body: Bytes
         builder = builder.header(*name, *value);
     }
     builder.body(Full::new(body)).expect("valid request")
+}
+
+/// Sends `raw` bytes as they are (a request no well-behaved client would
+/// build) and reads the answer until the server closes the connection.
+pub async fn send_raw(addr: SocketAddr, config: Arc<ClientConfig>, raw: &[u8]) -> std::io::Result<Reply> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect_tls(addr, config).await?;
+    stream.write_all(raw).await?;
+    stream.flush().await?;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), stream.read_to_end(&mut answer)).await;
+    parse_reply(&answer).ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {answer:?}")))
+}
+
+fn parse_reply(answer: &[u8]) -> Option<Reply> {
+    let end = answer.windows(4).position(|window| window == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&answer[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        headers.append(
+            hyper::header::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+            hyper::header::HeaderValue::from_str(value.trim()).ok()?,
+        );
+    }
+    Some(Reply { status, headers, body: Bytes::copy_from_slice(&answer[end + 4..]) })
 }

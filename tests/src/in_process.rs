@@ -13,7 +13,7 @@ use upkeep_agent::config::AgentConfig;
 use upkeep_agent::host::Host;
 use upkeep_agent::server;
 use upkeep_agent::store::Store;
-use upkeep_agent::tls::TlsStore;
+use upkeep_net::ServerCredentials;
 
 use crate::agent_process::{AgentSetup, config_text};
 use crate::fake_kubelet;
@@ -60,7 +60,7 @@ impl InProcessAgent {
             ..AgentSetup::kubelet(kubelet_version)
         };
         let config = AgentConfig::parse(&config_text(pki, dir.path(), &kubelet, &setup)).expect("valid config");
-        let tls = Arc::new(TlsStore::load(config.tls.clone()).expect("TLS material"));
+        let tls = Arc::new(ServerCredentials::load(config.tls.clone()).expect("TLS material"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
         let mut host = Host::real(&config).await.expect("real host");

@@ -57,6 +57,17 @@ impl Pki {
         self.save(file_name, &issued);
     }
 
+    /// Issues a client certificate `file_name` with any Common Name and O value
+    /// (control characters and empty names included).
+    pub fn issue_client(&self, file_name: &str, common_name: &str, organization: Option<&str>) -> ClientFiles {
+        let issued = self
+            .ca
+            .issue_client_with_organization(common_name, organization, Validity::days_from_now(2))
+            .expect("client certificate");
+        self.save(file_name, &issued);
+        self.client(file_name)
+    }
+
     fn save(&self, name: &str, issued: &IssuedCertificate) {
         certs::write_issued(self.dir.path(), name, issued, true).expect("write certificate");
     }

@@ -33,7 +33,7 @@ async fn unknown_paths_and_methods() {
     assert_envelope(&reader.get("/v2/node").await.expect("reply"), 404, "not_found");
     assert_envelope(&reader.get("/v1/node/").await.expect("reply"), 404, "not_found");
     assert_envelope(&reader.get("/v1/operations/op-404").await.expect("reply"), 404, "not_found");
-    assert_envelope(&reader.get("/v1/operations/%ZZ%00").await.expect("reply"), 404, "not_found");
+    assert_envelope(&reader.get("/v1/operations/%ZZ%00").await.expect("reply"), 400, "malformed_request");
     let delete = reader.send(request(Method::DELETE, "/v1/node", &[], Bytes::new())).await.expect("reply");
     assert_envelope(&delete, 405, "method_not_allowed");
     assert_eq!(delete.header("allow").as_deref(), Some("GET"));

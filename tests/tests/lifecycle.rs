@@ -1,6 +1,6 @@
 //! The agent process over its life: certificate rotation on SIGHUP and on file
 //! change without dropping the listener, clean exit on SIGTERM, and the
-//! connection limits (handshake, header and idle timeouts, connection cap).
+//! connection limits (handshake, header, body and idle timeouts, connection cap).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +10,14 @@ use nix::sys::signal::Signal;
 use rustls::ClientConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use upkeep_common::Identity;
 use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, client_config, connect_tls};
 use upkeep_tests::pki::Pki;
+
+/// A client's end of a TLS connection.
+type ClientTls = TlsStream<TcpStream>;
 
 /// Generous bound for things that should happen within a second or two.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -146,21 +150,117 @@ async fn an_idle_connection_is_closed() {
     assert!(closed.is_some_and(|after| after < Duration::from_secs(10)), "closed after {closed:?}");
 }
 
+/// How many connections wait in the kernel's accept queue of the IPv4 socket
+/// listening on `port` (the `rx_queue` of a LISTEN row in /proc/net/tcp).
+fn accept_queue(port: u16) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).find_map(|row| {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        let local_port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+        if local_port != port || *fields.get(3)? != "0A" {
+            return None;
+        }
+        u32::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()
+    })
+}
+
+/// The agent's `open_connections` gauge, read over `client`.
+async fn open_connections(client: &mut ApiClient) -> u64 {
+    let page = client.get("/metrics").await.expect("metrics");
+    let text = String::from_utf8_lossy(&page.body).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix("upkeep_agent_open_connections "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no open_connections gauge in {text}"))
+}
+
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let pki = Pki::new();
     let agent = AgentProcess::start(&pki, "v1.30.2", "[server]\nmax_connections = 1\n");
     let config = client_config(&pki.ca_cert(), Some(&pki.client("reader")));
     let mut first = ApiClient::connect(agent.addr, config.clone()).await.expect("first connects");
-    assert_eq!(first.get("/healthz").await.expect("reply").status, 200);
+    assert_eq!(open_connections(&mut first).await, 1);
     let addr = agent.addr;
     let second = tokio::spawn(async move {
         let mut client = ApiClient::connect(addr, config).await.expect("second connects");
         client.get("/healthz").await.expect("reply").status
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = Instant::now() + PATIENCE;
+    while accept_queue(addr.port()) != Some(1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accept_queue(addr.port()), Some(1), "the second connection waits in the backlog, not accepted");
+    assert_eq!(open_connections(&mut first).await, 1, "the agent serves one connection while the cap is reached");
+    assert_eq!(accept_queue(addr.port()), Some(1), "still waiting after a round trip through the agent");
     assert!(!second.is_finished(), "the second connection is not served while the cap is reached");
     drop(first);
     let status = tokio::time::timeout(PATIENCE, second).await.expect("served once a slot frees").expect("task");
     assert_eq!(status, 200);
+    assert_eq!(accept_queue(addr.port()), Some(0));
+}
+
+/// Sends a write request's headers and the start of its body, then nothing more.
+async fn stall_body(addr: SocketAddr, config: Arc<ClientConfig>, framing: &str, partial: &str) -> ClientTls {
+    let mut stream = connect_tls(addr, config).await.expect("handshake");
+    let head =
+        format!("POST /v1/cordon HTTP/1.1\r\nHost: upkeep\r\nContent-Type: application/json\r\n{framing}\r\n{partial}");
+    stream.write_all(head.as_bytes()).await.expect("headers and part of the body sent");
+    stream.flush().await.expect("flushed");
+    stream
+}
+
+/// What the server sent before it closed `stream`; `None` if it stays open past `within`.
+async fn answer_before_close(stream: &mut ClientTls, within: Duration) -> Option<String> {
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(within.saturating_sub(start.elapsed()), stream.read(&mut buffer)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(String::from_utf8_lossy(&answer).into_owned()),
+            Ok(Ok(read)) => answer.extend_from_slice(&buffer[..read]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn stalled_bodies_are_cut_off_and_free_their_slots() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(
+        &pki,
+        "v1.30.2",
+        "[server]\nmax_connections = 2\nbody_read_timeout_secs = 1\nidle_timeout_secs = 600\n",
+    );
+    let config = client_config(&pki.ca_cert(), Some(&pki.client("operator")));
+    let mut with_length = stall_body(agent.addr, config.clone(), "Content-Length: 100\r\n", "{\"request_").await;
+    let mut chunked = stall_body(agent.addr, config.clone(), "Transfer-Encoding: chunked\r\n", "5\r\n{\"req\r\n").await;
+    let addr = agent.addr;
+    let waiting = tokio::spawn(async move {
+        let mut client = ApiClient::connect(addr, config).await.expect("connects once a slot frees");
+        client.get("/healthz").await.expect("reply").status
+    });
+    for (framing, stream) in [("Content-Length", &mut with_length), ("chunked", &mut chunked)] {
+        let answer = answer_before_close(stream, PATIENCE).await;
+        let answer = answer.unwrap_or_else(|| panic!("a stalled {framing} body is cut off; log:\n{}", agent.log()));
+        assert!(answer.starts_with("HTTP/1.1 408"), "{framing}: {answer}");
+        assert!(answer.contains("\"request_timeout\"") && answer.contains("did not arrive within"), "{answer}");
+    }
+    let status = tokio::time::timeout(PATIENCE, waiting).await.expect("the waiting client is served").expect("task");
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_cut_off_at_the_idle_timeout() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "[server]\nbody_read_timeout_secs = 600\nidle_timeout_secs = 1\n");
+    let config = client_config(&pki.ca_cert(), Some(&pki.client("operator")));
+    for (framing, partial) in
+        [("Content-Length: 100\r\n", "{\"request_"), ("Transfer-Encoding: chunked\r\n", "5\r\n{\"req\r\n")]
+    {
+        let mut stream = stall_body(agent.addr, config.clone(), framing, partial).await;
+        let answer = answer_before_close(&mut stream, PATIENCE).await.expect("a stalled body is cut off");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{framing}: {answer}");
+        assert!(answer.contains("\"request_timeout\"") && answer.contains("stalled"), "{answer}");
+    }
 }

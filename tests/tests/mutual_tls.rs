@@ -137,3 +137,66 @@ async fn a_failed_handshake_ends_that_connection_only() {
     let after = kept.get("/v1/node").await.expect("the kept connection still serves");
     assert_eq!(after.status, 200);
 }
+
+/// Control characters a client could put in its certificate or request to forge
+/// log lines or rewrite a terminal.
+const FORGED: &str = "\n2026-01-01T00:00:00.000000Z  INFO audit: forged line \x1b[31mred\x1b[0m\r";
+
+#[tokio::test]
+async fn names_and_strings_from_clients_are_logged_escaped() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let named = pki.issue_client("forged-cn", &format!("evil{FORGED}"), Some("upkeep:operator"));
+    let organized = pki.issue_client("forged-o", "o-forger", Some(&format!("upkeep:operator{FORGED}")));
+    let mut by_name =
+        ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&named))).await.expect("connects");
+    let mut by_organization =
+        ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&organized))).await.expect("connects");
+    let source = serde_json::to_string(&format!("file:///srv/kubelet{FORGED}")).expect("JSON string");
+    let upgrade = format!(
+        r#"{{"target_version": "v1.30.3", "artifacts": [{{"component": "kubelet", "source": {source},
+        "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}}]}}"#
+    );
+    let path = "/v1/nodes/%0A2026-01-01T00:00:00.000000Z%20%20INFO%20audit:%20forged%20line%1B%5B31m%0D";
+    for client in [&mut by_name, &mut by_organization] {
+        client.post_json("/v1/cordon", "{}").await.expect("reply");
+        client.post_json("/v1/upgrades", &upgrade).await.expect("reply");
+        client.get(path).await.expect("reply");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !agent.log().contains("evil\\n") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let log = agent.log();
+    assert!(log.contains("evil\\n2026-01-01"), "the forged name is logged, escaped: {log}");
+    assert!(!log.contains('\x1b') && !log.contains('\r'), "no terminal control characters: {log:?}");
+    for line in log.lines() {
+        assert!(
+            !line.contains("forged line") || line.contains("\\n2026-01-01"),
+            "a client started a log line of its own: {line:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_with_an_empty_common_name_is_refused() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let nameless = pki.issue_client("nameless", "", Some("upkeep:admin"));
+    let mut client =
+        ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&nameless))).await.expect("handshake");
+    for reply in [
+        client.get("/healthz").await.expect("reply"),
+        client.get("/v1/node").await.expect("reply"),
+        client.post_json("/v1/cordon", "{}").await.expect("reply"),
+    ] {
+        assert_eq!(reply.status, 401, "{}", String::from_utf8_lossy(&reply.body));
+        let envelope = reply.json();
+        assert_eq!(envelope["error"]["code"], "unauthenticated", "{envelope}");
+        assert!(envelope["error"]["message"].as_str().is_some_and(|m| m.contains("empty Common Name")), "{envelope}");
+    }
+    let mut admin =
+        ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("admin")))).await.expect("admin");
+    let node = admin.get("/v1/node").await.expect("reply").json();
+    assert_eq!(node["cordoned"], false, "the nameless admin cordoned nothing: {node}");
+}

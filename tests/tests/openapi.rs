@@ -11,7 +11,7 @@ use serde_json::Value;
 use upkeep_agent::server::routes::{ApiMethod, ROUTES};
 use upkeep_common::Role;
 use upkeep_tests::agent_process::AgentProcess;
-use upkeep_tests::client::{ApiClient, Reply, client_config, request};
+use upkeep_tests::client::{ApiClient, Reply, client_config, request, send_raw};
 use upkeep_tests::pki::Pki;
 
 fn document() -> Value {
@@ -82,6 +82,13 @@ fn violations(doc: &Value, template: &str, method: &str, reply: &Reply) -> Vec<S
         reply.status,
         responses.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>())
     );
+    if reply.body.is_empty() && reply.header("content-type").is_none() {
+        return if response["x-upkeep-bodiless"] == true {
+            Vec::new()
+        } else {
+            vec![format!("{} came without a body, which the document does not allow", reply.status)]
+        };
+    }
     let content_type = reply.header("content-type").unwrap_or_default();
     let media = content_type.split(';').next().unwrap_or_default().trim().to_owned();
     let content = &response["content"];
@@ -136,6 +143,9 @@ async fn real_responses_validate_against_the_document() {
         assert_conforms(&doc, path, "get", &reply);
     }
     assert_conforms(&doc, "/v1/operations/{id}", "get", &reader.get("/v1/operations/op-1").await.expect("reply"));
+    let invalid_id = reader.get("/v1/operations/not%20an%20id").await.expect("reply");
+    assert_eq!(invalid_id.status, 400, "an invalid operation id is a malformed request");
+    assert_conforms(&doc, "/v1/operations/{id}", "get", &invalid_id);
 
     let upgrade = r#"{"target_version": "v1.30.3", "artifacts": [{"component": "kubelet", "source": "file:///srv/kubelet",
         "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}], "request_token": "t-1"}"#;
@@ -165,4 +175,157 @@ async fn real_responses_validate_against_the_document() {
     let wrong_method = reader.send(request(Method::DELETE, "/v1/node", &[], Bytes::new())).await.expect("reply");
     assert_eq!(wrong_method.status, 405);
     assert_conforms(&doc, "/v1/node", "get", &wrong_method);
+}
+
+/// Every operation of the document with its method.
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if ["get", "post"].contains(&method.as_str()) {
+                found.push((path.clone(), method.clone(), operation.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn refusals_of_the_http_layer_are_documented() {
+    let doc = document();
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let config = client_config(&pki.ca_cert(), Some(&pki.client("reader")));
+    let many_headers: String = (0..101).map(|n| format!("x-filler-{n}: {n}\r\n")).collect();
+    let cases: [(&str, String, u16); 5] = [
+        ("a bad request line", "GET /v1/node HTTP/9.9 extra\r\nhost: upkeep\r\n\r\n".to_owned(), 400),
+        (
+            "a bad Content-Length",
+            "POST /v1/cordon HTTP/1.1\r\nhost: upkeep\r\ncontent-length: ten\r\n\r\n".to_owned(),
+            400,
+        ),
+        (
+            "an unsupported Transfer-Encoding",
+            "POST /v1/cordon HTTP/1.1\r\nhost: upkeep\r\ntransfer-encoding: gzip\r\n\r\n".to_owned(),
+            400,
+        ),
+        ("a URI too long", format!("GET /v1/node?{} HTTP/1.1\r\nhost: upkeep\r\n\r\n", "a".repeat(70_000)), 414),
+        ("too many headers", format!("GET /v1/node HTTP/1.1\r\nhost: upkeep\r\n{many_headers}\r\n"), 431),
+    ];
+    for (what, raw, status) in cases {
+        let reply = send_raw(agent.addr, config.clone(), raw.as_bytes()).await.expect("an answer");
+        assert_eq!(reply.status, status, "{what}");
+        for (path, method, _) in operations(&doc) {
+            let errors = violations(&doc, &path, &method, &reply);
+            assert!(errors.is_empty(), "{what} on {method} {path}: {errors:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn write_endpoints_refuse_a_missing_required_body_and_any_body_but_an_object() {
+    let doc = document();
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let mut admin = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("admin"))))
+        .await
+        .expect("admin connects");
+    for (template, method, operation) in operations(&doc) {
+        if method != "post" {
+            continue;
+        }
+        let path = template.replace("{id}", "op-1");
+        let required = operation["requestBody"]["required"] == true;
+        let empty = admin.send(request(Method::POST, &path, &[], Bytes::new())).await.expect("reply");
+        assert_conforms(&doc, &template, "post", &empty);
+        if required {
+            assert_eq!(
+                empty.status,
+                400,
+                "POST {template} documents a required body: {}",
+                String::from_utf8_lossy(&empty.body)
+            );
+        } else {
+            assert!(![400, 422].contains(&empty.status), "POST {template} documents an optional body");
+        }
+        for body in ["[]", "[{\"request_token\": \"t-1\"}]", "\"text\"", "7"] {
+            let reply = admin.post_json(&path, body).await.expect("reply");
+            assert!([400, 422].contains(&reply.status), "POST {template} with {body} answered {}", reply.status);
+            assert_conforms(&doc, &template, "post", &reply);
+        }
+    }
+}
+
+/// The fields the server accepts in the object `body` leads to, as its refusal
+/// of an unknown field names them.
+async fn accepted_fields(client: &mut ApiClient, path: &str, body: &str) -> BTreeSet<String> {
+    let reply = client.post_json(path, body).await.expect("reply");
+    assert_eq!(reply.status, 422, "{path} {body}: {}", String::from_utf8_lossy(&reply.body));
+    let message = reply.json()["error"]["details"][0]["message"].as_str().expect("detail message").to_owned();
+    let expected = message.split_once("expected").map(|(_, names)| names).unwrap_or_else(|| panic!("{message}"));
+    expected.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+fn documented_fields(doc: &Value, schema: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][schema]["properties"].as_object().expect("properties").keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn every_field_the_server_accepts_is_documented() {
+    let doc = document();
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let mut admin = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("admin"))))
+        .await
+        .expect("admin connects");
+    let unknown = r#"{"zz_unknown": 1}"#;
+    let mut checked = 0;
+    for (template, method, operation) in operations(&doc) {
+        let Some(reference) = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str() else {
+            continue;
+        };
+        assert_eq!(method, "post");
+        let schema = reference.rsplit('/').next().expect("schema name");
+        let path = template.replace("{id}", "op-1");
+        assert_eq!(accepted_fields(&mut admin, &path, unknown).await, documented_fields(&doc, schema), "{template}");
+        checked += 1;
+    }
+    assert_eq!(checked, 6, "every write endpoint documents its body");
+    let artifact = r#"{"target_version": "v1.30.3", "artifacts": [{"zz_unknown": 1}]}"#;
+    assert_eq!(accepted_fields(&mut admin, "/v1/upgrades", artifact).await, documented_fields(&doc, "Artifact"));
+    let drain = r#"{"drain": {"zz_unknown": 1}}"#;
+    assert_eq!(accepted_fields(&mut admin, "/v1/drain", drain).await, documented_fields(&doc, "DrainOptions"));
+}
+
+#[tokio::test]
+async fn the_documented_artifact_count_is_the_servers() {
+    let doc = document();
+    let minimum = doc["components"]["schemas"]["UpgradeRequest"]["properties"]["artifacts"]["minItems"]
+        .as_u64()
+        .expect("artifacts has a documented minItems");
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let mut operator = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("operator"))))
+        .await
+        .expect("operator connects");
+    let artifact = |index: u64| {
+        format!(
+            r#"{{"component": "kubelet-{index}", "source": "file:///srv/kubelet",
+            "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}}"#
+        )
+    };
+    let upgrade = |count: u64| {
+        let artifacts: Vec<String> = (0..count).map(artifact).collect();
+        format!(r#"{{"target_version": "v1.30.3", "dry_run": true, "artifacts": [{}]}}"#, artifacts.join(","))
+    };
+    let names_the_count = |reply: &Reply| {
+        reply.status == 422
+            && reply.json()["error"]["details"]
+                .as_array()
+                .is_some_and(|details| details.iter().any(|detail| detail["field"] == "artifacts"))
+    };
+    let too_few = operator.post_json("/v1/upgrades", &upgrade(minimum.saturating_sub(1))).await.expect("reply");
+    assert!(minimum > 0 && names_the_count(&too_few), "{}", String::from_utf8_lossy(&too_few.body));
+    let enough = operator.post_json("/v1/upgrades", &upgrade(minimum)).await.expect("reply");
+    assert!(!names_the_count(&enough), "{minimum} artifacts are enough: {}", String::from_utf8_lossy(&enough.body));
 }

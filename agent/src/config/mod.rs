@@ -302,6 +302,20 @@ kubeconfig = "/etc/upkeep/kubeconfig"
     }
 
     #[test]
+    fn the_body_read_timeout_is_read_and_bounded() {
+        let text = format!("{VALID}\n[server]\nbody_read_timeout_secs = 7\n");
+        let config = AgentConfig::parse(&text).expect("valid");
+        assert_eq!(config.server.body_read_timeout, Duration::from_secs(7));
+        let default = AgentConfig::parse(VALID).expect("valid");
+        assert_eq!(default.server.body_read_timeout, Duration::from_secs(10));
+        for bad in [0, 601] {
+            let text = format!("{VALID}\n[server]\nbody_read_timeout_secs = {bad}\n");
+            let problems = AgentConfig::parse(&text).expect_err("out of range");
+            assert_eq!(keys(&problems), ["server.body_read_timeout_secs"]);
+        }
+    }
+
+    #[test]
     fn broken_toml_names_the_line() {
         let problems = AgentConfig::parse("node_name = \"a\"\nrole = \n").expect_err("syntax error");
         assert_eq!(keys(&problems), ["line 2"], "{problems:?}");

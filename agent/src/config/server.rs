@@ -1,40 +1,10 @@
-//! `[server]`: connection and request limits of the HTTPS server.
-
-use std::time::Duration;
+//! `[server]`: connection and request limits of the HTTPS server (the
+//! limits themselves are `upkeep-net`'s).
 
 use serde::Deserialize;
+pub use upkeep_net::ServerLimits;
 
 use super::problems::Problems;
-
-/// Connection and request limits of the HTTPS server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerLimits {
-    /// Connections served at once; more wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// Largest request body accepted (413 above it).
-    pub max_body_bytes: usize,
-    /// Time allowed for the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Time allowed to send a request's headers.
-    pub header_read_timeout: Duration,
-    /// A connection with no traffic for this long is closed.
-    pub idle_timeout: Duration,
-    /// How long SIGTERM waits for requests in flight.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            max_body_bytes: 1024 * 1024,
-            handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(90),
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawServer {
@@ -42,6 +12,7 @@ pub(super) struct RawServer {
     max_body_bytes: Option<u64>,
     handshake_timeout_secs: Option<u64>,
     header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
 }
@@ -71,6 +42,12 @@ pub(super) fn validate_server(raw: RawServer, problems: &mut Problems) -> Server
             "server.header_read_timeout_secs",
             raw.header_read_timeout_secs,
             default.header_read_timeout,
+            (1, 600),
+        ),
+        body_read_timeout: problems.seconds(
+            "server.body_read_timeout_secs",
+            raw.body_read_timeout_secs,
+            default.body_read_timeout,
             (1, 600),
         ),
         idle_timeout: problems.seconds(

@@ -4,21 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use upkeep_net::TlsPaths;
 
 use super::problems::Problems;
-
-/// Paths of the TLS material, reloaded on SIGHUP or when a file changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsPaths {
-    /// Server certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Server private key (PEM).
-    pub key: PathBuf,
-    /// CA that signs client (coordinator) certificates (PEM).
-    pub client_ca: PathBuf,
-    /// How often to look for changed files; `None` means on SIGHUP only.
-    pub reload_interval: Option<Duration>,
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawTls {

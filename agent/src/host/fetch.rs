@@ -17,9 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use upkeep_common::ids::Sha256 as Sha256Digest;
+use upkeep_net::client::server_authenticated_client;
+use upkeep_net::tls::TlsError;
 
 use crate::host::files::{FileError, Staged};
-use crate::tls::{TlsError, crypto_provider, read_certificates};
 
 /// Reads artifact sources.
 #[derive(Clone)]
@@ -56,20 +57,7 @@ impl<W: AsyncWrite + Unpin> Sink<'_, W> {
 impl ArtifactReader {
     /// A reader trusting `ca_bundle` for `https://`, or the Mozilla roots.
     pub fn new(ca_bundle: Option<&Path>) -> Result<Self, TlsError> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_bundle {
-            Some(path) => {
-                for certificate in read_certificates(path, "artifact CA")? {
-                    roots.add(certificate)?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let config = ClientConfig::builder_with_provider(crypto_provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Self { tls: Arc::new(config) })
+        Ok(Self { tls: Arc::new(server_authenticated_client(ca_bundle)?) })
     }
 
     /// Copies `source` into `file`; fails past `limit` bytes.

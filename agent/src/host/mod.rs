@@ -87,7 +87,7 @@ pub trait HostFactsSource: Send + Sync {
 pub enum HostError {
     /// The artifact CA bundle is unusable.
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] upkeep_net::tls::TlsError),
     /// The Kubernetes credentials are unusable.
     #[error("Kubernetes access: {0}")]
     Kubernetes(#[from] kubernetes::KubeError),

@@ -13,12 +13,13 @@
 //! | POST | `/v1/cordon`, `/v1/uncordon`, `/v1/drain` | operator |
 //!
 //! An unknown path answers 404 and a known path with another method 405 (with
-//! `Allow`), both in the error envelope. Writes answer 202 with the operation.
+//! `Allow`), an operation id that is not one 400, all in the error envelope.
+//! `POST /v1/upgrades` needs a body; the other writes read an empty one as `{}`.
+//! Writes answer 202 with the operation.
 
 use std::fmt;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper::header::{ALLOW, ETAG, HeaderValue, IF_MATCH};
 use hyper::{Method, Request, Response, StatusCode};
 use upkeep_common::api::{
@@ -26,11 +27,11 @@ use upkeep_common::api::{
 };
 use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
+use upkeep_net::body::{BodyPresence, RequestBody, read_json};
+use upkeep_net::response::{self, Body};
 
 use crate::app::App;
-use crate::server::body::read_json;
 use crate::server::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
-use crate::server::response::{self, Body};
 
 /// The HTTP methods the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,16 +140,8 @@ fn match_template<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> 
     }
 }
 
-/// Who is asking, on which connection.
-pub struct RequestContext {
-    /// The agent.
-    pub app: Arc<App>,
-    /// The client's identity, `None` when its certificate could not be read.
-    pub identity: Option<Identity>,
-}
-
-/// Serves one request. Never fails: every problem becomes an envelope.
-pub async fn handle(context: &RequestContext, request: Request<Incoming>) -> Response<Body> {
+/// Serves one request from `identity`. Never fails: every problem becomes an envelope.
+pub async fn handle(app: &Arc<App>, identity: &Identity, request: Request<RequestBody>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let matching: Vec<(&Route, Option<&str>)> =
@@ -158,7 +151,7 @@ pub async fn handle(context: &RequestContext, request: Request<Incoming>) -> Res
     let (route_label, response) = match (found, matching.first()) {
         (Some(&(route, id)), _) => {
             let id = id.map(str::to_owned);
-            (route.path, authorize_and_dispatch(context, route, id, request).await)
+            (route.path, authorize_and_dispatch(app, identity, route, id, request).await)
         }
         (None, Some((route, _))) => (route.path, method_not_allowed(&matching, &method)),
         (None, None) => {
@@ -166,10 +159,9 @@ pub async fn handle(context: &RequestContext, request: Request<Incoming>) -> Res
         }
     };
     let status = response.status().as_u16();
-    context.app.metrics.record_request(route_label, status);
+    app.metrics.record_request(route_label, status);
     if method == Method::POST {
-        let client = context.identity.as_ref().map_or_else(|| "unknown".to_owned(), ToString::to_string);
-        tracing::info!(target: "audit", %client, route = route_label, status, "mutating request");
+        tracing::info!(target: "audit", client = %identity, route = route_label, status, "mutating request");
     }
     response
 }
@@ -188,20 +180,18 @@ fn method_not_allowed(matching: &[(&Route, Option<&str>)], method: &Method) -> R
 }
 
 async fn authorize_and_dispatch(
-    context: &RequestContext,
+    app: &Arc<App>,
+    identity: &Identity,
     route: &Route,
     id: Option<String>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Response<Body> {
-    let Some(identity) = &context.identity else {
-        return response::error(&ErrorBody::new(ErrorCode::Unauthenticated, "client certificate could not be read"));
-    };
     if let Some(required) = route.role {
         if !identity.allows(required) {
             return response::error(&forbidden(identity, required));
         }
     }
-    match dispatch(context, identity, route.endpoint, id, request).await {
+    match dispatch(app, identity, route.endpoint, id, request).await {
         Ok(response) => response,
         Err(error) => response::error(&error),
     }
@@ -216,14 +206,12 @@ fn forbidden(identity: &Identity, required: Role) -> ErrorBody {
 }
 
 async fn dispatch(
-    context: &RequestContext,
+    app: &Arc<App>,
     identity: &Identity,
     endpoint: Endpoint,
     id: Option<String>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ErrorBody> {
-    let app = &context.app;
-    let limit = app.config.server.max_body_bytes;
     match endpoint {
         Endpoint::Healthz => Ok(response::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         Endpoint::Metrics => Ok(response::with_body(StatusCode::OK, METRICS_CONTENT_TYPE, app.metrics.encode())),
@@ -245,7 +233,7 @@ async fn dispatch(
         }
         Endpoint::Upgrade => {
             let if_match = request.headers().get(IF_MATCH).map(|v| v.to_str().unwrap_or("").to_owned());
-            let upgrade: UpgradeRequest = read_json(request, limit).await?;
+            let upgrade: UpgradeRequest = read_json(request, BodyPresence::Required).await?;
             let token = upgrade.request_token.clone();
             if let Some(existing) = app.engine.replayed_upgrade(&upgrade)? {
                 return audited(identity, token.as_ref(), Ok(existing));
@@ -267,12 +255,12 @@ async fn dispatch(
             audited(identity, token.as_ref(), operation)
         }
         Endpoint::Cancel => {
-            let _: OperationRequest = read_json(request, limit).await?;
+            let _: OperationRequest = read_json(request, BodyPresence::Optional).await?;
             let id = parse_operation_id(id.as_deref())?;
             audited(identity, None, app.engine.cancel(&id, identity))
         }
         Endpoint::Rollback | Endpoint::Cordon | Endpoint::Uncordon => {
-            let body: OperationRequest = read_json(request, limit).await?;
+            let body: OperationRequest = read_json(request, BodyPresence::Optional).await?;
             let kind = match endpoint {
                 Endpoint::Rollback => OperationKind::Rollback,
                 Endpoint::Cordon => OperationKind::Cordon,
@@ -286,7 +274,7 @@ async fn dispatch(
             )
         }
         Endpoint::Drain => {
-            let body: DrainRequest = read_json(request, limit).await?;
+            let body: DrainRequest = read_json(request, BodyPresence::Optional).await?;
             if body.drain.as_ref().and_then(|d| d.on_timeout) == Some(DrainTimeoutAction::Force)
                 && !identity.allows(Role::Admin)
             {
@@ -331,7 +319,7 @@ fn audited(
 fn parse_operation_id(id: Option<&str>) -> Result<OperationId, ErrorBody> {
     let id = id.unwrap_or_default();
     id.parse::<OperationId>()
-        .map_err(|error| ErrorBody::new(ErrorCode::NotFound, format!("no such operation: {error}")))
+        .map_err(|error| ErrorBody::new(ErrorCode::MalformedRequest, format!("not an operation id: {error}")))
 }
 
 fn not_found(id: &OperationId) -> ErrorBody {

@@ -15,13 +15,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 use upkeep_coordinator::certs::{CertificateAuthority, CertsError, Validity};
+use upkeep_net::tls::{parse_certificates, parse_private_key, server_config_without_client_auth};
 
 use crate::kube_api::state::ApiState;
 
@@ -66,18 +64,10 @@ impl FakeApiServer {
             &["127.0.0.1".to_owned(), "localhost".to_owned()],
             Validity::days_from_now(2),
         )?;
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
+        let chain = parse_certificates(issued.cert_pem.as_bytes(), "certificate")
             .map_err(|e| FakeApiError::Tls(e.to_string()))?;
-        let key =
-            PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).map_err(|e| FakeApiError::Tls(e.to_string()))?;
-        let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| FakeApiError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| FakeApiError::Tls(e.to_string()))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let key = parse_private_key(issued.key_pem.as_bytes()).map_err(|e| FakeApiError::Tls(e.to_string()))?;
+        let config = server_config_without_client_auth(chain, key).map_err(|e| FakeApiError::Tls(e.to_string()))?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(ApiState::new(version)));

@@ -1,4 +1,5 @@
-//! Building responses: JSON bodies, the error envelope and plain text.
+//! Building responses: JSON bodies, the error envelope with its code's status,
+//! and plain text.
 
 use bytes::Bytes;
 use http_body_util::Full;

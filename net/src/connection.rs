@@ -1,13 +1,21 @@
 //! One client connection: the mutual-TLS handshake (bounded in time; a failure
-//! ends this connection only and is counted by reason), the client's identity,
+//! ends this connection only and is reported by reason), the caller's identity,
 //! then HTTP/1.1 with keep-alive until the client leaves, the connection idles
 //! past the limit, or the server shuts down.
+//!
+//! Timeouts: the handshake and the request headers have their own; a request
+//! body is read within the body read and idle timeouts (see [`crate::body`]);
+//! between requests a connection idle past the idle timeout is closed
+//! gracefully, and one that stays idle for another idle timeout while closing
+//! (a response the client never reads) is dropped.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -15,61 +23,74 @@ use rustls::{CertificateError, ServerConfig};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use upkeep_common::Identity;
 
-use crate::app::App;
-use crate::server::idle::{Activity, ActivityIo};
-use crate::server::routes::{self, RequestContext};
+use crate::body::RequestBody;
+use crate::identity::peer_identity;
+use crate::idle::{Activity, ActivityIo};
+use crate::log::Escaped;
+use crate::response;
+use crate::server::{ServerLimits, Service};
 
 /// Serves one accepted TCP connection to the end.
-pub async fn serve_connection(
-    app: Arc<App>,
+pub async fn serve_connection<S: Service>(
+    service: Arc<S>,
     tls: Arc<ServerConfig>,
+    limits: &ServerLimits,
     tcp: TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let limits = app.config.server.clone();
     let handshake = tokio::time::timeout(limits.handshake_timeout, TlsAcceptor::from(tls).accept(tcp)).await;
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             let reason = handshake_failure_reason(&error);
-            app.metrics.record_handshake_failure(reason);
-            tracing::debug!(%peer, reason, %error, "TLS handshake failed");
+            service.handshake_failed(reason);
+            tracing::debug!(%peer, reason, error = %Escaped(&error), "TLS handshake failed");
             return;
         }
         Err(_) => {
-            app.metrics.record_handshake_failure("timeout");
+            service.handshake_failed("timeout");
             tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }
     };
-    let identity = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|leaf| Identity::from_certificate_der(leaf).ok());
-    let context = Arc::new(RequestContext { app: app.clone(), identity });
+    let caller = Arc::new(peer_identity(stream.get_ref().1));
+    if let Err(refusal) = caller.as_ref() {
+        tracing::info!(%peer, reason = refusal.reason(), "client certificate names nobody; its requests are refused");
+    }
+    let body_limits = limits.body();
     let activity = Activity::new();
     let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
-    let service = service_fn(move |request| {
-        let context = context.clone();
-        async move { Ok::<_, Infallible>(routes::handle(&context, request).await) }
+    let handler = service.clone();
+    let serve_request = service_fn(move |request: Request<Incoming>| {
+        let service = handler.clone();
+        let caller = caller.clone();
+        async move {
+            let request = request.map(|incoming| RequestBody::new(incoming, body_limits));
+            let response = match caller.as_ref() {
+                Ok(identity) => service.call(identity, request).await,
+                Err(refusal) => {
+                    let response = response::error(&refusal.envelope());
+                    service.refused(refusal, &response);
+                    response
+                }
+            };
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
-    let connection = builder.serve_connection(io, service);
+    let connection = builder.serve_connection(io, serve_request);
     tokio::pin!(connection);
-    app.metrics.add_open_connections(1);
+    service.connections_changed(1);
     let mut idle_check = tokio::time::interval((limits.idle_timeout / 4).max(Duration::from_millis(50)));
     let mut closing = false;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
+                    tracing::debug!(%peer, error = %Escaped(&error), "connection ended with an error");
                 }
                 break;
             }
@@ -77,15 +98,20 @@ pub async fn serve_connection(
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
-            _ = idle_check.tick(), if !closing => {
-                if activity.idle_for() >= limits.idle_timeout {
+            _ = idle_check.tick() => {
+                let idle = activity.idle_for();
+                if closing && idle >= limits.idle_timeout.saturating_mul(2) {
+                    tracing::debug!(%peer, "connection dropped: idle while closing");
+                    break;
+                }
+                if !closing && idle >= limits.idle_timeout {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }
             }
         }
     }
-    app.metrics.add_open_connections(-1);
+    service.connections_changed(-1);
 }
 
 /// A short, stable label for why a handshake failed.

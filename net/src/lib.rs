@@ -1,0 +1,30 @@
+//! upkeep-net: the mutual-TLS HTTP plumbing that upkeep's servers (the agent's
+//! API, the coordinator's service) and clients share. It knows nothing of
+//! routes or of any one server's configuration.
+//!
+//! # Layout
+//!
+//! - [`tls`]: rustls configurations from PEM with the one protocol policy.
+//! - [`client`]: client configurations from PEM files.
+//! - [`reload`]: server credentials reloaded on SIGHUP or file change.
+//! - [`server`]: the accept loop, its limits and the [`server::Service`] a server plugs in.
+//! - [`connection`]: one connection: handshake, identity, HTTP/1.1, idle timeout.
+//! - [`idle`]: when a connection's bytes last moved.
+//! - [`identity`]: the caller from its certificate; a nameless one is refused.
+//! - [`body`]: request bodies within size and time limits, parsed as JSON objects.
+//! - [`response`]: JSON responses and the error envelope.
+//! - [`log`]: log fields escaped so clients cannot forge lines.
+
+pub mod body;
+pub mod client;
+pub mod connection;
+pub mod identity;
+pub mod idle;
+pub mod log;
+pub mod reload;
+pub mod response;
+pub mod server;
+pub mod tls;
+
+pub use reload::{ServerCredentials, TlsPaths};
+pub use server::{ServerLimits, Service, serve};
