@@ -329,3 +329,67 @@ async fn the_documented_artifact_count_is_the_servers() {
     let enough = operator.post_json("/v1/upgrades", &upgrade(minimum)).await.expect("reply");
     assert!(!names_the_count(&enough), "{minimum} artifacts are enough: {}", String::from_utf8_lossy(&enough.body));
 }
+
+/// Whether a reply is a 422 with a bounds detail (`out_of_range`, `too_long`,
+/// `too_many`) for `field`.
+fn refuses_bound(reply: &Reply, field: &str) -> bool {
+    reply.status == 422
+        && reply.json()["error"]["details"].as_array().is_some_and(|details| {
+            details.iter().any(|d| {
+                d["field"] == field && matches!(d["code"].as_str(), Some("out_of_range" | "too_long" | "too_many"))
+            })
+        })
+}
+
+#[tokio::test]
+async fn the_documented_bounds_are_the_servers() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let bound = |schema: &str, field: &str, key: &str| {
+        schemas[schema]["properties"][field][key].as_u64().unwrap_or_else(|| panic!("{schema}.{field} has a {key}"))
+    };
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let mut admin = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("admin"))))
+        .await
+        .expect("admin connects");
+    let artifact = serde_json::json!({"component": "absent", "source": "https://mirror.example/kubelet", "sha256": "0".repeat(64)});
+    let body = |change: &dyn Fn(&mut Value)| {
+        let mut body =
+            serde_json::json!({"target_version": "v1.30.3", "dry_run": true, "artifacts": [artifact.clone()]});
+        change(&mut body);
+        body.to_string()
+    };
+    let mut check = async |what: &str, field: &str, at: String, past: String| {
+        let reply = admin.post_json("/v1/upgrades", &at).await.expect("reply");
+        assert!(!refuses_bound(&reply, field), "{what} at its bound: {}", String::from_utf8_lossy(&reply.body));
+        let reply = admin.post_json("/v1/upgrades", &past).await.expect("reply");
+        assert!(refuses_bound(&reply, field), "{what} past its bound: {}", String::from_utf8_lossy(&reply.body));
+    };
+    for name in ["timeout_seconds", "grace_period_seconds"] {
+        let max = bound("DrainOptions", name, "maximum");
+        let with = |value: u64| body(&|b: &mut Value| b["drain"] = serde_json::json!({ name: value }));
+        check(name, &format!("drain.{name}"), with(max), with(max + 1)).await;
+    }
+    let min = bound("DrainOptions", "timeout_seconds", "minimum");
+    let with = |value: u64| body(&|b: &mut Value| b["drain"] = serde_json::json!({ "timeout_seconds": value }));
+    check("timeout_seconds minimum", "drain.timeout_seconds", with(min), with(min - 1)).await;
+    let max = bound("DrainOptions", "skip_pod_selector", "maxLength") as usize;
+    let with =
+        |len: usize| body(&|b: &mut Value| b["drain"] = serde_json::json!({ "skip_pod_selector": "a".repeat(len) }));
+    check("skip_pod_selector", "drain.skip_pod_selector", with(max), with(max + 1)).await;
+    let max = bound("Artifact", "source", "maxLength") as usize;
+    let source = |len: usize| {
+        let prefix = "https://mirror.example/";
+        body(&|b: &mut Value| {
+            b["artifacts"][0]["source"] = format!("{prefix}{}", "a".repeat(len - prefix.len())).into()
+        })
+    };
+    check("source", "artifacts[0].source", source(max), source(max + 1)).await;
+    let max = bound("Artifact", "signature", "maxLength") as usize;
+    let signature = |len: usize| body(&|b: &mut Value| b["artifacts"][0]["signature"] = "A".repeat(len).into());
+    check("signature", "artifacts[0].signature", signature(max), signature(max + 1)).await;
+    let max = bound("UpgradeRequest", "artifacts", "maxItems") as usize;
+    let count = |n: usize| body(&|b: &mut Value| b["artifacts"] = Value::Array(vec![artifact.clone(); n]));
+    check("artifacts", "artifacts", count(max), count(max + 1)).await;
+}
