@@ -259,6 +259,8 @@ idle_timeout_secs = 30
 [probe]
 interval_secs = 3600
 host_facts_interval_secs = 3600
+[artifacts]
+file_roots = ["/sim/artifacts"]
 [timeouts]
 drain_secs = 2
 restart_secs = 1

@@ -7,8 +7,15 @@ use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, Reply, client_config, request};
 use upkeep_tests::pki::Pki;
 
-const VALID_UPGRADE: &str = r#"{"target_version": "v1.30.3", "artifacts": [{"component": "kubelet",
-    "source": "file:///srv/kubelet", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}]}"#;
+/// A valid upgrade request; its `file://` source is inside the test agents'
+/// file root (it need not exist for the checks made before anything runs).
+fn valid_upgrade() -> String {
+    let source = format!("file://{}", std::env::temp_dir().join("kubelet").display());
+    format!(
+        r#"{{"target_version": "v1.30.3", "artifacts": [{{"component": "kubelet",
+        "source": "{source}", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}}]}}"#
+    )
+}
 
 async fn client(pki: &Pki, agent: &AgentProcess, name: &str) -> ApiClient {
     ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client(name)))).await.expect("connects")
@@ -60,12 +67,12 @@ async fn write_bodies_are_checked_before_anything_else() {
     assert_envelope(&operator.post_json("/v1/upgrades", &huge).await.expect("reply"), 413, "payload_too_large");
 
     let bad_version =
-        operator.post_json("/v1/upgrades", &VALID_UPGRADE.replace("v1.30.3", "one.two")).await.expect("reply");
+        operator.post_json("/v1/upgrades", &valid_upgrade().replace("v1.30.3", "one.two")).await.expect("reply");
     let body = assert_envelope(&bad_version, 422, "validation_failed");
     assert_eq!(body["error"]["details"][0]["field"], "target_version");
 
     let bad_digest =
-        operator.post_json("/v1/upgrades", &VALID_UPGRADE.replace("0000000000", "XYZ")).await.expect("reply");
+        operator.post_json("/v1/upgrades", &valid_upgrade().replace("0000000000", "XYZ")).await.expect("reply");
     let body = assert_envelope(&bad_digest, 422, "validation_failed");
     assert_eq!(body["error"]["details"][0]["field"], "artifacts[0].sha256");
 
@@ -73,7 +80,7 @@ async fn write_bodies_are_checked_before_anything_else() {
     assert_envelope(&unknown_field, 422, "validation_failed");
 
     let forced =
-        operator.post_json("/v1/upgrades", &VALID_UPGRADE.replace("{\"target", "{\"force\": true, \"target")).await;
+        operator.post_json("/v1/upgrades", &valid_upgrade().replace("{\"target", "{\"force\": true, \"target")).await;
     let body = assert_envelope(&forced.expect("reply"), 403, "forbidden");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("upkeep:admin")));
 
@@ -84,7 +91,7 @@ async fn write_bodies_are_checked_before_anything_else() {
         Method::POST,
         "/v1/upgrades",
         &[("content-type", "application/json"), ("if-match", "\"stale\"")],
-        Bytes::from_static(VALID_UPGRADE.as_bytes()),
+        Bytes::from(valid_upgrade()),
     );
     assert_envelope(&operator.send(stale).await.expect("reply"), 412, "precondition_failed");
 

@@ -132,8 +132,11 @@ async fn binary_size(path: &std::path::Path) -> u64 {
 
 async fn source_reachable(engine: &Engine, source: &str) -> bool {
     if source.starts_with("file://") {
-        let path = std::path::PathBuf::from(source.trim_start_matches("file://"));
-        return engine.host.files.exists(&path).await;
+        // A source outside the file roots is never looked at, not even for existence.
+        return match crate::host::file_source::admit(&engine.config.artifacts.file_roots, source) {
+            Ok(path) => engine.host.files.exists(&path).await,
+            Err(_) => false,
+        };
     }
     // https:// sources are checked when they are fetched.
     true
@@ -159,6 +162,11 @@ async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {
             let staged =
                 engine.host.files.stage(&plan.source, &plan.staged, engine.config.artifacts.max_bytes).await.map_err(
                     |error| match error {
+                        crate::host::files::FileError::Refused { .. } => StepFailure::new(
+                            ErrorCode::ValidationFailed,
+                            "source_not_allowed",
+                            format!("{}: {error}", plan.name),
+                        ),
                         crate::host::files::FileError::TooLarge { .. } => StepFailure::new(
                             ErrorCode::ValidationFailed,
                             "artifact_too_large",
