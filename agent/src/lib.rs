@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML configuration, validated once.
+//! - [`config_check`]: `--check-config`: whether what the configuration names loads.
 //! - [`tls`]: server credentials, reloadable without dropping the listener.
 //! - [`server`]: accept loop, connections, routes, request bodies, metrics.
 //! - [`node`]: the node state served by `GET /v1/node` and its `ETag`.
@@ -21,6 +22,7 @@
 
 pub mod app;
 pub mod config;
+pub mod config_check;
 pub mod engine;
 pub mod host;
 pub mod node;
