@@ -24,6 +24,7 @@ use upkeep_common::{Role, Version};
 use upkeep_coordinator::certs::{self, CertificateAuthority, Validity};
 use upkeep_coordinator::inventory::{Inventory, InventoryNode};
 
+use crate::availability::Unavailability;
 use crate::faults::FaultPlan;
 use crate::host::{ArtifactStore, Machine};
 
@@ -230,6 +231,8 @@ pub struct Fleet {
     pub nodes: Vec<Arc<SimNode>>,
     /// The inventory the coordinator uses.
     pub inventory: Inventory,
+    /// Every cordon and uncordon of the fleet's Nodes, as the machines saw them.
+    pub unavailability: Arc<Unavailability>,
     _pki: FleetPki,
 }
 
@@ -281,6 +284,7 @@ impl Fleet {
         let ca = &pki.ca;
         let ca_der = pem_certificates(ca.cert_pem())?;
         let mut nodes = Vec::with_capacity(spec.hosted.len());
+        let unavailability = Arc::new(Unavailability::default());
         for index in spec.hosted.clone() {
             let role = if index < spec.control_planes { NodeRole::ControlPlane } else { NodeRole::Worker };
             let name: NodeName = match role {
@@ -295,13 +299,16 @@ impl Fleet {
             let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
                 .map_err(|e| FleetError::Setup(e.to_string()))?;
             let tls = server_config(ca_der.clone(), chain, key).map_err(|e| FleetError::Setup(e.to_string()))?;
-            let machine = Arc::new(Machine::new(
-                Path::new(KUBELET),
-                &spec.from,
-                plan.nodes[index].clone(),
-                artifacts.clone(),
-                spec.target.clone(),
-            ));
+            let machine = Arc::new(
+                Machine::new(
+                    Path::new(KUBELET),
+                    &spec.from,
+                    plan.nodes[index].clone(),
+                    artifacts.clone(),
+                    spec.target.clone(),
+                )
+                .reporting_to(unavailability.clone(), index),
+            );
             nodes.push(Arc::new(SimNode {
                 index,
                 config: node_config(&name, role, addr)?,
@@ -333,7 +340,7 @@ impl Fleet {
                 })
                 .collect(),
         };
-        Ok(Fleet { nodes, inventory, _pki: pki })
+        Ok(Fleet { nodes, inventory, unavailability, _pki: pki })
     }
 
     /// Watches for crashed agents and restarts them from their saved state.
