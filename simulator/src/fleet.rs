@@ -4,7 +4,7 @@
 //! from its saved state; an unreachable node stops answering for a while.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,15 +18,16 @@ use upkeep_agent::config::AgentConfig;
 use upkeep_agent::server;
 use upkeep_agent::store::Store;
 use upkeep_agent::tls::{TlsStore, server_config};
+use upkeep_common::Version;
 use upkeep_common::api::NodeRole;
 use upkeep_common::ids::NodeName;
-use upkeep_common::{Role, Version};
-use upkeep_coordinator::certs::{self, CertificateAuthority, Validity};
+use upkeep_coordinator::certs::{self, Validity};
 use upkeep_coordinator::inventory::{Inventory, InventoryNode};
 
 use crate::availability::Unavailability;
 use crate::faults::FaultPlan;
 use crate::host::{ArtifactStore, Machine};
+pub use crate::pki::FleetPki;
 
 /// The port every fake node listens on (each on its own address).
 pub const NODE_PORT: u16 = 10265;
@@ -174,55 +175,6 @@ pub struct FleetSpec {
     pub address_offset: usize,
     /// The nodes this process hosts (all of them unless the fleet is sharded).
     pub hosted: std::ops::Range<usize>,
-}
-
-/// The fleet's CA and the coordinator's client certificate, on disk.
-pub struct FleetPki {
-    ca: CertificateAuthority,
-    dir: PathBuf,
-    _temporary: Option<tempfile::TempDir>,
-}
-
-impl FleetPki {
-    /// A new CA in a temporary directory (for a run in one process).
-    pub fn temporary() -> Result<FleetPki, FleetError> {
-        let temporary = tempfile::tempdir().map_err(|e| FleetError::Setup(e.to_string()))?;
-        let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(7))?;
-        let pki = FleetPki { ca, dir: temporary.path().to_path_buf(), _temporary: Some(temporary) };
-        pki.write()?;
-        Ok(pki)
-    }
-
-    /// The CA in `dir`, created there by whichever shard comes first (it takes
-    /// `dir/.ca.lock` with an exclusive create; the others wait for `ca.crt`,
-    /// which is written last).
-    pub fn shared(dir: &Path) -> Result<FleetPki, FleetError> {
-        std::fs::create_dir_all(dir).map_err(|e| FleetError::Setup(format!("{}: {e}", dir.display())))?;
-        let lock = std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join(".ca.lock"));
-        if lock.is_ok() {
-            let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(7))?;
-            let pki = FleetPki { ca, dir: dir.to_path_buf(), _temporary: None };
-            pki.write()?;
-            return Ok(pki);
-        }
-        for _ in 0..600 {
-            if dir.join("ca.crt").exists() {
-                let ca = CertificateAuthority::load(dir)?;
-                return Ok(FleetPki { ca, dir: dir.to_path_buf(), _temporary: None });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(FleetError::Setup(format!("{}: the shared CA never appeared", dir.display())))
-    }
-
-    fn write(&self) -> Result<(), FleetError> {
-        certs::write_file(&self.dir.join("ca.key"), self.ca.key_pem(), 0o600, true)?;
-        let coordinator =
-            self.ca.issue_client("upkeep-sim coordinator", Some(Role::Admin), Validity::days_from_now(7))?;
-        certs::write_issued(&self.dir, "coordinator", &coordinator, true)?;
-        certs::write_file(&self.dir.join("ca.crt"), self.ca.cert_pem(), 0o644, true)?;
-        Ok(())
-    }
 }
 
 /// The fleet.

@@ -8,6 +8,7 @@
 //! - [`faults`]: the fault plan and latencies, derived from (seed, node index).
 //! - [`availability`]: nodes cordoned at once, counted at every cordon and uncordon.
 //! - [`host`]: the simulated machine behind a fake node (files, service, probe, Kubernetes).
+//! - [`pki`]: the fleet's CA and the coordinator's client certificate.
 //! - [`fleet`]: starting the nodes on their own loopback addresses, crashes and outages.
 //! - [`run`]: one rollout: calibration, the coordinator, the checks.
 //! - [`serve`]: one shard of a large fleet, for a coordinator in another process.
@@ -23,6 +24,7 @@ pub mod faults;
 pub mod fleet;
 pub mod host;
 pub mod kube_api;
+pub mod pki;
 pub mod report;
 pub mod run;
 pub mod serve;
