@@ -102,6 +102,9 @@ impl ArtifactReader {
                 .open(&path)
                 .await
                 .map_err(|e| fetch_error(e.to_string()))?;
+            file_source::confirm_opened(&self.file_roots, &input)
+                .await
+                .map_err(|refusal| FileError::Refused { source_url: source.to_owned(), reason: refusal.to_string() })?;
             let mut buffer = vec![0u8; 64 * 1024];
             loop {
                 let read = input.read(&mut buffer).await.map_err(|e| fetch_error(e.to_string()))?;

@@ -5,9 +5,11 @@
 //! apply: an absolute path without `.` or `..` segments, under a root.
 //! [`resolve`] adds the filesystem's view just before the file is opened: the
 //! path with every symlink followed must still lie inside a root (itself
-//! resolved the same way). A refused file is never opened, so nothing computed
-//! over it can be echoed.
+//! resolved the same way), and [`confirm_opened`] checks the file actually
+//! opened once more. A refused file is never read, so nothing computed over it
+//! can be echoed.
 
+use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
 /// Why a `file://` source was refused or could not be resolved.
@@ -73,15 +75,31 @@ pub async fn resolve(roots: &[PathBuf], source: &str) -> Result<PathBuf, FileSou
     let path = admit(roots, source)?;
     let unresolvable = |error: std::io::Error| FileSourceError::Unresolvable(error.to_string());
     let resolved = tokio::fs::canonicalize(&path).await.map_err(unresolvable)?;
+    if inside_a_resolved_root(roots, &resolved).await { Ok(resolved) } else { Err(FileSourceError::EscapesRoots) }
+}
+
+/// Checks the file actually opened, by the path the kernel gives its
+/// descriptor: a directory swapped for a symlink between [`resolve`] and the
+/// open cannot lead outside the roots unnoticed.
+pub async fn confirm_opened(roots: &[PathBuf], file: &tokio::fs::File) -> Result<(), FileSourceError> {
+    let descriptor = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let opened = tokio::fs::read_link(&descriptor)
+        .await
+        .map_err(|error| FileSourceError::Unresolvable(format!("{descriptor}: {error}")))?;
+    if inside_a_resolved_root(roots, &opened).await { Ok(()) } else { Err(FileSourceError::EscapesRoots) }
+}
+
+/// Whether a path without symlinks is inside one of `roots`, each resolved
+/// (a root that does not exist holds nothing).
+async fn inside_a_resolved_root(roots: &[PathBuf], resolved: &Path) -> bool {
     for root in roots {
-        // A root that does not exist (yet) holds nothing.
         if let Ok(root) = tokio::fs::canonicalize(root).await {
-            if inside(&resolved, &root) {
-                return Ok(resolved);
+            if inside(resolved, &root) {
+                return true;
             }
         }
     }
-    Err(FileSourceError::EscapesRoots)
+    false
 }
 
 /// Whether `path` is `root` itself or below it, compared segment by segment
@@ -140,6 +158,10 @@ mod tests {
         assert_eq!(resolve(&roots, &url("alias")).await, Ok(canonical_root.join("kubelet")));
         assert_eq!(resolve(&roots, &url("escape")).await, Err(FileSourceError::EscapesRoots));
         assert_eq!(resolve(&roots, &url("up/secret")).await, Err(FileSourceError::EscapesRoots));
+        let opened = tokio::fs::File::open(root.join("alias")).await.expect("opens");
+        assert_eq!(confirm_opened(&roots, &opened).await, Ok(()));
+        let opened = tokio::fs::File::open(&outside).await.expect("opens");
+        assert_eq!(confirm_opened(&roots, &opened).await, Err(FileSourceError::EscapesRoots));
         let missing = resolve(&roots, &url("missing")).await;
         assert!(matches!(missing, Err(FileSourceError::Unresolvable(_))), "{missing:?}");
         assert_eq!(missing.map_err(|e| e.code()), Err("fetch_failed"));
