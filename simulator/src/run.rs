@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use upkeep_common::Version;
-use upkeep_common::api::{NodePhase, OperationKind};
+use upkeep_common::api::{NodePhase, OperationKind, OperationPhase};
 use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
 use upkeep_coordinator::journal::Journal;
 use upkeep_coordinator::plan::Limit;
@@ -274,6 +274,10 @@ async fn calibrate(fleet: &Fleet, client: AgentClient, concurrency: usize) -> f6
     started.elapsed().as_secs_f64()
 }
 
+/// Each node as the checks see it: the journal's status beside what the agent
+/// and the machine say. Dry runs and prestaging that staged (stage-only
+/// operations that succeeded) are not upgrades; prestaging that failed is a
+/// failed upgrade, as the coordinator counts it.
 async fn final_nodes(fleet: &Fleet, journal: &Journal, target: &Version) -> Vec<FinalNode> {
     let mut finals = Vec::with_capacity(fleet.nodes.len());
     for (node, record) in fleet.nodes.iter().zip(&journal.nodes) {
@@ -282,7 +286,11 @@ async fn final_nodes(fleet: &Fleet, journal: &Journal, target: &Version) -> Vec<
                 .operations()
                 .iter()
                 .filter(|op| {
-                    op.kind == OperationKind::Upgrade && !op.dry_run && op.target_version.as_ref() == Some(target)
+                    let stage_only = app.engine.record(&op.id).is_some_and(|record| record.stage_only);
+                    op.kind == OperationKind::Upgrade
+                        && !op.dry_run
+                        && !(stage_only && op.phase == OperationPhase::Succeeded)
+                        && op.target_version.as_ref() == Some(target)
                 })
                 .map(|op| op.phase)
                 .collect()
