@@ -12,7 +12,7 @@ use crate::engine::admission::decode_signature;
 use crate::engine::crash::crash_point;
 use crate::engine::record::OperationRecord;
 use crate::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError};
-use crate::host::services::RestartOutcome;
+use crate::host::services::{RestartError, RestartOutcome};
 
 /// A step that finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,7 +315,10 @@ async fn restart(engine: &Engine, record: &mut OperationRecord) -> StepResult {
         let Some(component) = engine.config.components.iter().find(|c| c.name == plan.name) else { continue };
         let outcome =
             engine.host.services.restart(component, engine.config.timeouts.restart).await.map_err(|error| {
-                StepFailure::new(ErrorCode::DependencyUnavailable, "restart_failed", format!("{}: {error}", plan.name))
+                // The restart is bounded by the step's own timeout, so running out
+                // of it has the code of any step that does, whichever timer fired first.
+                let code = if matches!(error, RestartError::Timeout(_)) { "step_timeout" } else { "restart_failed" };
+                StepFailure::new(ErrorCode::DependencyUnavailable, code, format!("{}: {error}", plan.name))
             })?;
         messages.push(match outcome {
             RestartOutcome::Restarted => format!("{}: restarted", plan.name),
