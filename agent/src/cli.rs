@@ -1,7 +1,7 @@
 //! The `upkeep-agent` command line: parse it and the config, then run until
 //! SIGTERM or SIGINT (SIGHUP reloads the TLS credentials).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,7 +15,8 @@ struct Cli {
     /// Configuration file (TOML).
     #[arg(long, value_name = "FILE", default_value = "/etc/upkeep/agent.toml")]
     config: PathBuf,
-    /// Validate the configuration, print every problem, and exit.
+    /// Validate the configuration and everything it names (TLS files, kubeconfig,
+    /// component binaries), print every problem, and exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -31,8 +32,7 @@ pub fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        println!("{}: configuration is valid", cli.config.display());
-        return ExitCode::SUCCESS;
+        return check_config(&cli.config, &config);
     }
     tracing_subscriber::fmt()
         .fmt_fields(upkeep_net::log::EscapingFields)
@@ -58,4 +58,25 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Checks that everything `config` names loads; prints every problem by key.
+fn check_config(path: &Path, config: &AgentConfig) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("upkeep-agent: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = runtime.block_on(crate::config_check::check(config));
+    if problems.is_empty() {
+        println!("{}: configuration is valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("upkeep-agent: {} has {} problem(s):", path.display(), problems.len());
+    for problem in &problems {
+        eprintln!("  - {problem}");
+    }
+    ExitCode::FAILURE
 }

@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML configuration, validated once.
+//! - [`config_check`]: `--check-config`: whether what the configuration names loads.
 //! - [`server`]: the API's routes and metrics, served through `upkeep-net`
 //!   (accept loop, TLS credentials reloaded without dropping the listener,
 //!   connection limits, caller identity, request bodies).
@@ -25,6 +26,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod config_check;
 pub mod deadline;
 pub mod engine;
 pub mod host;

@@ -1,10 +1,12 @@
 //! The checks at the end of a run, kept apart from the code that drives it.
 //! Each looks at what the agents and machines say, not at the coordinator's
-//! own book, except for the counters it must account for.
+//! own book: the coordinator's counters are held against the agents' own
+//! operations and versions, and the peak unavailability comes from the
+//! machines' cordons, counted at every transition.
 
 use serde::Serialize;
 use upkeep_common::Version;
-use upkeep_common::api::NodePhase;
+use upkeep_common::api::{NodePhase, OperationPhase};
 use upkeep_coordinator::plan::NodeStatus;
 use upkeep_coordinator::report::Counters;
 
@@ -29,6 +31,39 @@ pub struct FinalNode {
     pub phase: NodePhase,
     /// How many times a new binary was renamed into place.
     pub swaps: u32,
+    /// The phases of the agent's own upgrade operations toward the target,
+    /// as the agent lists them; `None` when no agent runs on the node.
+    pub upgrades: Option<Vec<OperationPhase>>,
+}
+
+/// Where a node ended, by its agent's own account and its machine's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentOutcome {
+    /// It runs the target (the coordinator counts it patched or skipped).
+    AtTarget,
+    /// The agent tried to reach the target and did not (counted in error).
+    Failed,
+    /// The agent never received an upgrade toward the target (counted pending).
+    Untouched,
+    /// An upgrade is still Pending or Running, or no agent runs: it belongs
+    /// in no final counter.
+    Unfinished,
+}
+
+impl FinalNode {
+    /// Where the node ended, from the agent's operations and the machine.
+    pub fn outcome(&self, target: &Version) -> AgentOutcome {
+        let Some(upgrades) = &self.upgrades else { return AgentOutcome::Unfinished };
+        if upgrades.iter().any(|phase| !phase.is_terminal()) {
+            AgentOutcome::Unfinished
+        } else if self.installed == binary_for(target) && self.observed.as_ref() == Some(target) {
+            AgentOutcome::AtTarget
+        } else if upgrades.is_empty() {
+            AgentOutcome::Untouched
+        } else {
+            AgentOutcome::Failed
+        }
+    }
 }
 
 /// One broken promise.
@@ -54,9 +89,21 @@ pub fn check_run(
     if total != nodes.len() {
         add("every_node_in_one_counter", format!("counters add up to {total}, the fleet has {}", nodes.len()));
     }
-    let in_flight = nodes.iter().filter(|n| n.status.is_active()).count();
-    if in_flight > 0 {
-        add("every_node_in_one_counter", format!("{in_flight} nodes were still in flight at the end"));
+    let agents_say = |outcome: AgentOutcome| nodes.iter().filter(|n| n.outcome(target) == outcome).count();
+    let unfinished: Vec<&str> =
+        nodes.iter().filter(|n| n.outcome(target) == AgentOutcome::Unfinished).map(|n| n.name.as_str()).collect();
+    if !unfinished.is_empty() {
+        add("every_node_in_one_counter", format!("no final state on the node itself: {}", unfinished.join(", ")));
+    }
+    for (counter, counted, outcome) in [
+        ("patched + skipped", counters.patched + counters.skipped, AgentOutcome::AtTarget),
+        ("error", counters.error, AgentOutcome::Failed),
+        ("pending", counters.pending, AgentOutcome::Untouched),
+    ] {
+        let actual = agents_say(outcome);
+        if counted != actual {
+            add("every_node_in_one_counter", format!("{counter} counts {counted} nodes, the agents say {actual}"));
+        }
     }
     if peak_unavailable > max_unavailable {
         add(
@@ -121,6 +168,11 @@ mod tests {
             observed: Some(version(installed)),
             phase: NodePhase::Idle,
             swaps: u32::from(installed == "v1.30.3"),
+            upgrades: Some(vec![if installed == "v1.30.3" {
+                OperationPhase::Succeeded
+            } else {
+                OperationPhase::RolledBack
+            }]),
         }
     }
 
@@ -132,6 +184,37 @@ mod tests {
     fn a_clean_run_passes() {
         let nodes = vec![node(NodeStatus::Patched, "v1.30.3"), node(NodeStatus::Failed, "v1.30.2")];
         assert!(check_run(&nodes, &counters(1, 1), &version("v1.30.3"), 1, 1).is_empty());
+    }
+
+    #[test]
+    fn counters_are_held_against_the_agents_not_the_journal() {
+        let target = version("v1.30.3");
+        let mut untouched = node(NodeStatus::Pending, "v1.30.2");
+        untouched.upgrades = Some(Vec::new());
+        let nodes = vec![node(NodeStatus::Patched, "v1.30.3"), node(NodeStatus::Failed, "v1.30.2"), untouched];
+        let honest = Counters { patched: 1, skipped: 0, pending: 1, error: 1 };
+        assert!(check_run(&nodes, &honest, &target, 1, 1).is_empty());
+        // The same total, but one failed node counted patched: the journal could
+        // agree with such counters, the agents do not.
+        let lying = Counters { patched: 2, skipped: 0, pending: 1, error: 0 };
+        let messages: Vec<String> = check_run(&nodes, &lying, &target, 1, 1)
+            .into_iter()
+            .filter(|v| v.check == "every_node_in_one_counter")
+            .map(|v| v.message)
+            .collect();
+        assert_eq!(
+            messages,
+            ["patched + skipped counts 2 nodes, the agents say 1", "error counts 0 nodes, the agents say 1"]
+        );
+        let mut running = node(NodeStatus::Patched, "v1.30.3");
+        running.upgrades = Some(vec![OperationPhase::Succeeded, OperationPhase::Running]);
+        let mut gone = node(NodeStatus::Patched, "v1.30.3");
+        gone.upgrades = None;
+        let violations = check_run(&[running, gone], &counters(2, 0), &target, 1, 1);
+        assert!(
+            violations.iter().any(|v| v.message.starts_with("no final state on the node itself")),
+            "{violations:?}"
+        );
     }
 
     #[test]
@@ -147,6 +230,7 @@ mod tests {
         assert_eq!(
             checks,
             [
+                "every_node_in_one_counter",
                 "every_node_in_one_counter",
                 "unavailable_within_limit",
                 "none_left_cordoned",

@@ -4,7 +4,7 @@
 //! from its saved state; an unreachable node stops answering for a while.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,16 +15,18 @@ use upkeep_agent::app::App;
 use upkeep_agent::config::AgentConfig;
 use upkeep_agent::server;
 use upkeep_agent::store::Store;
+use upkeep_common::Version;
 use upkeep_common::api::NodeRole;
 use upkeep_common::ids::NodeName;
-use upkeep_common::{Role, Version};
-use upkeep_coordinator::certs::{self, CertificateAuthority, Validity};
+use upkeep_coordinator::certs::{self, Validity};
 use upkeep_coordinator::inventory::{Inventory, InventoryNode};
 use upkeep_net::ServerCredentials;
 use upkeep_net::tls::{parse_certificates, parse_private_key, server_config};
 
+use crate::availability::Unavailability;
 use crate::faults::FaultPlan;
 use crate::host::{ArtifactStore, Machine};
+pub use crate::pki::FleetPki;
 
 /// The port every fake node listens on (each on its own address).
 pub const NODE_PORT: u16 = 10265;
@@ -177,61 +179,14 @@ pub struct FleetSpec {
     pub hosted: std::ops::Range<usize>,
 }
 
-/// The fleet's CA and the coordinator's client certificate, on disk.
-pub struct FleetPki {
-    ca: CertificateAuthority,
-    dir: PathBuf,
-    _temporary: Option<tempfile::TempDir>,
-}
-
-impl FleetPki {
-    /// A new CA in a temporary directory (for a run in one process).
-    pub fn temporary() -> Result<FleetPki, FleetError> {
-        let temporary = tempfile::tempdir().map_err(|e| FleetError::Setup(e.to_string()))?;
-        let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(7))?;
-        let pki = FleetPki { ca, dir: temporary.path().to_path_buf(), _temporary: Some(temporary) };
-        pki.write()?;
-        Ok(pki)
-    }
-
-    /// The CA in `dir`, created there by whichever shard comes first (it takes
-    /// `dir/.ca.lock` with an exclusive create; the others wait for `ca.crt`,
-    /// which is written last).
-    pub fn shared(dir: &Path) -> Result<FleetPki, FleetError> {
-        std::fs::create_dir_all(dir).map_err(|e| FleetError::Setup(format!("{}: {e}", dir.display())))?;
-        let lock = std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join(".ca.lock"));
-        if lock.is_ok() {
-            let ca = CertificateAuthority::generate("upkeep-sim CA", Validity::days_from_now(7))?;
-            let pki = FleetPki { ca, dir: dir.to_path_buf(), _temporary: None };
-            pki.write()?;
-            return Ok(pki);
-        }
-        for _ in 0..600 {
-            if dir.join("ca.crt").exists() {
-                let ca = CertificateAuthority::load(dir)?;
-                return Ok(FleetPki { ca, dir: dir.to_path_buf(), _temporary: None });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(FleetError::Setup(format!("{}: the shared CA never appeared", dir.display())))
-    }
-
-    fn write(&self) -> Result<(), FleetError> {
-        certs::write_file(&self.dir.join("ca.key"), self.ca.key_pem(), 0o600, true)?;
-        let coordinator =
-            self.ca.issue_client("upkeep-sim coordinator", Some(Role::Admin), Validity::days_from_now(7))?;
-        certs::write_issued(&self.dir, "coordinator", &coordinator, true)?;
-        certs::write_file(&self.dir.join("ca.crt"), self.ca.cert_pem(), 0o644, true)?;
-        Ok(())
-    }
-}
-
 /// The fleet.
 pub struct Fleet {
     /// Its nodes, in inventory order.
     pub nodes: Vec<Arc<SimNode>>,
     /// The inventory the coordinator uses.
     pub inventory: Inventory,
+    /// Every cordon and uncordon of the fleet's Nodes, as the machines saw them.
+    pub unavailability: Arc<Unavailability>,
     _pki: FleetPki,
 }
 
@@ -262,6 +217,8 @@ idle_timeout_secs = 30
 [probe]
 interval_secs = 3600
 host_facts_interval_secs = 3600
+[artifacts]
+file_roots = ["/sim/artifacts"]
 [timeouts]
 drain_secs = 2
 restart_secs = 1
@@ -282,6 +239,7 @@ impl Fleet {
         let ca = &pki.ca;
         let ca_der = pem_certificates(ca.cert_pem())?;
         let mut nodes = Vec::with_capacity(spec.hosted.len());
+        let unavailability = Arc::new(Unavailability::default());
         for index in spec.hosted.clone() {
             let role = if index < spec.control_planes { NodeRole::ControlPlane } else { NodeRole::Worker };
             let name: NodeName = match role {
@@ -295,13 +253,16 @@ impl Fleet {
             let chain = pem_certificates(&issued.cert_pem)?;
             let key = parse_private_key(issued.key_pem.as_bytes()).map_err(|e| FleetError::Setup(e.to_string()))?;
             let tls = server_config(ca_der.clone(), chain, key).map_err(|e| FleetError::Setup(e.to_string()))?;
-            let machine = Arc::new(Machine::new(
-                Path::new(KUBELET),
-                &spec.from,
-                plan.nodes[index].clone(),
-                artifacts.clone(),
-                spec.target.clone(),
-            ));
+            let machine = Arc::new(
+                Machine::new(
+                    Path::new(KUBELET),
+                    &spec.from,
+                    plan.nodes[index].clone(),
+                    artifacts.clone(),
+                    spec.target.clone(),
+                )
+                .reporting_to(unavailability.clone(), index),
+            );
             nodes.push(Arc::new(SimNode {
                 index,
                 config: node_config(&name, role, addr)?,
@@ -333,7 +294,7 @@ impl Fleet {
                 })
                 .collect(),
         };
-        Ok(Fleet { nodes, inventory, _pki: pki })
+        Ok(Fleet { nodes, inventory, unavailability, _pki: pki })
     }
 
     /// Watches for crashed agents and restarts them from their saved state.

@@ -21,6 +21,7 @@ use upkeep_common::Version;
 use upkeep_common::api::{HostFacts, LoadAverage};
 use upkeep_common::ids::{OperationId, Sha256 as Sha256Digest};
 
+use crate::availability::Unavailability;
 use crate::faults::{FaultKind, NodePlan};
 
 /// The bytes of a simulated kubelet binary for `version`.
@@ -57,6 +58,7 @@ pub struct Machine {
     restarts: AtomicU32,
     crash_armed: AtomicBool,
     hang_armed: AtomicBool,
+    unavailability: Option<(Arc<Unavailability>, usize)>,
     /// Woken when the agent crashed and must be restarted.
     pub crashed: Notify,
 }
@@ -79,7 +81,21 @@ impl Machine {
             restarts: AtomicU32::new(0),
             crash_armed: AtomicBool::new(crash),
             hang_armed: AtomicBool::new(hang),
+            unavailability: None,
             crashed: Notify::new(),
+        }
+    }
+
+    /// The same machine, reporting every cordon and uncordon of its Node to
+    /// `unavailability` as node `index`.
+    pub fn reporting_to(self, unavailability: Arc<Unavailability>, index: usize) -> Self {
+        Self { unavailability: Some((unavailability, index)), ..self }
+    }
+
+    fn set_cordoned(&self, cordoned: bool) {
+        self.cordoned.store(cordoned, Ordering::Relaxed);
+        if let Some((unavailability, index)) = &self.unavailability {
+            unavailability.set_cordoned(*index, cordoned);
         }
     }
 
@@ -322,7 +338,7 @@ impl NodeAccess for SimKube {
 
     fn cordon<'a>(&'a self, _operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>> {
         Box::pin(async move {
-            self.machine.cordoned.store(true, Ordering::Relaxed);
+            self.machine.set_cordoned(true);
             Ok(CordonOutcome::Cordoned)
         })
     }
@@ -333,7 +349,7 @@ impl NodeAccess for SimKube {
         _only_if_ours: bool,
     ) -> BoxFuture<'a, Result<(), KubeError>> {
         Box::pin(async move {
-            self.machine.cordoned.store(false, Ordering::Relaxed);
+            self.machine.set_cordoned(false);
             Ok(())
         })
     }

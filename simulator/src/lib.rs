@@ -6,9 +6,11 @@
 //! # Layout
 //!
 //! - [`faults`]: the fault plan and latencies, derived from (seed, node index).
+//! - [`availability`]: nodes cordoned at once, counted at every cordon and uncordon.
 //! - [`host`]: the simulated machine behind a fake node (files, service, probe, Kubernetes).
+//! - [`pki`]: the fleet's CA and the coordinator's client certificate.
 //! - [`fleet`]: starting the nodes on their own loopback addresses, crashes and outages.
-//! - [`run`]: one rollout: calibration, the coordinator, sampling.
+//! - [`run`]: one rollout: calibration, the coordinator, the checks.
 //! - [`serve`]: one shard of a large fleet, for a coordinator in another process.
 //! - [`checks`]: the end-of-run invariants, apart from the driving code.
 //! - [`report`]: the JSON report and the HTML page.
@@ -16,11 +18,13 @@
 //!   Eviction, `/version`), scriptable for disruption budgets, slow pods and
 //!   an API server that is down or slow.
 
+pub mod availability;
 pub mod checks;
 pub mod faults;
 pub mod fleet;
 pub mod host;
 pub mod kube_api;
+pub mod pki;
 pub mod report;
 pub mod run;
 pub mod serve;

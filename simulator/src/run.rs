@@ -1,16 +1,14 @@
 //! One simulated rollout: derive the fault plan from the seed, start the fleet,
-//! time the bare protocol, drive the real coordinator over mutual TLS while
-//! sampling unavailability from the agents, then check and report.
+//! time the bare protocol, drive the real coordinator over mutual TLS (the
+//! machines count every cordon and uncordon meanwhile), then check and report.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use upkeep_common::Version;
-use upkeep_common::api::NodePhase;
+use upkeep_common::api::{NodePhase, OperationKind, OperationPhase};
 use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
 use upkeep_coordinator::journal::Journal;
 use upkeep_coordinator::plan::Limit;
@@ -187,10 +185,6 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
 
     let crash_watchers = fleet.restart_crashed_agents();
     let outages = fleet.schedule_outages();
-    let sampling = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let every = Duration::from_millis(10 * (config.nodes as u64 / 1000).max(1));
-    let sampler = tokio::spawn(sample_unavailability(fleet.nodes.clone(), sampling.clone(), peak.clone(), every));
     let bar = config.progress.then(|| {
         let bar = ProgressBar::new(total as u64);
         if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
@@ -210,15 +204,13 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     let started = Instant::now();
     let summary = rollout.run(&mut recorder).await.map_err(|e| RunError::Coordinator(e.to_string()))?;
     let wall_s = started.elapsed().as_secs_f64();
-    sampling.store(false, Ordering::Relaxed);
-    let _ = sampler.await;
     for task in crash_watchers.into_iter().chain(outages) {
         task.abort();
     }
 
     let journal = Journal::load(&journal_path).map_err(|e| RunError::Coordinator(e.to_string()))?;
-    let finals = final_nodes(&fleet, &journal).await;
-    let peak_unavailable = peak.load(Ordering::Relaxed);
+    let finals = final_nodes(&fleet, &journal, &config.to).await;
+    let peak_unavailable = fleet.unavailability.peak();
     let violations = check_run(&finals, &summary.counters, &config.to, limit, peak_unavailable);
     fleet.shutdown().await;
     let finals: Vec<FinalNode> = finals;
@@ -281,27 +273,27 @@ async fn calibrate(fleet: &Fleet, client: AgentClient, concurrency: usize) -> f6
     started.elapsed().as_secs_f64()
 }
 
-/// Samples, every `every` (10 ms per thousand nodes), how many nodes the agents
-/// say are unavailable (cordoned, upgrading or Degraded), keeping the peak.
-async fn sample_unavailability(
-    nodes: Vec<Arc<crate::fleet::SimNode>>,
-    running: Arc<AtomicBool>,
-    peak: Arc<AtomicUsize>,
-    every: Duration,
-) {
-    while running.load(Ordering::Relaxed) {
-        let unavailable = nodes
-            .iter()
-            .filter(|node| node.machine.cordoned() || node.app().is_some_and(|app| app.node.phase() != NodePhase::Idle))
-            .count();
-        peak.fetch_max(unavailable, Ordering::Relaxed);
-        tokio::time::sleep(every).await;
-    }
-}
-
-async fn final_nodes(fleet: &Fleet, journal: &Journal) -> Vec<FinalNode> {
+/// Each node as the checks see it: the journal's status beside what the agent
+/// and the machine say. Dry runs and prestaging that staged (stage-only
+/// operations that succeeded) are not upgrades; prestaging that failed is a
+/// failed upgrade, as the coordinator counts it.
+async fn final_nodes(fleet: &Fleet, journal: &Journal, target: &Version) -> Vec<FinalNode> {
     let mut finals = Vec::with_capacity(fleet.nodes.len());
     for (node, record) in fleet.nodes.iter().zip(&journal.nodes) {
+        let upgrades = node.app().map(|app| {
+            app.engine
+                .operations()
+                .iter()
+                .filter(|op| {
+                    let stage_only = app.engine.record(&op.id).is_some_and(|record| record.stage_only);
+                    op.kind == OperationKind::Upgrade
+                        && !op.dry_run
+                        && !(stage_only && op.phase == OperationPhase::Succeeded)
+                        && op.target_version.as_ref() == Some(target)
+                })
+                .map(|op| op.phase)
+                .collect()
+        });
         let (observed, phase) = match node.app() {
             Some(app) => {
                 app.probe_versions().await;
@@ -324,6 +316,7 @@ async fn final_nodes(fleet: &Fleet, journal: &Journal) -> Vec<FinalNode> {
             observed,
             phase,
             swaps: node.machine.swaps(),
+            upgrades,
         });
     }
     finals

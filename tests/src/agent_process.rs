@@ -56,8 +56,16 @@ pub struct AgentProcess {
 }
 
 /// The config of a test agent: a worker with one fake kubelet, listening on an
-/// ephemeral loopback port, plus the setup's extra TOML.
+/// ephemeral loopback port, reading `file://` artifacts from the temporary
+/// directory (where every test keeps them), plus the setup's extra TOML (an
+/// `[artifacts]` table in it gets the file root added).
 pub fn config_text(pki: &Pki, dir: &Path, kubelet: &Path, setup: &AgentSetup) -> String {
+    let file_roots = format!("[artifacts]\nfile_roots = [\"{}\"]\n", std::env::temp_dir().display());
+    let extra = if setup.extra.contains("[artifacts]\n") {
+        setup.extra.replacen("[artifacts]\n", &file_roots, 1)
+    } else {
+        format!("{}\n{file_roots}", setup.extra)
+    };
     format!(
         r#"node_name = "worker-1"
 role = "worker"
@@ -100,7 +108,7 @@ kubernetes_skew = true
             })
             .collect::<Vec<_>>()
             .join("\n"),
-        extra = setup.extra,
+        extra = extra,
     )
 }
 

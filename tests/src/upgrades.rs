@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::agent_process::AgentSetup;
-use crate::client::ApiClient;
+use crate::agent_process::{AgentProcess, AgentSetup};
+use crate::client::{ApiClient, client_config};
 use crate::fake_kubelet;
+use crate::pki::Pki;
 
 /// An artifact file and its digest.
 #[derive(Debug, Clone)]
@@ -62,6 +63,55 @@ pub fn setup(version: &str, health_port: u16, extra: &str) -> AgentSetup {
         more_components: Vec::new(),
         listen: String::new(),
         extra: format!("[timeouts]\npostcheck_secs = 5\n{extra}"),
+    }
+}
+
+/// A real agent process set up by [`setup`], its PKI, and a directory for
+/// artifacts (inside the agent's file root).
+pub struct UpgradeNode {
+    /// The CA and certificates.
+    pub pki: Pki,
+    /// The agent.
+    pub agent: AgentProcess,
+    /// Where artifacts are written.
+    pub artifacts: tempfile::TempDir,
+}
+
+impl UpgradeNode {
+    /// An agent with a kubelet at `version`, health-checked by a fresh health
+    /// server, with `extra` TOML.
+    pub async fn start(version: &str, extra: &str) -> UpgradeNode {
+        let port = fake_kubelet::start_health_server().await;
+        Self::start_with(&setup(version, port, extra))
+    }
+
+    /// An agent set up as `setup` says.
+    pub fn start_with(setup: &AgentSetup) -> UpgradeNode {
+        let pki = Pki::new();
+        let agent = AgentProcess::start_with(&pki, setup);
+        UpgradeNode { pki, agent, artifacts: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// A client with the certificate of `role`.
+    pub async fn client(&self, role: &str) -> ApiClient {
+        ApiClient::connect(self.agent.addr, client_config(&self.pki.ca_cert(), Some(&self.pki.client(role))))
+            .await
+            .expect("connects")
+    }
+
+    /// A kubelet artifact for `version` in the artifacts directory.
+    pub fn artifact(&self, version: &str, healthy: bool) -> Artifact {
+        kubelet_artifact(self.artifacts.path(), version, healthy)
+    }
+
+    /// The installed kubelet's bytes.
+    pub fn installed(&self) -> Vec<u8> {
+        std::fs::read(self.agent.kubelet_path()).expect("installed kubelet")
+    }
+
+    /// How many times the kubelet was restarted.
+    pub fn restarts(&self) -> usize {
+        std::fs::read_to_string(self.agent.dir().join("restarts.log")).map(|t| t.lines().count()).unwrap_or(0)
     }
 }
 

@@ -1,6 +1,6 @@
 //! `[artifacts]`: where artifacts may come from and how they are checked.
 
-use std::path::PathBuf;
+use std::path::{Component, PathBuf};
 
 use serde::Deserialize;
 
@@ -16,11 +16,14 @@ pub struct ArtifactSettings {
     /// ed25519 public keys (32 raw bytes each); when any is set, every artifact
     /// must carry a signature over its sha256 digest made by one of them.
     pub trusted_keys: Vec<[u8; 32]>,
+    /// Directories `file://` sources may be read from (absolute, without `.`
+    /// or `..`); empty means no `file://` source is accepted.
+    pub file_roots: Vec<PathBuf>,
 }
 
 impl Default for ArtifactSettings {
     fn default() -> Self {
-        Self { max_bytes: 512 * 1024 * 1024, ca_file: None, trusted_keys: Vec::new() }
+        Self { max_bytes: 512 * 1024 * 1024, ca_file: None, trusted_keys: Vec::new(), file_roots: Vec::new() }
     }
 }
 
@@ -30,6 +33,8 @@ pub(super) struct RawArtifacts {
     ca_file: Option<PathBuf>,
     #[serde(default)]
     trusted_keys: Vec<String>,
+    #[serde(default)]
+    file_roots: Vec<PathBuf>,
 }
 
 pub(super) fn validate_artifacts(raw: RawArtifacts, problems: &mut Problems) -> ArtifactSettings {
@@ -54,5 +59,23 @@ pub(super) fn validate_artifacts(raw: RawArtifacts, problems: &mut Problems) -> 
                 .add(format!("artifacts.trusted_keys[{index}]"), "must be a base64 ed25519 public key (32 bytes)"),
         }
     }
-    ArtifactSettings { max_bytes, ca_file, trusted_keys }
+    let file_roots = raw
+        .file_roots
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, root)| file_root(&format!("artifacts.file_roots[{index}]"), root, problems))
+        .collect();
+    ArtifactSettings { max_bytes, ca_file, trusted_keys, file_roots }
+}
+
+/// A root as written: absolute, and without `.` or `..` segments, so that a
+/// source's path can be compared with it segment by segment.
+fn file_root(key: &str, root: PathBuf, problems: &mut Problems) -> Option<PathBuf> {
+    let root = problems.absolute_path(key, Some(root))?;
+    let normal = root.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !normal {
+        problems.add(key, format!("{:?} may not contain \".\" or \"..\"", root.display().to_string()));
+        return None;
+    }
+    Some(root)
 }

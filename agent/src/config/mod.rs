@@ -175,12 +175,13 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<AgentConfig> {
     })
 }
 
-/// A minimal valid config managing `components` (each at `/usr/bin/NAME`), for tests.
+/// A minimal valid config managing `components` (each at `/usr/bin/NAME`),
+/// with `file://` sources allowed under `/srv`, for tests.
 #[cfg(test)]
 pub(crate) fn sample_config(components: &[&str]) -> AgentConfig {
     let mut text = String::from(
         "node_name = \"worker-1\"\nrole = \"worker\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"/tmp/upkeep\"\n\
-         [tls]\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/ca\"\n",
+         [tls]\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/ca\"\n[artifacts]\nfile_roots = [\"/srv\"]\n",
     );
     for name in components {
         text.push_str(&format!(
@@ -313,6 +314,17 @@ kubeconfig = "/etc/upkeep/kubeconfig"
             let problems = AgentConfig::parse(&text).expect_err("out of range");
             assert_eq!(keys(&problems), ["server.body_read_timeout_secs"]);
         }
+    }
+
+    #[test]
+    fn file_roots_are_absolute_and_normal() {
+        assert!(AgentConfig::parse(VALID).expect("valid").artifacts.file_roots.is_empty(), "none by default");
+        let text = format!("{VALID}\n[artifacts]\nfile_roots = [\"/srv/artifacts\", \"srv\", \"/srv/../etc\"]\n");
+        let problems = AgentConfig::parse(&text).expect_err("bad roots are refused");
+        assert_eq!(keys(&problems), ["artifacts.file_roots[1]", "artifacts.file_roots[2]"], "{problems:?}");
+        let text = format!("{VALID}\n[artifacts]\nfile_roots = [\"/srv/artifacts\"]\n");
+        let config = AgentConfig::parse(&text).expect("valid roots");
+        assert_eq!(config.artifacts.file_roots, [PathBuf::from("/srv/artifacts")]);
     }
 
     #[test]

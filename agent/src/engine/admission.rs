@@ -9,6 +9,7 @@ use upkeep_common::rules::{IncrementalRefusal, IncrementalVerdict, SkewVerdict, 
 use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail, Version};
 
 use crate::config::{AgentConfig, ComponentConfig};
+use crate::host::file_source;
 
 /// One component the upgrade will change.
 #[derive(Debug, Clone)]
@@ -67,7 +68,11 @@ pub fn check_fields(config: &AgentConfig, request: &UpgradeRequest) -> Result<()
                 format!("{} is listed twice", artifact.component),
             ));
         }
-        if !(artifact.source.starts_with("file:///") || artifact.source.starts_with("https://")) {
+        if artifact.source.starts_with("file://") {
+            if let Err(refusal) = file_source::admit(&config.artifacts.file_roots, &artifact.source) {
+                details.push(ErrorDetail::new(field("source"), refusal.code(), refusal.to_string()));
+            }
+        } else if !artifact.source.starts_with("https://") {
             details.push(ErrorDetail::new(
                 field("source"),
                 "unsupported_source",
@@ -278,6 +283,21 @@ mod tests {
         let codes: Vec<&str> = error.error.details.iter().map(|d| d.code.as_str()).collect();
         assert_eq!(codes, ["unsupported_source", "duplicate", "invalid_format", "unknown_component"]);
         assert!(check_fields(&config(), &request("v1.30.3", &[], false)).is_err());
+    }
+
+    #[test]
+    fn a_file_source_outside_the_roots_is_a_detail_on_its_field() {
+        let mut outside = request("v1.30.3", &["kubelet", "kube-proxy"], false);
+        outside.artifacts[1].source = "file:///srv/../etc/shadow".into();
+        let error = check_fields(&config(), &outside).expect_err("refused");
+        assert_eq!(error.error.code, ErrorCode::ValidationFailed);
+        let details: Vec<(&str, &str)> =
+            error.error.details.iter().map(|d| (d.field.as_str(), d.code.as_str())).collect();
+        assert_eq!(details, [("artifacts[1].source", "source_not_allowed")]);
+        let mut no_roots = config();
+        no_roots.artifacts.file_roots.clear();
+        let error = check_fields(&no_roots, &request("v1.30.3", &["kubelet"], false)).expect_err("refused");
+        assert_eq!(error.error.details[0].code, "source_not_allowed");
     }
 
     #[test]

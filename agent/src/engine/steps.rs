@@ -12,7 +12,7 @@ use crate::engine::admission::decode_signature;
 use crate::engine::crash::crash_point;
 use crate::engine::record::OperationRecord;
 use crate::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError};
-use crate::host::services::RestartOutcome;
+use crate::host::services::{RestartError, RestartOutcome};
 
 /// A step that finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,8 +132,11 @@ async fn binary_size(path: &std::path::Path) -> u64 {
 
 async fn source_reachable(engine: &Engine, source: &str) -> bool {
     if source.starts_with("file://") {
-        let path = std::path::PathBuf::from(source.trim_start_matches("file://"));
-        return engine.host.files.exists(&path).await;
+        // A source outside the file roots is never looked at, not even for existence.
+        return match crate::host::file_source::admit(&engine.config.artifacts.file_roots, source) {
+            Ok(path) => engine.host.files.exists(&path).await,
+            Err(_) => false,
+        };
     }
     // https:// sources are checked when they are fetched.
     true
@@ -159,6 +162,11 @@ async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {
             let staged =
                 engine.host.files.stage(&plan.source, &plan.staged, engine.config.artifacts.max_bytes).await.map_err(
                     |error| match error {
+                        crate::host::files::FileError::Refused { .. } => StepFailure::new(
+                            ErrorCode::ValidationFailed,
+                            "source_not_allowed",
+                            format!("{}: {error}", plan.name),
+                        ),
                         crate::host::files::FileError::TooLarge { .. } => StepFailure::new(
                             ErrorCode::ValidationFailed,
                             "artifact_too_large",
@@ -307,7 +315,10 @@ async fn restart(engine: &Engine, record: &mut OperationRecord) -> StepResult {
         let Some(component) = engine.config.components.iter().find(|c| c.name == plan.name) else { continue };
         let outcome =
             engine.host.services.restart(component, engine.config.timeouts.restart).await.map_err(|error| {
-                StepFailure::new(ErrorCode::DependencyUnavailable, "restart_failed", format!("{}: {error}", plan.name))
+                // The restart is bounded by the step's own timeout, so running out
+                // of it has the code of any step that does, whichever timer fired first.
+                let code = if matches!(error, RestartError::Timeout(_)) { "step_timeout" } else { "restart_failed" };
+                StepFailure::new(ErrorCode::DependencyUnavailable, code, format!("{}: {error}", plan.name))
             })?;
         messages.push(match outcome {
             RestartOutcome::Restarted => format!("{}: restarted", plan.name),

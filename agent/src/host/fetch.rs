@@ -1,9 +1,10 @@
 //! Reading artifacts from `file://` and `https://` sources into a file, with a
 //! size limit and the sha256 computed on the way. `https://` uses the configured
 //! CA bundle, or the Mozilla roots when none is configured; redirects are not
-//! followed (a source must name the artifact itself).
+//! followed (a source must name the artifact itself). `file://` sources are
+//! read only inside the configured roots (see [`crate::host::file_source`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty};
@@ -20,12 +21,14 @@ use upkeep_common::ids::Sha256 as Sha256Digest;
 use upkeep_net::client::server_authenticated_client;
 use upkeep_net::tls::TlsError;
 
+use crate::host::file_source;
 use crate::host::files::{FileError, Staged};
 
 /// Reads artifact sources.
 #[derive(Clone)]
 pub struct ArtifactReader {
     tls: Arc<ClientConfig>,
+    file_roots: Arc<[PathBuf]>,
 }
 
 /// Counts and hashes bytes on their way into the staging file, enforcing the limit.
@@ -57,7 +60,13 @@ impl<W: AsyncWrite + Unpin> Sink<'_, W> {
 impl ArtifactReader {
     /// A reader trusting `ca_bundle` for `https://`, or the Mozilla roots.
     pub fn new(ca_bundle: Option<&Path>) -> Result<Self, TlsError> {
-        Ok(Self { tls: Arc::new(server_authenticated_client(ca_bundle)?) })
+        Ok(Self { tls: Arc::new(server_authenticated_client(ca_bundle)?), file_roots: Arc::from([]) })
+    }
+
+    /// The same reader, reading `file://` sources inside `roots` only (with no
+    /// roots, which is the default, every `file://` source is refused).
+    pub fn with_file_roots(self, roots: &[PathBuf]) -> Self {
+        Self { file_roots: Arc::from(roots), ..self }
     }
 
     /// Copies `source` into `file`; fails past `limit` bytes.
@@ -69,8 +78,21 @@ impl ArtifactReader {
     ) -> Result<Staged, FileError> {
         let mut sink = Sink { file, hasher: Sha256::new(), size: 0, limit };
         let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
-        if let Some(path) = source.strip_prefix("file://") {
-            let mut input = tokio::fs::File::open(path).await.map_err(|e| fetch_error(e.to_string()))?;
+        if source.starts_with("file://") {
+            let path = file_source::resolve(&self.file_roots, source).await.map_err(|error| match error {
+                file_source::FileSourceError::Unresolvable(reason) => fetch_error(reason),
+                refusal => FileError::Refused { source_url: source.to_owned(), reason: refusal.to_string() },
+            })?;
+            // The resolved path has no symlinks left; one put in its place since is not followed.
+            let mut input = tokio::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                .open(&path)
+                .await
+                .map_err(|e| fetch_error(e.to_string()))?;
+            file_source::confirm_opened(&self.file_roots, &input)
+                .await
+                .map_err(|refusal| FileError::Refused { source_url: source.to_owned(), reason: refusal.to_string() })?;
             let mut buffer = vec![0u8; 64 * 1024];
             loop {
                 let read = input.read(&mut buffer).await.map_err(|e| fetch_error(e.to_string()))?;

@@ -26,6 +26,15 @@ pub enum FileError {
         /// Why.
         reason: String,
     },
+    /// The source is not one this agent may read (a `file://` path outside
+    /// `artifacts.file_roots`); nothing was read from it. Not retryable.
+    #[error("{source_url} is not allowed: {reason}")]
+    Refused {
+        /// The source URL.
+        source_url: String,
+        /// Why.
+        reason: String,
+    },
     /// The artifact is larger than the limit.
     #[error("artifact is larger than {limit} bytes")]
     TooLarge {
@@ -233,8 +242,8 @@ pub fn digest_of(bytes: &[u8]) -> Sha256Digest {
 mod tests {
     use super::*;
 
-    fn files() -> RealFiles {
-        RealFiles::new(ArtifactReader::new(None).expect("Mozilla roots load"))
+    fn files(file_root: &Path) -> RealFiles {
+        RealFiles::new(ArtifactReader::new(None).expect("Mozilla roots load").with_file_roots(&[file_root.to_owned()]))
     }
 
     #[tokio::test]
@@ -247,7 +256,7 @@ mod tests {
         let work = work_dir(&binary);
         let staged_path = work.join("kubelet.op-1.staged");
         let backup = work.join("kubelet.op-1.backup");
-        let files = files();
+        let files = files(dir.path());
 
         let staged = files.stage(&format!("file://{}", artifact.display()), &staged_path, 1024).await.expect("stages");
         assert_eq!(staged.size, 10);
@@ -272,12 +281,15 @@ mod tests {
         let artifact = dir.path().join("artifact");
         std::fs::write(&artifact, vec![0u8; 2048]).expect("write");
         let destination = dir.path().join(".upkeep/x");
-        let files = files();
+        let files = files(dir.path());
         let large = files.stage(&format!("file://{}", artifact.display()), &destination, 1024).await;
         assert_eq!(large, Err(FileError::TooLarge { limit: 1024 }));
         assert!(!destination.exists());
-        let missing = files.stage("file:///nonexistent/artifact", &destination, 1024).await;
+        let missing = files.stage(&format!("file://{}/nonexistent", dir.path().display()), &destination, 1024).await;
         assert!(matches!(missing, Err(FileError::Fetch { .. })), "{missing:?}");
+        let outside = files.stage("file:///etc/hostname", &destination, 1024).await;
+        assert!(matches!(outside, Err(FileError::Refused { .. })), "{outside:?}");
+        assert!(!destination.exists());
         assert!(files.free_bytes(&dir.path().join("not/yet/there")).await.is_some());
     }
 }

@@ -14,6 +14,7 @@
 pub mod command;
 pub mod facts;
 pub mod fetch;
+pub mod file_source;
 pub mod files;
 pub mod health;
 pub mod kube;
@@ -119,7 +120,8 @@ impl Host {
             .first()
             .and_then(|component| component.binary.parent().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/"));
-        let reader = fetch::ArtifactReader::new(config.artifacts.ca_file.as_deref())?;
+        let reader = fetch::ArtifactReader::new(config.artifacts.ca_file.as_deref())?
+            .with_file_roots(&config.artifacts.file_roots);
         let kubernetes: Arc<dyn kubernetes::NodeAccess> = match &config.kubernetes {
             None => Arc::new(kubernetes::NoKubernetes),
             Some(settings) => Arc::new(
