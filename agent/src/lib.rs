@@ -22,6 +22,7 @@
 //! pieces themselves and call [`server::serve`].
 
 pub mod app;
+pub mod availability;
 pub mod cli;
 pub mod config;
 pub mod deadline;
@@ -91,7 +92,7 @@ pub async fn run(config: AgentConfig) -> Result<(), StartError> {
     app.start().await;
 
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(refresh::probe_versions_forever(app.clone()));
+    background.spawn(refresh::refresh_forever(app.clone()));
     background.spawn(refresh::refresh_host_facts_forever(app.clone()));
     background.spawn(refresh::reload_tls_on_change_forever(tls.clone()));
     background.spawn(systemd::watchdog_forever());

@@ -304,7 +304,7 @@ async fn final_nodes(fleet: &Fleet, journal: &Journal) -> Vec<FinalNode> {
     for (node, record) in fleet.nodes.iter().zip(&journal.nodes) {
         let (observed, phase) = match node.app() {
             Some(app) => {
-                app.probe_versions().await;
+                app.refresh().await;
                 let (state, _) = app.node.snapshot();
                 let observed = state
                     .components
