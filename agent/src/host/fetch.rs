@@ -2,9 +2,17 @@
 //! size limit and the sha256 computed on the way. `https://` uses the configured
 //! CA bundle, or the Mozilla roots when none is configured; redirects are not
 //! followed (a source must name the artifact itself).
+//!
+//! Every wait is on the reactor, never on a blocking thread, so dropping a copy
+//! (a cancel, a step timeout) releases everything at once: a `file://` source is
+//! opened non-blocking (a FIFO without a writer is waited for, not blocked on;
+//! other special files are refused), and the HTTPS connection is closed with
+//! the copy.
 
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::Uri;
@@ -13,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use upkeep_common::ids::Sha256 as Sha256Digest;
@@ -53,6 +61,74 @@ impl<W: AsyncWrite + Unpin> Sink<'_, W> {
     }
 }
 
+/// How often a FIFO source is looked at again while no writer has opened it.
+const FIFO_WRITER_POLL: Duration = Duration::from_millis(50);
+
+/// A `file://` source, opened without blocking.
+enum SourceFile {
+    /// A regular file.
+    Regular(tokio::fs::File),
+    /// A FIFO, read through the reactor.
+    Fifo(tokio::net::unix::pipe::Receiver),
+}
+
+impl SourceFile {
+    /// Opens `path` non-blocking: a FIFO with no writer opens at once instead
+    /// of holding a thread until one comes.
+    async fn open(path: &Path) -> std::io::Result<SourceFile> {
+        let owned = path.to_path_buf();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits() | nix::fcntl::OFlag::O_NOCTTY.bits())
+                .open(owned)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let kind = file.metadata()?.file_type();
+        if kind.is_file() {
+            Ok(SourceFile::Regular(tokio::fs::File::from_std(file)))
+        } else if kind.is_fifo() {
+            Ok(SourceFile::Fifo(tokio::net::unix::pipe::Receiver::from_file(file)?))
+        } else {
+            Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file or a FIFO"))
+        }
+    }
+
+    /// Copies everything into `sink`. A FIFO reads as empty until a writer opens
+    /// it, so its end is the first empty read after some data came.
+    async fn copy_into<W: AsyncWrite + Unpin>(self, sink: &mut Sink<'_, W>, source: &str) -> Result<(), FileError> {
+        let fetch_error = |e: std::io::Error| FileError::Fetch { source_url: source.to_owned(), reason: e.to_string() };
+        let (mut input, waits_for_writer): (Box<dyn AsyncRead + Unpin + Send>, bool) = match self {
+            SourceFile::Regular(file) => (Box::new(file), false),
+            SourceFile::Fifo(pipe) => (Box::new(pipe), true),
+        };
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut seen_data = false;
+        loop {
+            let read = input.read(&mut buffer).await.map_err(fetch_error)?;
+            if read == 0 {
+                if waits_for_writer && !seen_data {
+                    tokio::time::sleep(FIFO_WRITER_POLL).await;
+                    continue;
+                }
+                return Ok(());
+            }
+            seen_data = true;
+            sink.write(&buffer[..read], source).await?;
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped, so that a dropped fetch closes its connection.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl ArtifactReader {
     /// A reader trusting `ca_bundle` for `https://`, or the Mozilla roots.
     pub fn new(ca_bundle: Option<&Path>) -> Result<Self, TlsError> {
@@ -82,15 +158,8 @@ impl ArtifactReader {
         let mut sink = Sink { file, hasher: Sha256::new(), size: 0, limit };
         let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
         if let Some(path) = source.strip_prefix("file://") {
-            let mut input = tokio::fs::File::open(path).await.map_err(|e| fetch_error(e.to_string()))?;
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                let read = input.read(&mut buffer).await.map_err(|e| fetch_error(e.to_string()))?;
-                if read == 0 {
-                    break;
-                }
-                sink.write(&buffer[..read], source).await?;
-            }
+            let input = SourceFile::open(Path::new(path)).await.map_err(|e| fetch_error(e.to_string()))?;
+            input.copy_into(&mut sink, source).await?;
         } else if source.starts_with("https://") {
             self.copy_https(source, &mut sink).await?;
         } else {
@@ -114,9 +183,9 @@ impl ArtifactReader {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| fetch_error(e.to_string()))?;
-        tokio::spawn(async move {
+        let _connection = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
-        });
+        }));
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, host.as_str())
