@@ -264,6 +264,15 @@ impl Files for SimFiles {
         })
     }
 
+    fn reachable<'a>(&'a self, source: &'a str, _within: Duration) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(async move {
+            match self.0.artifacts.contains_key(source) {
+                true => Ok(()),
+                false => Err(FileError::Fetch { source_url: source.to_owned(), reason: "not found".to_owned() }),
+            }
+        })
+    }
+
     fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             self.0.files().contains_key(path) || self.0.artifacts.contains_key(&format!("file://{}", path.display()))

@@ -55,6 +55,9 @@ impl StepFailure {
 /// The result of one step.
 pub type StepResult = Result<StepDone, StepFailure>;
 
+/// The longest PreCheck waits for one artifact source to answer.
+const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often PostCheck asks again while waiting for the new version.
 const POSTCHECK_POLL: Duration = Duration::from_millis(200);
 
@@ -100,15 +103,20 @@ async fn precheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
             None => notes.push(format!("{}: free space unknown", plan.name)),
         }
         let reachable = match record.operation.kind {
-            OperationKind::Rollback => engine.host.files.exists(&plan.staged).await,
-            _ => source_reachable(engine, &plan.source).await,
+            OperationKind::Rollback => match engine.host.files.exists(&plan.staged).await {
+                true => Ok(()),
+                false => Err(format!("{} is missing", plan.staged.display())),
+            },
+            _ => {
+                let within = engine.config.timeouts.precheck.min(REACHABILITY_TIMEOUT);
+                engine.host.files.reachable(&plan.source, within).await.map_err(|error| error.to_string())
+            }
         };
-        if !reachable {
-            let what = if plan.source.is_empty() { plan.staged.display().to_string() } else { plan.source.clone() };
+        if let Err(reason) = reachable {
             return Err(StepFailure::new(
                 ErrorCode::DependencyUnavailable,
                 "artifact_unreachable",
-                format!("{}: {what} cannot be reached", plan.name),
+                format!("{}: {reason}", plan.name),
             ));
         }
     }
@@ -129,15 +137,6 @@ async fn precheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
 
 async fn binary_size(path: &std::path::Path) -> u64 {
     tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0)
-}
-
-async fn source_reachable(engine: &Engine, source: &str) -> bool {
-    if source.starts_with("file://") {
-        let path = std::path::PathBuf::from(source.trim_start_matches("file://"));
-        return engine.host.files.exists(&path).await;
-    }
-    // https:// sources are checked when they are fetched.
-    true
 }
 
 async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {

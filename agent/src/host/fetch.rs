@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
-use hyper::Uri;
 use hyper::body::Bytes;
+use hyper::{Method, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -169,7 +169,51 @@ impl ArtifactReader {
         Ok(sink.finish())
     }
 
-    async fn copy_https<W: AsyncWrite + Unpin>(&self, source: &str, sink: &mut Sink<'_, W>) -> Result<(), FileError> {
+    /// Whether `source` can be fetched, asked within `within`: a `file://` source
+    /// exists as a regular file or FIFO; an `https://` server answers a HEAD with
+    /// 2xx, or, when it refuses HEAD (405, 501), a GET of the first byte with 2xx.
+    pub async fn probe(&self, source: &str, within: Duration) -> Result<(), FileError> {
+        let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
+        let asked = async {
+            if let Some(path) = source.strip_prefix("file://") {
+                let kind = tokio::fs::metadata(path).await.map_err(|e| fetch_error(e.to_string()))?.file_type();
+                return if kind.is_file() || kind.is_fifo() {
+                    Ok(())
+                } else {
+                    Err(fetch_error("not a regular file or a FIFO".to_owned()))
+                };
+            }
+            if !source.starts_with("https://") {
+                return Err(fetch_error("only file:// and https:// sources are supported".to_owned()));
+            }
+            let (head, _connection) = self.request_https(source, Method::HEAD, None).await?;
+            let status = head.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            if !matches!(status, StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED) {
+                return Err(fetch_error(format!("server answered {status} to HEAD")));
+            }
+            let (get, _connection) = self.request_https(source, Method::GET, Some("bytes=0-0")).await?;
+            match get.status() {
+                status if status.is_success() => Ok(()),
+                status => Err(fetch_error(format!("server answered {status} to a ranged GET"))),
+            }
+        };
+        match tokio::time::timeout(within, asked).await {
+            Ok(result) => result,
+            Err(_) => Err(fetch_error(format!("no answer within {within:?}"))),
+        }
+    }
+
+    /// Sends one request for `source`; the connection closes when the returned
+    /// guard is dropped.
+    async fn request_https(
+        &self,
+        source: &str,
+        method: Method,
+        range: Option<&str>,
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, AbortOnDrop), FileError> {
         let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
         let uri: Uri = source.parse().map_err(|e: hyper::http::uri::InvalidUri| fetch_error(e.to_string()))?;
         let host = uri.host().ok_or_else(|| fetch_error("no host".to_owned()))?.to_owned();
@@ -183,16 +227,26 @@ impl ArtifactReader {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| fetch_error(e.to_string()))?;
-        let _connection = AbortOnDrop(tokio::spawn(async move {
+        let connection = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
         }));
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let request = hyper::Request::get(path)
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, host.as_str())
-            .header(hyper::header::USER_AGENT, concat!("upkeep-agent/", env!("CARGO_PKG_VERSION")))
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| fetch_error(e.to_string()))?;
+            .header(hyper::header::USER_AGENT, concat!("upkeep-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(range) = range {
+            request = request.header(hyper::header::RANGE, range);
+        }
+        let request = request.body(Empty::<Bytes>::new()).map_err(|e| fetch_error(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| fetch_error(e.to_string()))?;
+        Ok((response, connection))
+    }
+
+    async fn copy_https<W: AsyncWrite + Unpin>(&self, source: &str, sink: &mut Sink<'_, W>) -> Result<(), FileError> {
+        let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
+        let (response, _connection) = self.request_https(source, Method::GET, None).await?;
         if !response.status().is_success() {
             return Err(fetch_error(format!("server answered {}", response.status())));
         }
@@ -214,3 +268,7 @@ impl ArtifactReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "fetch_tests.rs"]
+mod tests;

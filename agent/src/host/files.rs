@@ -7,6 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use upkeep_common::ids::Sha256 as Sha256Digest;
@@ -81,6 +82,9 @@ pub trait Files: Send + Sync {
     fn remove<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<(), FileError>>;
     /// Whether a file exists.
     fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, bool>;
+    /// Whether `source` can be fetched, asked within `within` (see
+    /// [`ArtifactReader::probe`]); why not, when it cannot.
+    fn reachable<'a>(&'a self, source: &'a str, within: Duration) -> BoxFuture<'a, Result<(), FileError>>;
 }
 
 /// The directory beside `binary` that holds its staged files and backups.
@@ -232,6 +236,10 @@ impl Files for RealFiles {
         let path = path.to_path_buf();
         Box::pin(async move { tokio::fs::try_exists(&path).await.unwrap_or(false) })
     }
+
+    fn reachable<'a>(&'a self, source: &'a str, within: Duration) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(self.reader.probe(source, within))
+    }
 }
 
 /// The sha256 of some bytes.
@@ -241,8 +249,6 @@ pub fn digest_of(bytes: &[u8]) -> Sha256Digest {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn files() -> RealFiles {
