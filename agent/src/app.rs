@@ -36,14 +36,15 @@ impl App {
         Ok(Self { config, node, metrics, host, engine })
     }
 
-    /// Probes versions once, then resumes operations a stop interrupted.
+    /// Probes versions and reads the Node once, then resumes operations a stop interrupted.
     pub async fn start(&self) {
-        self.probe_versions().await;
+        self.refresh().await;
         crate::engine::recovery::resume_interrupted(&self.engine);
     }
 
-    /// Runs every component's version command and records the results.
-    pub async fn probe_versions(&self) {
-        crate::refresh::probe_versions(&self.config, &self.host, &self.node, &self.metrics).await;
+    /// Runs every component's version command and reads the Node (with
+    /// `[kubernetes]`), and records the results.
+    pub async fn refresh(&self) {
+        crate::refresh::refresh(&self.config, &self.host, &self.node, &self.metrics).await;
     }
 }

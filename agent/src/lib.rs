@@ -24,6 +24,7 @@
 //! pieces themselves and call [`server::serve`].
 
 pub mod app;
+pub mod availability;
 pub mod cli;
 pub mod config;
 pub mod config_check;
@@ -94,7 +95,7 @@ pub async fn run(config: AgentConfig) -> Result<(), StartError> {
     app.start().await;
 
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(refresh::probe_versions_forever(app.clone()));
+    background.spawn(refresh::refresh_forever(app.clone()));
     background.spawn(refresh::refresh_host_facts_forever(app.clone()));
     background.spawn(tls.clone().reload_on_change_forever());
     background.spawn(tls.clone().reload_on_signal_forever(hangup));

@@ -1,5 +1,9 @@
 //! The node's state as the agent knows it, and the `ETag` that changes with it.
 //!
+//! With `[kubernetes]`, `cordoned` is what the Node's `spec.unschedulable` said
+//! at its last read (whoever cordoned it), and the Available condition follows
+//! the Node too (see [`crate::availability`]).
+//!
 //! The `ETag` covers what a client may act on (phase, cordoned, versions,
 //! conditions, current operation, history) and not the host facts or probe
 //! times, which change on every refresh: `If-Match` with a fresh `ETag`
@@ -16,6 +20,7 @@ use upkeep_common::api::{
 };
 use upkeep_common::ids::{ComponentName, OperationId};
 
+use crate::availability::{NodeReading, availability};
 use crate::config::AgentConfig;
 use crate::host::ProbeError;
 
@@ -43,6 +48,33 @@ pub struct NodeView {
 struct Snapshot {
     state: NodeState,
     etag: ETag,
+    /// The last read of the Node (only with `[kubernetes]`).
+    node: Option<NodeReading>,
+}
+
+impl Snapshot {
+    /// Makes `cordoned` say what the Node said, when it was read.
+    fn apply_node(&mut self) {
+        if let Some(NodeReading::Read(observed)) = &self.node {
+            self.state.cordoned = observed.unschedulable;
+        }
+    }
+
+    fn set_availability(&mut self, now: DateTime<Utc>) {
+        let decided = availability(&self.state.components, self.node.as_ref());
+        Condition::set(
+            &mut self.state.conditions,
+            ConditionType::Available,
+            decided.status,
+            decided.reason,
+            &decided.message,
+            now,
+        );
+    }
+
+    fn retag(&mut self) {
+        self.etag = compute_etag(&self.state);
+    }
 }
 
 /// The part of the state the `ETag` is computed from.
@@ -125,7 +157,7 @@ impl NodeView {
             host,
         };
         let etag = compute_etag(&state);
-        Self { inner: RwLock::new(Snapshot { state, etag }) }
+        Self { inner: RwLock::new(Snapshot { state, etag, node: None }) }
     }
 
     /// The current state and its tag.
@@ -144,16 +176,29 @@ impl NodeView {
         self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).etag.clone()
     }
 
-    /// Applies a change and recomputes the tag.
+    /// Applies a change and recomputes the tag; `cordoned` stays what the Node
+    /// said at its last read, when it was read.
     pub fn update(&self, change: impl FnOnce(&mut NodeState)) {
         let mut guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         change(&mut guard.state);
-        guard.etag = compute_etag(&guard.state);
+        guard.apply_node();
+        guard.retag();
+    }
+
+    /// Records a read of the Node: `cordoned` and the Available condition follow it.
+    pub fn record_node(&self, reading: NodeReading, now: DateTime<Utc>) {
+        let mut guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.node = Some(reading);
+        guard.apply_node();
+        guard.set_availability(now);
+        guard.retag();
     }
 
     /// Records one round of version probes and sets the Available condition.
     pub fn record_probes(&self, results: Vec<(ComponentName, Result<Version, ProbeError>)>, now: DateTime<Utc>) {
-        self.update(|state| {
+        let mut guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        {
+            let state = &mut guard.state;
             for (name, result) in results {
                 let Some(component) = state.components.iter_mut().find(|c| c.name == name) else { continue };
                 component.observed_at = Some(now);
@@ -168,15 +213,9 @@ impl NodeView {
                     }
                 }
             }
-            let failing: Vec<&str> =
-                state.components.iter().filter(|c| c.probe_error.is_some()).map(|c| c.name.as_str()).collect();
-            let (status, reason, message) = if failing.is_empty() {
-                (ConditionStatus::True, "VersionsObserved", "every component reports its version".to_owned())
-            } else {
-                (ConditionStatus::False, "VersionProbeFailed", format!("no version from: {}", failing.join(", ")))
-            };
-            Condition::set(&mut state.conditions, ConditionType::Available, status, reason, &message, now);
-        });
+        }
+        guard.set_availability(now);
+        guard.retag();
     }
 
     /// Replaces the host facts (does not change the tag).

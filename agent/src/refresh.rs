@@ -1,5 +1,6 @@
-//! Background tasks that keep the node view fresh: version probes and host facts
-//! on their intervals.
+//! Background tasks that keep the node view fresh: version probes and, with
+//! `[kubernetes]`, the Node's cordon and Ready condition, and host facts on
+//! their intervals.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use chrono::Utc;
 use futures_util::future::join_all;
 
 use crate::app::App;
+use crate::availability::NodeReading;
 use crate::config::AgentConfig;
 use crate::host::Host;
 use crate::node::NodeView;
@@ -29,12 +31,31 @@ pub async fn probe_versions(config: &AgentConfig, host: &Host, node: &NodeView, 
     node.record_probes(results, Utc::now());
 }
 
-/// Probes versions every `probe.interval` (the first round runs at once).
-pub async fn probe_versions_forever(app: Arc<App>) {
+/// Reads the node's Node object (with `[kubernetes]`) and records what it says:
+/// cordoned, and whether it is Ready.
+pub async fn observe_node(host: &Host, node: &NodeView) {
+    let reading = match host.kubernetes.observe().await {
+        Ok(Some(observed)) => NodeReading::Read(observed),
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, "the Node could not be read");
+            NodeReading::Failed(error.to_string())
+        }
+    };
+    node.record_node(reading, Utc::now());
+}
+
+/// Probes versions and reads the Node, both at once.
+pub async fn refresh(config: &AgentConfig, host: &Host, node: &NodeView, metrics: &Metrics) {
+    futures_util::future::join(probe_versions(config, host, node, metrics), observe_node(host, node)).await;
+}
+
+/// Refreshes versions and the Node every `probe.interval` (the first round runs at once).
+pub async fn refresh_forever(app: Arc<App>) {
     let mut ticker = tokio::time::interval(app.config.probe.interval);
     loop {
         ticker.tick().await;
-        app.probe_versions().await;
+        app.refresh().await;
     }
 }
 

@@ -2,6 +2,10 @@
 //! probe, health check and Kubernetes access live in memory, with the node's
 //! planned fault and step latency. Everything above it (server, authorization,
 //! engine, store format) is the real agent.
+//!
+//! The simulated Node behaves as a real one does for the agent: its cordon
+//! records the operation that set it, and a kubelet restart makes it report the
+//! installed kubelet's version with a fresh Ready heartbeat.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,12 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use upkeep_agent::config::ComponentConfig;
 use upkeep_agent::host::files::{FileError, Files, Staged};
 use upkeep_agent::host::health::HealthProbe;
-use upkeep_agent::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess};
+use upkeep_agent::host::kubernetes::{
+    CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess, NodeObservation, ReadyCondition,
+};
 use upkeep_agent::host::services::{RestartError, RestartOutcome, ServiceManager};
 use upkeep_agent::host::{BoxFuture, Host, HostFactsSource, ProbeError, VersionProbe};
 use upkeep_common::Version;
@@ -46,6 +53,15 @@ pub fn target_artifact(target: &Version) -> (upkeep_common::api::Artifact, Artif
     (artifact, Arc::new([(source, bytes)].into_iter().collect()))
 }
 
+/// The simulated Node object.
+#[derive(Debug, Clone)]
+struct SimNode {
+    unschedulable: bool,
+    cordoned_by: Option<String>,
+    kubelet_version: Option<Version>,
+    heartbeat: DateTime<Utc>,
+}
+
 /// One simulated machine: its disk, service and Kubernetes Node.
 pub struct Machine {
     files: Mutex<BTreeMap<PathBuf, Vec<u8>>>,
@@ -53,7 +69,7 @@ pub struct Machine {
     plan: NodePlan,
     artifacts: ArtifactStore,
     target: Version,
-    cordoned: AtomicBool,
+    node: Mutex<SimNode>,
     swaps: AtomicU32,
     restarts: AtomicU32,
     crash_armed: AtomicBool,
@@ -76,7 +92,12 @@ impl Machine {
             plan,
             artifacts,
             target,
-            cordoned: AtomicBool::new(false),
+            node: Mutex::new(SimNode {
+                unschedulable: false,
+                cordoned_by: None,
+                kubelet_version: Some(installed.clone()),
+                heartbeat: Utc::now(),
+            }),
             swaps: AtomicU32::new(0),
             restarts: AtomicU32::new(0),
             crash_armed: AtomicBool::new(crash),
@@ -92,8 +113,8 @@ impl Machine {
         Self { unavailability: Some((unavailability, index)), ..self }
     }
 
-    fn set_cordoned(&self, cordoned: bool) {
-        self.cordoned.store(cordoned, Ordering::Relaxed);
+    /// Tells the unavailability counter that the Node's cordon changed.
+    fn report_cordoned(&self, cordoned: bool) {
         if let Some((unavailability, index)) = &self.unavailability {
             unavailability.set_cordoned(*index, cordoned);
         }
@@ -103,6 +124,10 @@ impl Machine {
         self.files.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn node(&self) -> MutexGuard<'_, SimNode> {
+        self.node.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The installed binary's bytes.
     pub fn installed(&self) -> Vec<u8> {
         self.files().get(&self.binary).cloned().unwrap_or_default()
@@ -110,7 +135,15 @@ impl Machine {
 
     /// Whether the Node is cordoned.
     pub fn cordoned(&self) -> bool {
-        self.cordoned.load(Ordering::Relaxed)
+        self.node().unschedulable
+    }
+
+    /// The kubelet (re)starts: the Node reports the installed version and a heartbeat.
+    fn kubelet_started(&self) {
+        let version = Version::find_in_text(&String::from_utf8_lossy(&self.installed()));
+        let mut node = self.node();
+        node.kubelet_version = version;
+        node.heartbeat = Utc::now();
     }
 
     /// How many times a new binary was renamed into place.
@@ -247,6 +280,15 @@ impl Files for SimFiles {
         })
     }
 
+    fn reachable<'a>(&'a self, source: &'a str, _within: Duration) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(async move {
+            match self.0.artifacts.contains_key(source) {
+                true => Ok(()),
+                false => Err(FileError::Fetch { source_url: source.to_owned(), reason: "not found".to_owned() }),
+            }
+        })
+    }
+
     fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             self.0.files().contains_key(path) || self.0.artifacts.contains_key(&format!("file://{}", path.display()))
@@ -286,6 +328,7 @@ impl ServiceManager for SimServices {
                 return Err(RestartError::Timeout(timeout));
             }
             self.0.restarts.fetch_add(1, Ordering::Relaxed);
+            self.0.kubelet_started();
             Ok(RestartOutcome::Restarted)
         })
     }
@@ -336,20 +379,46 @@ impl NodeAccess for SimKube {
         true
     }
 
-    fn cordon<'a>(&'a self, _operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>> {
+    fn observe(&self) -> BoxFuture<'_, Result<Option<NodeObservation>, KubeError>> {
         Box::pin(async move {
-            self.machine.set_cordoned(true);
+            let node = self.machine.node().clone();
+            Ok(Some(NodeObservation {
+                unschedulable: node.unschedulable,
+                cordoned_by: node.cordoned_by,
+                ready: Some(ReadyCondition {
+                    status: "True".to_owned(),
+                    last_heartbeat: Some(node.heartbeat),
+                    reason: "KubeletReady".to_owned(),
+                }),
+                kubelet_version: node.kubelet_version.map(|v| v.to_string()),
+            }))
+        })
+    }
+
+    fn cordon<'a>(&'a self, operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>> {
+        Box::pin(async move {
+            let mut node = self.machine.node();
+            if node.unschedulable && node.cordoned_by.as_deref() != Some(operation.as_str()) {
+                return Ok(CordonOutcome::AlreadyCordoned);
+            }
+            node.unschedulable = true;
+            node.cordoned_by = Some(operation.to_string());
+            drop(node);
+            self.machine.report_cordoned(true);
             Ok(CordonOutcome::Cordoned)
         })
     }
 
-    fn uncordon<'a>(
-        &'a self,
-        _operation: &'a OperationId,
-        _only_if_ours: bool,
-    ) -> BoxFuture<'a, Result<(), KubeError>> {
+    fn uncordon<'a>(&'a self, operation: &'a OperationId, only_if_ours: bool) -> BoxFuture<'a, Result<(), KubeError>> {
         Box::pin(async move {
-            self.machine.set_cordoned(false);
+            let mut node = self.machine.node();
+            if only_if_ours && node.cordoned_by.as_deref() != Some(operation.as_str()) {
+                return Ok(());
+            }
+            node.unschedulable = false;
+            node.cordoned_by = None;
+            drop(node);
+            self.machine.report_cordoned(false);
             Ok(())
         })
     }

@@ -296,7 +296,7 @@ async fn final_nodes(fleet: &Fleet, journal: &Journal, target: &Version) -> Vec<
         });
         let (observed, phase) = match node.app() {
             Some(app) => {
-                app.probe_versions().await;
+                app.refresh().await;
                 let (state, _) = app.node.snapshot();
                 let observed = state
                     .components

@@ -1,11 +1,14 @@
 //! Cordon, uncordon and drain done right, through a real agent process and the
 //! real Kubernetes client against the fake API server: upkeep uncordons only
-//! what it cordoned, drains past disruption budgets with retries or names the
-//! pods that blocked, and an unreachable API server fails before anything changes.
+//! what the same operation cordoned, drains past disruption budgets with retries
+//! or names the pods that blocked, and an unreachable API server fails before
+//! anything changes. The node state follows the Node (cordoned by anyone, Ready),
+//! and PostCheck waits until the Node reports the new kubelet with a fresh
+//! heartbeat (a simulated kubelet posts them when the agent restarts it).
 
 use std::time::Duration;
 
-use upkeep_simulator::kube_api::{FakeApiServer, FakePod};
+use upkeep_simulator::kube_api::{FakeApiServer, FakePod, KubeletReports, SimulatedKubelet};
 use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, Reply, client_config};
 use upkeep_tests::fake_kubelet::start_health_server;
@@ -15,6 +18,7 @@ use upkeep_tests::upgrades::{kubelet_artifact, setup, step_statuses, upgrade_bod
 const WITHIN: Duration = Duration::from_secs(60);
 
 struct Cluster {
+    _kubelet: SimulatedKubelet,
     api: FakeApiServer,
     pki: Pki,
     agent: AgentProcess,
@@ -23,6 +27,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start(api_version: &str, pods: Vec<FakePod>) -> Cluster {
+        Self::start_with(api_version, pods, KubeletReports::VersionAndHeartbeat).await
+    }
+
+    async fn start_with(api_version: &str, pods: Vec<FakePod>, reports: KubeletReports) -> Cluster {
         let api = FakeApiServer::start(api_version).await.expect("fake API server");
         api.state().add_node("worker-1");
         for pod in pods {
@@ -32,12 +40,16 @@ impl Cluster {
         let kubeconfig = dir.path().join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
         let port = start_health_server().await;
-        let extra = format!("[kubernetes]\nkubeconfig = \"{}\"\nrequest_timeout_secs = 2\n", kubeconfig.display());
+        let extra = format!(
+            "[probe]\ninterval_secs = 1\n\n[kubernetes]\nkubeconfig = \"{}\"\nrequest_timeout_secs = 2\n",
+            kubeconfig.display()
+        );
         let mut node_setup = setup("v1.30.2", port, "");
         node_setup.extra.push_str(&extra);
         let pki = Pki::new();
         let agent = AgentProcess::start_with(&pki, &node_setup);
-        Cluster { api, pki, agent, dir }
+        let kubelet = api.simulate_kubelet("worker-1", agent.kubelet_path(), agent.dir().join("restarts.log"), reports);
+        Cluster { _kubelet: kubelet, api, pki, agent, dir }
     }
 
     async fn client(&self, role: &str) -> ApiClient {
@@ -228,4 +240,111 @@ async fn the_skew_rule_uses_the_api_server_version() {
     let risks: Vec<&str> =
         forced["accepted_risks"].as_array().expect("risks").iter().filter_map(|r| r["code"].as_str()).collect();
     assert_eq!(risks, ["control_plane_claim"], "{forced:#}");
+}
+
+/// Polls `GET /v1/node` until `accept` holds for it; panics after [`WITHIN`].
+async fn wait_for_node_state(
+    client: &mut ApiClient,
+    what: &str,
+    accept: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        let state = client.get("/v1/node").await.expect("reply").json();
+        if accept(&state) {
+            return state;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node never showed {what}: {state:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn available(state: &serde_json::Value) -> serde_json::Value {
+    state["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Available"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cordoned_by_someone_else_is_reported_cordoned_and_unavailable() {
+    let cluster = Cluster::start("v1.30.2", vec![]).await;
+    let mut reader = cluster.client("reader").await;
+    let ready = wait_for_node_state(&mut reader, "Available", |s| available(s)["status"] == "True").await;
+    assert_eq!(ready["cordoned"], false);
+
+    cluster.api.state().set_unschedulable("worker-1", true);
+    let cordoned = wait_for_node_state(&mut reader, "cordoned", |s| s["cordoned"] == true).await;
+    assert_eq!(available(&cordoned)["status"], "False", "{cordoned:#}");
+    assert_eq!(available(&cordoned)["reason"], "Cordoned");
+
+    cluster.api.state().set_unschedulable("worker-1", false);
+    cluster.api.state().set_ready("worker-1", "Unknown", chrono::Utc::now());
+    let not_ready = wait_for_node_state(&mut reader, "not Ready", |s| available(s)["reason"] == "NodeNotReady").await;
+    assert_eq!(not_ready["cordoned"], false);
+    assert_eq!(available(&not_ready)["status"], "False");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postcheck_waits_for_the_node_to_report_the_new_kubelet() {
+    let cluster = Cluster::start("v1.30.9", vec![]).await;
+    let mut operator = cluster.client("operator").await;
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.30.3", true);
+    let operation = run(&mut operator, "/v1/upgrades", upgrade_body("v1.30.3", &artifact, None)).await;
+    assert_eq!(operation["phase"], "Succeeded", "{operation:#}");
+    let postcheck = &operation["steps"][6];
+    assert!(
+        postcheck["message"].as_str().is_some_and(|m| m.contains("the Node reports the new kubelet")),
+        "{postcheck}"
+    );
+    assert_eq!(cluster.node()["status"]["nodeInfo"]["kubeletVersion"], "v1.30.3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_reports_the_new_kubelet_rolls_the_upgrade_back() {
+    let cluster = Cluster::start_with("v1.30.9", vec![], KubeletReports::Nothing).await;
+    let mut operator = cluster.client("operator").await;
+    let original = std::fs::read(cluster.agent.kubelet_path()).expect("kubelet");
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.30.3", true);
+    let operation = run(&mut operator, "/v1/upgrades", upgrade_body("v1.30.3", &artifact, None)).await;
+    assert_eq!(operation["phase"], "RolledBack", "{operation:#}");
+    let detail = &operation["errors"][0]["details"][0];
+    assert_eq!(detail["field"], "PostCheck");
+    assert_eq!(detail["code"], "node_not_updated");
+    assert!(detail["message"].as_str().is_some_and(|m| m.contains("kubelet v1.30.2")), "{detail}");
+    assert_eq!(std::fs::read(cluster.agent.kubelet_path()).expect("kubelet"), original, "the old kubelet is back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_from_before_the_restart_proves_nothing() {
+    let cluster = Cluster::start_with("v1.30.9", vec![], KubeletReports::StaleHeartbeat).await;
+    let mut operator = cluster.client("operator").await;
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.30.3", true);
+    // The simulated kubelet's first heartbeat is whole seconds old before the restart.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let operation = run(&mut operator, "/v1/upgrades", upgrade_body("v1.30.3", &artifact, None)).await;
+    assert_eq!(operation["phase"], "RolledBack", "{operation:#}");
+    let detail = &operation["errors"][0]["details"][0];
+    assert_eq!(detail["code"], "node_not_updated");
+    assert!(detail["message"].as_str().is_some_and(|m| m.contains("older than the restart")), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_cordon_survives_a_later_upgrade() {
+    let cluster = Cluster::start("v1.30.9", vec![]).await;
+    let mut operator = cluster.client("operator").await;
+    let cordon = run(&mut operator, "/v1/cordon", serde_json::json!({})).await;
+    assert_eq!(cordon["phase"], "Succeeded", "{cordon:#}");
+    let artifact = kubelet_artifact(cluster.dir.path(), "v1.30.3", true);
+    let operation = run(&mut operator, "/v1/upgrades", upgrade_body("v1.30.3", &artifact, None)).await;
+    assert_eq!(operation["phase"], "Succeeded", "{operation:#}");
+    let node = cluster.node();
+    assert_eq!(node["spec"]["unschedulable"], true, "the explicit cordon stays: {node}");
+    assert_eq!(node["metadata"]["annotations"]["upkeep.io/cordoned-by"], cordon["id"]);
+    assert_eq!(operator.get("/v1/node").await.expect("reply").json()["cordoned"], true);
+
+    let uncordon = run(&mut operator, "/v1/uncordon", serde_json::json!({})).await;
+    assert_eq!(uncordon["phase"], "Succeeded", "{uncordon:#}");
+    assert_eq!(cluster.node()["spec"]["unschedulable"], false, "an explicit uncordon lifts it");
 }

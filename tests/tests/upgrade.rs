@@ -2,6 +2,7 @@
 //! the happy path, idempotency, refusals, verification failures, automatic
 //! rollback, cancel, rollback on request, and dry run.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -66,7 +67,7 @@ async fn upgrades_the_kubelet_to_the_next_patch() {
     assert_eq!(history[0]["state"], "Completed");
     assert_eq!(history[0]["version"], "v1.30.3");
     assert_eq!(history[0]["from_version"], "v1.30.2");
-    assert_eq!(history[0]["verified"], true);
+    assert_eq!(history[0]["verified"], false, "a sha256 alone is not a verified signature");
     assert_ne!(before["components"][0]["observed_version"], after["components"][0]["observed_version"]);
 
     let again =
@@ -268,8 +269,18 @@ async fn cancel_before_swap_aborts_cleanly() {
     let cancel = post(&mut operator, &format!("/v1/operations/{id}/cancel"), &serde_json::json!({})).await;
     assert_eq!(cancel.status, 202);
     let operation = wait_for_end(&mut operator, &id, WITHIN).await;
-    // Release the reader still blocked on the pipe.
-    let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    // Nothing reads the pipe any more (not even a thread left blocked opening it).
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&fifo)
+        .map(drop)
+        .map_err(|error| error.raw_os_error());
+    assert_eq!(writer, Err(Some(nix::libc::ENXIO)), "the cancelled stage still holds the FIFO");
+    let leftovers: Vec<_> = std::fs::read_dir(node.agent.kubelet_path().with_file_name(".upkeep"))
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "the cancelled stage left files behind: {leftovers:?}");
     assert_eq!(operation["phase"], "Cancelled", "{operation:#}");
     assert_eq!(step_statuses(&operation)[1], "Stage:Failed");
     assert_eq!(node.installed(), original);

@@ -3,15 +3,16 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, SubsecRound, Utc};
 use ed25519_dalek::{Signature, VerifyingKey};
-use upkeep_common::ErrorCode;
 use upkeep_common::api::{DrainTimeoutAction, OperationKind, StepName, StepStatus};
+use upkeep_common::{ErrorCode, Version};
 
 use crate::engine::Engine;
 use crate::engine::admission::decode_signature;
 use crate::engine::crash::crash_point;
 use crate::engine::record::OperationRecord;
-use crate::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError};
+use crate::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeObservation};
 use crate::host::services::{RestartError, RestartOutcome};
 
 /// A step that finished.
@@ -53,6 +54,9 @@ impl StepFailure {
 
 /// The result of one step.
 pub type StepResult = Result<StepDone, StepFailure>;
+
+/// The longest PreCheck waits for one artifact source to answer.
+const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often PostCheck asks again while waiting for the new version.
 const POSTCHECK_POLL: Duration = Duration::from_millis(200);
@@ -99,15 +103,20 @@ async fn precheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
             None => notes.push(format!("{}: free space unknown", plan.name)),
         }
         let reachable = match record.operation.kind {
-            OperationKind::Rollback => engine.host.files.exists(&plan.staged).await,
-            _ => source_reachable(engine, &plan.source).await,
+            OperationKind::Rollback => match engine.host.files.exists(&plan.staged).await {
+                true => Ok(()),
+                false => Err(format!("{} is missing", plan.staged.display())),
+            },
+            _ => {
+                let within = engine.config.timeouts.precheck.min(REACHABILITY_TIMEOUT);
+                engine.host.files.reachable(&plan.source, within).await.map_err(|error| error.to_string())
+            }
         };
-        if !reachable {
-            let what = if plan.source.is_empty() { plan.staged.display().to_string() } else { plan.source.clone() };
+        if let Err(reason) = reachable {
             return Err(StepFailure::new(
                 ErrorCode::DependencyUnavailable,
                 "artifact_unreachable",
-                format!("{}: {what} cannot be reached", plan.name),
+                format!("{}: {reason}", plan.name),
             ));
         }
     }
@@ -130,21 +139,10 @@ async fn binary_size(path: &std::path::Path) -> u64 {
     tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0)
 }
 
-async fn source_reachable(engine: &Engine, source: &str) -> bool {
-    if source.starts_with("file://") {
-        // A source outside the file roots is never looked at, not even for existence.
-        return match crate::host::file_source::admit(&engine.config.artifacts.file_roots, source) {
-            Ok(path) => engine.host.files.exists(&path).await,
-            Err(_) => false,
-        };
-    }
-    // https:// sources are checked when they are fetched.
-    true
-}
-
 async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     let keys = &engine.config.artifacts.trusted_keys;
-    let mut signatures_checked = !keys.is_empty();
+    // `verified` means a trusted signature was checked for every artifact, not only its sha256.
+    let mut signatures_checked = !record.plan.is_empty();
     let mut messages = Vec::new();
     for plan in record.plan.clone() {
         let expected = plan.sha256.clone();
@@ -195,11 +193,12 @@ async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {
                 ),
             ));
         }
-        if let (Some(signature), Some(digest)) = (&plan.signature, &digest) {
-            if keys.is_empty() {
+        match (&plan.signature, &digest) {
+            (Some(_), Some(_)) if keys.is_empty() => {
                 messages.push(format!("{}: signature not checked (no trusted keys configured)", plan.name));
                 signatures_checked = false;
-            } else if !signature_valid(keys, signature, &digest.to_bytes()) {
+            }
+            (Some(signature), Some(digest)) if !signature_valid(keys, signature, &digest.to_bytes()) => {
                 let _ = engine.host.files.remove(&plan.staged).await;
                 return Err(StepFailure::new(
                     ErrorCode::ValidationFailed,
@@ -207,10 +206,12 @@ async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {
                     format!("{}: the signature does not verify with any trusted key", plan.name),
                 ));
             }
+            (Some(_), Some(_)) => messages.push(format!("{}: signature verified", plan.name)),
+            _ => signatures_checked = false,
         }
         crash_point(&format!("stage:{}", plan.name));
     }
-    record.verified = record.operation.kind == OperationKind::Rollback || keys.is_empty() || signatures_checked;
+    record.verified = record.operation.kind != OperationKind::Rollback && signatures_checked;
     Ok(StepDone::success(messages.join("; ")))
 }
 
@@ -233,7 +234,9 @@ fn kube_failure(detail: &'static str) -> impl Fn(KubeError) -> StepFailure {
 }
 
 async fn cordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
-    match engine.host.kubernetes.cordon(&record.operation.id).await.map_err(kube_failure("cordon_failed"))? {
+    let outcome = engine.host.kubernetes.cordon(&record.operation.id).await.map_err(kube_failure("cordon_failed"))?;
+    crate::refresh::observe_node(&engine.host, &engine.node).await;
+    match outcome {
         CordonOutcome::Cordoned => {
             record.cordoned_by_us = true;
             Ok(StepDone::success("cordoned"))
@@ -329,12 +332,84 @@ async fn restart(engine: &Engine, record: &mut OperationRecord) -> StepResult {
 }
 
 /// Waits until every component reports its target version and answers its
-/// health URL, up to the PostCheck timeout.
+/// health URL and, with `[kubernetes]` and a kubelet in the plan, until the Node
+/// reports the new kubelet (see [`node_reports`]), all within the PostCheck timeout.
 async fn postcheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    let within = engine.config.timeouts.postcheck;
+    let deadline = tokio::time::Instant::now() + within;
     let targets: Vec<_> = record.plan.iter().map(|plan| (plan.name.clone(), plan.to_version.clone())).collect();
-    verify_versions(engine, &targets, engine.config.timeouts.postcheck).await?;
+    verify_versions(engine, &targets, within).await?;
+    let kubelet = record.plan.iter().find(|plan| plan.name.as_str() == NODE_REPORTED_COMPONENT);
+    let mut message = "every component reports its target version and is healthy".to_owned();
+    if let Some(kubelet) = kubelet.filter(|_| engine.host.kubernetes.configured()) {
+        let restarted = restart_started(record);
+        wait_for_node(engine, &kubelet.to_version, restarted, deadline).await?;
+        message.push_str("; the Node reports the new kubelet with a fresh Ready heartbeat");
+        crate::refresh::observe_node(&engine.host, &engine.node).await;
+    }
     engine.refresh_versions().await;
-    Ok(StepDone::success("every component reports its target version and is healthy"))
+    Ok(StepDone::success(message))
+}
+
+/// The component whose version the Node reports (`status.nodeInfo.kubeletVersion`).
+const NODE_REPORTED_COMPONENT: &str = "kubelet";
+
+/// When the Restart step started (or now, when it never ran), to whole seconds
+/// as the API server keeps heartbeat times.
+fn restart_started(record: &OperationRecord) -> DateTime<Utc> {
+    let started = record
+        .operation
+        .steps
+        .iter()
+        .find(|step| step.name == StepName::Restart)
+        .and_then(|step| step.started_at)
+        .unwrap_or_else(Utc::now);
+    started.trunc_subsecs(0)
+}
+
+/// Whether the Node reports the kubelet at `target`, Ready, with a heartbeat
+/// no older than `restarted` (Ready alone stays True for a while after a
+/// kubelet stops, so only a heartbeat since the restart proves the new one
+/// runs); why not, when it does not.
+pub fn node_reports(observed: &NodeObservation, target: &Version, restarted: DateTime<Utc>) -> Result<(), String> {
+    let reported = observed.kubelet_version.as_deref().and_then(|v| v.parse::<Version>().ok());
+    if reported.as_ref() != Some(target) {
+        let shown = observed.kubelet_version.as_deref().unwrap_or("no version");
+        return Err(format!("the Node reports kubelet {shown}, expected {target}"));
+    }
+    let Some(ready) = observed.ready.as_ref().filter(|ready| ready.is_true()) else {
+        return Err("the Node is not Ready".to_owned());
+    };
+    match ready.last_heartbeat {
+        Some(heartbeat) if heartbeat >= restarted => Ok(()),
+        Some(heartbeat) => Err(format!(
+            "the Node's last Ready heartbeat ({}) is older than the restart ({})",
+            heartbeat.to_rfc3339(),
+            restarted.to_rfc3339()
+        )),
+        None => Err("the Node's Ready condition has no heartbeat".to_owned()),
+    }
+}
+
+/// Polls the Node until [`node_reports`] holds or `deadline` passes.
+async fn wait_for_node(
+    engine: &Engine,
+    target: &Version,
+    restarted: DateTime<Utc>,
+    deadline: tokio::time::Instant,
+) -> Result<(), StepFailure> {
+    loop {
+        let problem = match engine.host.kubernetes.observe().await {
+            Ok(Some(observed)) => node_reports(&observed, target, restarted).err(),
+            Ok(None) => None,
+            Err(error) => Some(error.to_string()),
+        };
+        let Some(problem) = problem else { return Ok(()) };
+        if tokio::time::Instant::now() + POSTCHECK_POLL > deadline {
+            return Err(StepFailure::new(ErrorCode::Conflict, "node_not_updated", problem));
+        }
+        tokio::time::sleep(POSTCHECK_POLL).await;
+    }
 }
 
 /// Polls version commands and health URLs until all match or `within` passes.
@@ -399,6 +474,7 @@ async fn uncordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
         .uncordon(&record.operation.id, only_if_ours)
         .await
         .map_err(kube_failure("uncordon_failed"))?;
+    crate::refresh::observe_node(&engine.host, &engine.node).await;
     record.cordoned_by_us = false;
     Ok(StepDone::success("uncordoned"))
 }

@@ -3,25 +3,34 @@
 //! CA bundle, or the Mozilla roots when none is configured; redirects are not
 //! followed (a source must name the artifact itself). `file://` sources are
 //! read only inside the configured roots (see [`crate::host::file_source`]).
+//!
+//! Every wait is on the reactor, never on a blocking thread, so dropping a copy
+//! (a cancel, a step timeout) releases everything at once: a `file://` source is
+//! opened non-blocking (a FIFO without a writer is waited for, not blocked on;
+//! other special files are refused), and the HTTPS connection is closed with
+//! the copy.
 
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
-use hyper::Uri;
 use hyper::body::Bytes;
+use hyper::{Method, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use upkeep_common::ids::Sha256 as Sha256Digest;
+
 use upkeep_net::client::server_authenticated_client;
 use upkeep_net::tls::TlsError;
 
-use crate::host::file_source;
+use crate::host::file_source::{self, FileSourceError};
 use crate::host::files::{FileError, Staged};
 
 /// Reads artifact sources.
@@ -57,6 +66,78 @@ impl<W: AsyncWrite + Unpin> Sink<'_, W> {
     }
 }
 
+/// How often a FIFO source is looked at again while no writer has opened it.
+const FIFO_WRITER_POLL: Duration = Duration::from_millis(50);
+
+/// A `file://` source, opened without blocking.
+enum SourceFile {
+    /// A regular file.
+    Regular(tokio::fs::File),
+    /// A FIFO, read through the reactor.
+    Fifo(tokio::net::unix::pipe::Receiver),
+}
+
+impl SourceFile {
+    /// Opens `path` (resolved inside `roots`, no symlinks left) non-blocking:
+    /// a FIFO with no writer opens at once instead of holding a thread until
+    /// one comes. A symlink put in the path's place since is not followed, and
+    /// what was opened is checked once more by its descriptor.
+    async fn open(path: &Path, roots: &[PathBuf]) -> Result<SourceFile, FileSourceError> {
+        let unresolvable = |error: std::io::Error| FileSourceError::Unresolvable(error.to_string());
+        let owned = path.to_path_buf();
+        let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_NOFOLLOW;
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(owned)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|opened| opened)
+        .map_err(unresolvable)?;
+        file_source::confirm_opened(roots, &file).await?;
+        let kind = file.metadata().map_err(unresolvable)?.file_type();
+        if kind.is_file() {
+            Ok(SourceFile::Regular(tokio::fs::File::from_std(file)))
+        } else if kind.is_fifo() {
+            Ok(SourceFile::Fifo(tokio::net::unix::pipe::Receiver::from_file(file).map_err(unresolvable)?))
+        } else {
+            Err(FileSourceError::Unresolvable("not a regular file or a FIFO".to_owned()))
+        }
+    }
+
+    /// Copies everything into `sink`. A FIFO reads as empty until a writer opens
+    /// it, so its end is the first empty read after some data came.
+    async fn copy_into<W: AsyncWrite + Unpin>(self, sink: &mut Sink<'_, W>, source: &str) -> Result<(), FileError> {
+        let fetch_error = |e: std::io::Error| FileError::Fetch { source_url: source.to_owned(), reason: e.to_string() };
+        let (mut input, waits_for_writer): (Box<dyn AsyncRead + Unpin + Send>, bool) = match self {
+            SourceFile::Regular(file) => (Box::new(file), false),
+            SourceFile::Fifo(pipe) => (Box::new(pipe), true),
+        };
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut seen_data = false;
+        loop {
+            let read = input.read(&mut buffer).await.map_err(fetch_error)?;
+            if read == 0 {
+                if waits_for_writer && !seen_data {
+                    tokio::time::sleep(FIFO_WRITER_POLL).await;
+                    continue;
+                }
+                return Ok(());
+            }
+            seen_data = true;
+            sink.write(&buffer[..read], source).await?;
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped, so that a dropped fetch closes its connection.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl ArtifactReader {
     /// A reader trusting `ca_bundle` for `https://`, or the Mozilla roots.
     pub fn new(ca_bundle: Option<&Path>) -> Result<Self, TlsError> {
@@ -69,6 +150,16 @@ impl ArtifactReader {
         Self { file_roots: Arc::from(roots), ..self }
     }
 
+    /// The `file://` source opened, when it is inside the file roots.
+    async fn open_file_source(&self, source: &str) -> Result<SourceFile, FileError> {
+        let refused = |error: FileSourceError| match error {
+            FileSourceError::Unresolvable(reason) => FileError::Fetch { source_url: source.to_owned(), reason },
+            refusal => FileError::Refused { source_url: source.to_owned(), reason: refusal.to_string() },
+        };
+        let path = file_source::resolve(&self.file_roots, source).await.map_err(refused)?;
+        SourceFile::open(&path, &self.file_roots).await.map_err(refused)
+    }
+
     /// Copies `source` into `file`; fails past `limit` bytes.
     pub async fn copy_to<W: AsyncWrite + Unpin>(
         &self,
@@ -79,28 +170,8 @@ impl ArtifactReader {
         let mut sink = Sink { file, hasher: Sha256::new(), size: 0, limit };
         let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
         if source.starts_with("file://") {
-            let path = file_source::resolve(&self.file_roots, source).await.map_err(|error| match error {
-                file_source::FileSourceError::Unresolvable(reason) => fetch_error(reason),
-                refusal => FileError::Refused { source_url: source.to_owned(), reason: refusal.to_string() },
-            })?;
-            // The resolved path has no symlinks left; one put in its place since is not followed.
-            let mut input = tokio::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-                .open(&path)
-                .await
-                .map_err(|e| fetch_error(e.to_string()))?;
-            file_source::confirm_opened(&self.file_roots, &input)
-                .await
-                .map_err(|refusal| FileError::Refused { source_url: source.to_owned(), reason: refusal.to_string() })?;
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                let read = input.read(&mut buffer).await.map_err(|e| fetch_error(e.to_string()))?;
-                if read == 0 {
-                    break;
-                }
-                sink.write(&buffer[..read], source).await?;
-            }
+            let input = self.open_file_source(source).await?;
+            input.copy_into(&mut sink, source).await?;
         } else if source.starts_with("https://") {
             self.copy_https(source, &mut sink).await?;
         } else {
@@ -110,7 +181,46 @@ impl ArtifactReader {
         Ok(sink.finish())
     }
 
-    async fn copy_https<W: AsyncWrite + Unpin>(&self, source: &str, sink: &mut Sink<'_, W>) -> Result<(), FileError> {
+    /// Whether `source` can be fetched, asked within `within`: a `file://` source
+    /// inside the file roots opens as a regular file or FIFO; an `https://` server answers a HEAD with
+    /// 2xx, or, when it refuses HEAD (405, 501), a GET of the first byte with 2xx.
+    pub async fn probe(&self, source: &str, within: Duration) -> Result<(), FileError> {
+        let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
+        let asked = async {
+            if source.starts_with("file://") {
+                return self.open_file_source(source).await.map(drop);
+            }
+            if !source.starts_with("https://") {
+                return Err(fetch_error("only file:// and https:// sources are supported".to_owned()));
+            }
+            let (head, _connection) = self.request_https(source, Method::HEAD, None).await?;
+            let status = head.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            if !matches!(status, StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED) {
+                return Err(fetch_error(format!("server answered {status} to HEAD")));
+            }
+            let (get, _connection) = self.request_https(source, Method::GET, Some("bytes=0-0")).await?;
+            match get.status() {
+                status if status.is_success() => Ok(()),
+                status => Err(fetch_error(format!("server answered {status} to a ranged GET"))),
+            }
+        };
+        match tokio::time::timeout(within, asked).await {
+            Ok(result) => result,
+            Err(_) => Err(fetch_error(format!("no answer within {within:?}"))),
+        }
+    }
+
+    /// Sends one request for `source`; the connection closes when the returned
+    /// guard is dropped.
+    async fn request_https(
+        &self,
+        source: &str,
+        method: Method,
+        range: Option<&str>,
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, AbortOnDrop), FileError> {
         let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
         let uri: Uri = source.parse().map_err(|e: hyper::http::uri::InvalidUri| fetch_error(e.to_string()))?;
         let host = uri.host().ok_or_else(|| fetch_error("no host".to_owned()))?.to_owned();
@@ -124,16 +234,26 @@ impl ArtifactReader {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| fetch_error(e.to_string()))?;
-        tokio::spawn(async move {
+        let connection = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
-        });
+        }));
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let request = hyper::Request::get(path)
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, host.as_str())
-            .header(hyper::header::USER_AGENT, concat!("upkeep-agent/", env!("CARGO_PKG_VERSION")))
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| fetch_error(e.to_string()))?;
+            .header(hyper::header::USER_AGENT, concat!("upkeep-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(range) = range {
+            request = request.header(hyper::header::RANGE, range);
+        }
+        let request = request.body(Empty::<Bytes>::new()).map_err(|e| fetch_error(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| fetch_error(e.to_string()))?;
+        Ok((response, connection))
+    }
+
+    async fn copy_https<W: AsyncWrite + Unpin>(&self, source: &str, sink: &mut Sink<'_, W>) -> Result<(), FileError> {
+        let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
+        let (response, _connection) = self.request_https(source, Method::GET, None).await?;
         if !response.status().is_success() {
             return Err(fetch_error(format!("server answered {}", response.status())));
         }
@@ -155,3 +275,7 @@ impl ArtifactReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "fetch_tests.rs"]
+mod tests;

@@ -81,7 +81,7 @@ pub async fn resolve(roots: &[PathBuf], source: &str) -> Result<PathBuf, FileSou
 /// Checks the file actually opened, by the path the kernel gives its
 /// descriptor: a directory swapped for a symlink between [`resolve`] and the
 /// open cannot lead outside the roots unnoticed.
-pub async fn confirm_opened(roots: &[PathBuf], file: &tokio::fs::File) -> Result<(), FileSourceError> {
+pub async fn confirm_opened(roots: &[PathBuf], file: &impl AsRawFd) -> Result<(), FileSourceError> {
     let descriptor = format!("/proc/self/fd/{}", file.as_raw_fd());
     let opened = tokio::fs::read_link(&descriptor)
         .await

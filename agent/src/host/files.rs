@@ -7,6 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use upkeep_common::ids::Sha256 as Sha256Digest;
@@ -90,6 +91,9 @@ pub trait Files: Send + Sync {
     fn remove<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<(), FileError>>;
     /// Whether a file exists.
     fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, bool>;
+    /// Whether `source` can be fetched, asked within `within` (see
+    /// [`ArtifactReader::probe`]); why not, when it cannot.
+    fn reachable<'a>(&'a self, source: &'a str, within: Duration) -> BoxFuture<'a, Result<(), FileError>>;
 }
 
 /// The directory beside `binary` that holds its staged files and backups.
@@ -107,6 +111,22 @@ impl RealFiles {
     /// Files fetching `https://` sources with the given reader.
     pub fn new(reader: ArtifactReader) -> Self {
         Self { reader }
+    }
+}
+
+/// A `.partial` file being written; removed when dropped unless kept, so that a
+/// stage that fails, is cancelled or times out leaves nothing behind.
+struct PartialFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Runs inside a dropped future: a single unlink, no waiting on I/O.
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -143,6 +163,7 @@ impl Files for RealFiles {
             tokio::fs::create_dir_all(&dir).await.map_err(|e| FileError::io(&dir, e))?;
             let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let partial = dir.join(format!(".{name}.partial"));
+            let mut guard = PartialFile { path: partial.clone(), keep: false };
             let mut file = tokio::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -151,21 +172,14 @@ impl Files for RealFiles {
                 .open(&partial)
                 .await
                 .map_err(|e| FileError::io(&partial, e))?;
-            let copied = self.reader.copy_to(source, &mut file, max_bytes).await;
-            let staged = match copied {
-                Ok(staged) => staged,
-                Err(error) => {
-                    drop(file);
-                    let _ = tokio::fs::remove_file(&partial).await;
-                    return Err(error);
-                }
-            };
+            let staged = self.reader.copy_to(source, &mut file, max_bytes).await?;
             file.set_permissions(std::fs::Permissions::from_mode(0o755))
                 .await
                 .map_err(|e| FileError::io(&partial, e))?;
             file.sync_all().await.map_err(|e| FileError::io(&partial, e))?;
             drop(file);
             tokio::fs::rename(&partial, destination).await.map_err(|e| FileError::io(destination, e))?;
+            guard.keep = true;
             blocking(move || sync_dir(&dir).map_err(|e| FileError::io(&dir, e))).await?;
             Ok(staged)
         })
@@ -231,6 +245,10 @@ impl Files for RealFiles {
         let path = path.to_path_buf();
         Box::pin(async move { tokio::fs::try_exists(&path).await.unwrap_or(false) })
     }
+
+    fn reachable<'a>(&'a self, source: &'a str, within: Duration) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(self.reader.probe(source, within))
+    }
 }
 
 /// The sha256 of some bytes.
@@ -273,6 +291,71 @@ mod tests {
         assert_eq!(std::fs::read(&binary).expect("read"), b"old");
         assert!(files.exists(&backup).await, "the backup stays after a restore");
         assert_eq!(files.digest(&dir.path().join("missing")).await.expect("ok"), None);
+    }
+
+    fn fifo(dir: &Path) -> PathBuf {
+        let path = dir.join("artifact.fifo");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        path
+    }
+
+    /// Whether anything still holds the FIFO open for reading (or is blocked opening it).
+    fn has_reader(fifo: &Path) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened =
+            std::fs::OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits()).open(fifo);
+        match opened {
+            Ok(_) => true,
+            Err(error) => {
+                assert_eq!(error.raw_os_error(), Some(nix::libc::ENXIO), "{error}");
+                false
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stage_from_a_silent_fifo_leaves_no_reader_and_no_partial_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = fifo(dir.path());
+        let destination = dir.path().join(".upkeep/kubelet.staged");
+        let files = files(dir.path());
+        let url = format!("file://{}", source.display());
+        let stage = files.stage(&url, &destination, 1024);
+        let outcome = tokio::time::timeout(Duration::from_millis(300), stage).await;
+        assert!(outcome.is_err(), "nobody writes to the FIFO, so the stage is still waiting: {outcome:?}");
+        // Checked first: a thread blocked opening the FIFO is released by this probe.
+        assert!(!has_reader(&source), "no thread still waits on the FIFO");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(".upkeep"))
+            .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "nothing is left in the staging directory: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_fifo_source_is_read_once_a_writer_comes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = fifo(dir.path());
+        let destination = dir.path().join(".upkeep/kubelet.staged");
+        let writer_path = source.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            std::fs::write(writer_path, b"new binary").expect("write to the FIFO");
+        });
+        let staged =
+            files(dir.path()).stage(&format!("file://{}", source.display()), &destination, 1024).await.expect("stages");
+        writer.join().expect("writer");
+        assert_eq!(staged.sha256, digest_of(b"new binary"));
+        assert_eq!(std::fs::read(&destination).expect("staged"), b"new binary");
+    }
+
+    #[tokio::test]
+    async fn special_files_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let refused = files(Path::new("/dev")).stage("file:///dev/zero", &dir.path().join(".upkeep/x"), 1024).await;
+        assert!(
+            matches!(&refused, Err(FileError::Fetch { reason, .. }) if reason.contains("not a regular file")),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,12 @@
-//! Kubernetes access through the `kube` client: cordon and uncordon the agent's
-//! own Node with a merge patch that records which upkeep operation cordoned it,
-//! drain it through the Eviction API (policy/v1), and read the API server's
-//! version for the skew rule.
+//! Kubernetes access through the `kube` client: read the agent's own Node
+//! (cordon, Ready condition, kubelet version), cordon and uncordon it with a
+//! merge patch that records which upkeep operation cordoned it, drain it through
+//! the Eviction API (policy/v1), and read the API server's version for the skew
+//! rule.
+//!
+//! A cordon belongs to the operation its `upkeep.io/cordoned-by` annotation
+//! names: an operation uncordons only a cordon of its own, so a cordon set by
+//! someone else, or by an explicit `POST /v1/cordon`, outlives a later upgrade.
 //!
 //! Drain: the node's pods are listed; DaemonSet pods, mirror pods, finished
 //! pods and pods matching the skip selector stay; pods with local (emptyDir)
@@ -23,7 +28,9 @@ use upkeep_common::Version;
 use upkeep_common::ids::OperationId;
 
 use crate::host::BoxFuture;
-use crate::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess};
+use crate::host::kubernetes::{
+    CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess, NodeObservation, ReadyCondition,
+};
 
 /// The annotation naming the upkeep operation that cordoned a node.
 pub const CORDONED_BY: &str = "upkeep.io/cordoned-by";
@@ -84,11 +91,15 @@ impl KubeNodeAccess {
         }
     }
 
+    async fn observe_node(&self) -> Result<NodeObservation, KubeError> {
+        let node = self.bounded(self.nodes().get(&self.node)).await?;
+        Ok(observation_of(&node))
+    }
+
     async fn cordon_node(&self, operation: &OperationId) -> Result<CordonOutcome, KubeError> {
         let node = self.bounded(self.nodes().get(&self.node)).await?;
-        let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
-        let ours = node.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(CORDONED_BY));
-        if unschedulable && !ours {
+        let observed = observation_of(&node);
+        if observed.unschedulable && !cordoned_by(&observed, operation) {
             return Ok(CordonOutcome::AlreadyCordoned);
         }
         let patch = serde_json::json!({
@@ -99,10 +110,9 @@ impl KubeNodeAccess {
         Ok(CordonOutcome::Cordoned)
     }
 
-    async fn uncordon_node(&self, only_if_ours: bool) -> Result<(), KubeError> {
+    async fn uncordon_node(&self, operation: &OperationId, only_if_ours: bool) -> Result<(), KubeError> {
         let node = self.bounded(self.nodes().get(&self.node)).await?;
-        let ours = node.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(CORDONED_BY));
-        if only_if_ours && !ours {
+        if only_if_ours && !cordoned_by(&observation_of(&node), operation) {
             return Ok(());
         }
         let patch = serde_json::json!({
@@ -232,6 +242,33 @@ impl KubeNodeAccess {
     }
 }
 
+/// Whether the Node's cordon annotation names `operation`.
+fn cordoned_by(observed: &NodeObservation, operation: &OperationId) -> bool {
+    observed.cordoned_by.as_deref() == Some(operation.as_str())
+}
+
+/// What a Node object says about the node.
+fn observation_of(node: &Node) -> NodeObservation {
+    let status = node.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|condition| ReadyCondition {
+            status: condition.status.clone(),
+            last_heartbeat: condition.last_heartbeat_time.as_ref().and_then(|time| {
+                let nanos = u32::try_from(time.0.subsec_nanosecond()).unwrap_or(0);
+                chrono::DateTime::from_timestamp(time.0.as_second(), nanos)
+            }),
+            reason: condition.reason.clone().unwrap_or_default(),
+        });
+    NodeObservation {
+        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        cordoned_by: node.metadata.annotations.as_ref().and_then(|a| a.get(CORDONED_BY)).cloned(),
+        ready,
+        kubelet_version: status.and_then(|s| s.node_info.as_ref()).map(|info| info.kubelet_version.clone()),
+    }
+}
+
 struct EvictionResult {
     pod: String,
     namespace: String,
@@ -301,12 +338,16 @@ impl NodeAccess for KubeNodeAccess {
         true
     }
 
+    fn observe(&self) -> BoxFuture<'_, Result<Option<NodeObservation>, KubeError>> {
+        Box::pin(async move { self.observe_node().await.map(Some) })
+    }
+
     fn cordon<'a>(&'a self, operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>> {
         Box::pin(self.cordon_node(operation))
     }
 
-    fn uncordon<'a>(&'a self, _operation: &'a OperationId, only_if_ours: bool) -> BoxFuture<'a, Result<(), KubeError>> {
-        Box::pin(self.uncordon_node(only_if_ours))
+    fn uncordon<'a>(&'a self, operation: &'a OperationId, only_if_ours: bool) -> BoxFuture<'a, Result<(), KubeError>> {
+        Box::pin(self.uncordon_node(operation, only_if_ours))
     }
 
     fn drain<'a>(&'a self, settings: &'a DrainSettings) -> BoxFuture<'a, Result<DrainOutcome, KubeError>> {
@@ -324,6 +365,39 @@ mod tests {
 
     fn pod(json: serde_json::Value) -> Pod {
         serde_json::from_value(json).expect("valid pod")
+    }
+
+    #[test]
+    fn a_node_reads_as_cordon_owner_ready_heartbeat_and_kubelet_version() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "worker-1", "annotations": {CORDONED_BY: "op-1"}},
+            "spec": {"unschedulable": true},
+            "status": {
+                "conditions": [
+                    {"type": "MemoryPressure", "status": "False"},
+                    {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                     "lastHeartbeatTime": "2026-01-01T00:00:05Z"}],
+                "nodeInfo": {"kubeletVersion": "v1.30.3", "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "",
+                             "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux",
+                             "osImage": "", "systemUUID": ""}}
+        }))
+        .expect("valid node");
+        let observed = observation_of(&node);
+        assert!(observed.unschedulable);
+        assert_eq!(observed.kubelet_version.as_deref(), Some("v1.30.3"));
+        let ready = observed.ready.clone().expect("ready condition");
+        assert!(ready.is_true());
+        assert_eq!(ready.last_heartbeat.map(|t| t.to_rfc3339()).as_deref(), Some("2026-01-01T00:00:05+00:00"));
+        let mine: OperationId = "op-1".parse().expect("valid");
+        let other: OperationId = "op-2".parse().expect("valid");
+        assert!(cordoned_by(&observed, &mine));
+        assert!(!cordoned_by(&observed, &other), "another operation's cordon is not this one's");
+        let bare =
+            observation_of(&serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).expect("node"));
+        assert_eq!(
+            bare,
+            NodeObservation { unschedulable: false, cordoned_by: None, ready: None, kubelet_version: None }
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Kubernetes access for the node: cordon, uncordon and drain. Without a
-//! `[kubernetes]` table in the config every call answers `NotConfigured` and the
-//! engine records the step as Skipped.
+//! Kubernetes access for the node: read its Node, cordon, uncordon and drain.
+//! Without a `[kubernetes]` table in the config every call answers
+//! `NotConfigured` (or `None`) and the engine records the step as Skipped.
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use upkeep_common::Version;
 use upkeep_common::ids::OperationId;
@@ -51,6 +53,37 @@ pub struct DrainSettings {
     pub force_at_timeout: bool,
 }
 
+/// The node's Ready condition as the Node reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyCondition {
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// When the kubelet last posted the condition (`lastHeartbeatTime`).
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The kubelet's reason, such as `KubeletReady` (may be empty).
+    pub reason: String,
+}
+
+impl ReadyCondition {
+    /// Whether the condition's status is `True`.
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// What the node's Node object says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeObservation {
+    /// `spec.unschedulable`: the node is cordoned, by whoever did it.
+    pub unschedulable: bool,
+    /// The `upkeep.io/cordoned-by` annotation: the upkeep operation that cordoned it.
+    pub cordoned_by: Option<String>,
+    /// The Ready condition, when the Node has one.
+    pub ready: Option<ReadyCondition>,
+    /// `status.nodeInfo.kubeletVersion`, as the running kubelet reports it.
+    pub kubelet_version: Option<String>,
+}
+
 /// Why a Kubernetes call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KubeError {
@@ -75,9 +108,14 @@ pub enum KubeError {
 pub trait NodeAccess: Send + Sync {
     /// Whether Kubernetes access is configured at all.
     fn configured(&self) -> bool;
-    /// Marks the node unschedulable, recording `operation` as the cordoner.
+    /// Reads the node's Node object (`None` without Kubernetes access).
+    fn observe(&self) -> BoxFuture<'_, Result<Option<NodeObservation>, KubeError>>;
+    /// Marks the node unschedulable, recording `operation` as the cordoner; a
+    /// node already cordoned by anyone else (another operation included) is
+    /// left as it is and reported `AlreadyCordoned`.
     fn cordon<'a>(&'a self, operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>>;
-    /// Marks the node schedulable again; with `only_if_ours`, only if upkeep cordoned it.
+    /// Marks the node schedulable again; with `only_if_ours`, only if its
+    /// cordon records `operation` as the cordoner.
     fn uncordon<'a>(&'a self, operation: &'a OperationId, only_if_ours: bool) -> BoxFuture<'a, Result<(), KubeError>>;
     /// Evicts the node's pods.
     fn drain<'a>(&'a self, settings: &'a DrainSettings) -> BoxFuture<'a, Result<DrainOutcome, KubeError>>;
@@ -92,6 +130,10 @@ pub struct NoKubernetes;
 impl NodeAccess for NoKubernetes {
     fn configured(&self) -> bool {
         false
+    }
+
+    fn observe(&self) -> BoxFuture<'_, Result<Option<NodeObservation>, KubeError>> {
+        Box::pin(async { Ok(None) })
     }
 
     fn cordon<'a>(&'a self, _operation: &'a OperationId) -> BoxFuture<'a, Result<CordonOutcome, KubeError>> {

@@ -6,7 +6,7 @@
 //! | request | behaviour |
 //! |---|---|
 //! | `GET /version` | the configured `gitVersion` (and major, minor...) |
-//! | `GET /api/v1/nodes/{name}` | the Node, or a 404 `Status` |
+//! | `GET /api/v1/nodes/{name}` | the Node (annotations, `spec.unschedulable`, the Ready condition with its `lastHeartbeatTime`, `status.nodeInfo.kubeletVersion`), or a 404 `Status` |
 //! | `PATCH /api/v1/nodes/{name}` | JSON merge patch (RFC 7386) with `application/merge-patch+json` or `application/strategic-merge-patch+json`; any other content type is 415 |
 //! | `GET /api/v1/pods?fieldSelector=spec.nodeName=N` | a `PodList` of the pods bound to N (other selectors: 400) |
 //! | `GET /api/v1/namespaces/{ns}/pods/{name}` | the Pod, or 404 |
@@ -18,10 +18,15 @@
 //! server sends. A terminating pod keeps its `deletionTimestamp` until its
 //! scripted termination time passes, then is gone (404). The server can be
 //! made slow (every answer delayed) or down (connections closed at once).
+//!
+//! A [`SimulatedKubelet`] moves a Node's kubelet version and Ready heartbeat
+//! when the kubelet service of a real agent under test is restarted.
 
+mod kubelet;
 mod merge;
 mod server;
 mod state;
 
+pub use kubelet::{KubeletReports, SimulatedKubelet};
 pub use server::FakeApiServer;
 pub use state::{ApiState, FakePod};

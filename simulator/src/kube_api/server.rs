@@ -2,7 +2,6 @@
 //! authentication, the scripted delay and outage, and a kubeconfig that points
 //! a client at it.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,6 +89,11 @@ impl FakeApiServer {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The state itself, for tasks that change it on their own.
+    pub(crate) fn shared_state(&self) -> Arc<Mutex<ApiState>> {
+        self.state.clone()
+    }
+
     /// Makes the server close every connection at once (true) or serve again.
     pub fn set_down(&self, down: bool) {
         self.script.down.store(down, Ordering::Relaxed);
@@ -155,7 +159,13 @@ async fn serve(
             let Ok(stream) = acceptor.accept(tcp).await else { return };
             let service = service_fn(move |request| {
                 let (state, script, token) = (state.clone(), script.clone(), token.clone());
-                async move { Ok::<_, Infallible>(answer(request, &state, &script, &token).await) }
+                async move {
+                    // A server that went down drops kept-alive connections too.
+                    if script.down.load(Ordering::Relaxed) {
+                        return Err(std::io::Error::other("the API server is down"));
+                    }
+                    Ok(answer(request, &state, &script, &token).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });

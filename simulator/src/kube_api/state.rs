@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::kube_api::merge::merge_patch;
@@ -103,7 +104,8 @@ impl ApiState {
         self.resource_version.to_string()
     }
 
-    /// Adds a schedulable Node.
+    /// Adds a schedulable, Ready Node whose kubelet reports no version yet
+    /// (see [`ApiState::kubelet_started`]).
     pub fn add_node(&mut self, name: &str) {
         let uid = self.uid();
         let rv = self.bump();
@@ -112,8 +114,31 @@ impl ApiState {
             json!({"apiVersion": "v1", "kind": "Node",
                    "metadata": {"name": name, "uid": uid, "resourceVersion": rv, "annotations": {}},
                    "spec": {},
-                   "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+                   "status": {"conditions": [ready_condition("True", "KubeletReady", Utc::now())],
+                              "nodeInfo": node_info("")}}),
         );
+    }
+
+    /// The node's kubelet (re)started at `at` running `version`: the Node reports
+    /// that version and a Ready heartbeat at `at`, as a starting kubelet posts them.
+    pub fn kubelet_started(&mut self, name: &str, version: &str, at: DateTime<Utc>) {
+        let rv = self.bump();
+        if let Some(node) = self.nodes.get_mut(name) {
+            node["status"]["nodeInfo"] = node_info(version);
+            node["status"]["conditions"] = json!([ready_condition("True", "KubeletReady", at)]);
+            node["metadata"]["resourceVersion"] = json!(rv);
+        }
+    }
+
+    /// Sets the node's Ready condition as the node lifecycle controller or the
+    /// kubelet would, with a heartbeat at `at`.
+    pub fn set_ready(&mut self, name: &str, status: &str, at: DateTime<Utc>) {
+        let rv = self.bump();
+        if let Some(node) = self.nodes.get_mut(name) {
+            let reason = if status == "True" { "KubeletReady" } else { "NodeStatusUnknown" };
+            node["status"]["conditions"] = json!([ready_condition(status, reason, at)]);
+            node["metadata"]["resourceVersion"] = json!(rv);
+        }
     }
 
     /// The Node object.
@@ -286,6 +311,20 @@ impl ApiState {
     }
 }
 
+/// A Ready condition as the kubelet posts it (times to whole seconds, as the API server keeps them).
+fn ready_condition(status: &str, reason: &str, at: DateTime<Utc>) -> Value {
+    let time = at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    json!({"type": "Ready", "status": status, "reason": reason, "message": format!("kubelet {reason}"),
+           "lastHeartbeatTime": time, "lastTransitionTime": time})
+}
+
+/// `status.nodeInfo` with every field Kubernetes requires.
+fn node_info(kubelet_version: &str) -> Value {
+    json!({"kubeletVersion": kubelet_version, "kubeProxyVersion": "", "architecture": "amd64", "bootID": "boot",
+           "containerRuntimeVersion": "containerd://2.0.0", "kernelVersion": "6.1.0", "machineID": "machine",
+           "operatingSystem": "linux", "osImage": "Simulated Linux", "systemUUID": "uuid"})
+}
+
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -338,6 +377,23 @@ mod tests {
         let later = now + Duration::from_secs(6);
         assert_eq!(state.handle("GET", "/api/v1/namespaces/default/pods/web", "", "", b"", later).0, 404);
         assert_eq!(state.eviction_log.len(), 3);
+    }
+
+    #[test]
+    fn a_kubelet_start_moves_the_version_and_the_heartbeat() {
+        let mut state = ApiState::new("v1.30.2");
+        state.add_node("worker-1");
+        let at = DateTime::parse_from_rfc3339("2026-01-01T00:00:05.700Z").expect("time").to_utc();
+        state.kubelet_started("worker-1", "v1.30.3", at);
+        let node = state.node("worker-1").expect("node");
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.30.3");
+        assert_eq!(node["status"]["conditions"][0]["type"], "Ready");
+        assert_eq!(node["status"]["conditions"][0]["lastHeartbeatTime"], "2026-01-01T00:00:05Z");
+        let later = at + chrono::Duration::seconds(10);
+        state.set_ready("worker-1", "Unknown", later);
+        let node = state.node("worker-1").expect("node");
+        assert_eq!(node["status"]["conditions"][0]["status"], "Unknown");
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.30.3", "the version stays");
     }
 
     #[test]
