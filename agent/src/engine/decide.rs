@@ -303,40 +303,22 @@ pub fn end_after_defect(record: &mut OperationRecord, what: &str, now: DateTime<
 pub(crate) mod tests_support {
     //! A plain upgrade record for the engine's unit tests.
     use super::*;
-    use crate::engine::record::initial_steps;
-    use upkeep_common::api::{Operation, OperationKind};
+    use crate::engine::build::{NewRecord, new_record};
+    use upkeep_common::Identity;
+    use upkeep_common::api::OperationKind;
 
     /// A Pending upgrade with no components.
     pub fn record() -> OperationRecord {
-        OperationRecord {
-            operation: Operation {
-                id: "op-1".parse().expect("valid"),
-                request_token: None,
-                kind: OperationKind::Upgrade,
-                from_version: None,
-                target_version: None,
-                phase: OperationPhase::Pending,
-                steps: initial_steps(OperationKind::Upgrade),
-                errors: Vec::new(),
-                created_at: DateTime::<Utc>::UNIX_EPOCH,
-                started_at: None,
-                finished_at: None,
-                requested_by: "CN=test".into(),
-                accepted_risks: Vec::new(),
-                dry_run: false,
-                no_op: false,
-            },
+        new_record(NewRecord {
+            id: "op-1".parse().expect("valid"),
+            kind: OperationKind::Upgrade,
+            identity: &Identity { common_name: "test".into(), role: None },
+            token: None,
             request_digest: String::new(),
-            plan: Vec::new(),
-            drain: None,
-            force: false,
-            cordoned_by_us: false,
-            was_cordoned: false,
-            rolling_back: false,
-            cancel_requested: false,
-            verified: false,
-            stage_only: false,
-        }
+            from_version: None,
+            target_version: None,
+            now: DateTime::<Utc>::UNIX_EPOCH,
+        })
     }
 }
 

@@ -131,7 +131,7 @@ pub async fn roll_back(engine: &Engine, id: &OperationId, reason: String, degrad
         }),
     };
     if let Err(error) = engine.update_node(|node| {
-        node.history.push(history);
+        node.record_history(history);
         if degraded.is_some() {
             node.degraded = degraded;
         }
@@ -183,7 +183,7 @@ pub async fn finish(engine: &Engine, id: &OperationId) {
         };
         let history = history_entry(&record, state, now);
         if let Err(error) = engine.update_node(|node| {
-            node.history.push(history);
+            node.record_history(history);
             node.degraded = None;
         }) {
             tracing::error!(%error, "node state could not be saved");

@@ -133,3 +133,43 @@ pub struct NodeRecord {
     #[serde(default)]
     pub cordoned: bool,
 }
+
+impl NodeRecord {
+    /// Adds `entry` to the history, replacing an entry of the same operation:
+    /// an ending that a kill interrupted and that runs again records it once.
+    pub fn record_history(&mut self, entry: HistoryEntry) {
+        match self.history.iter_mut().find(|kept| kept.operation_id == entry.operation_id) {
+            Some(kept) => *kept = entry,
+            None => self.history.push(entry),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upkeep_common::api::HistoryState;
+
+    fn entry(operation: &str, state: HistoryState) -> HistoryEntry {
+        HistoryEntry {
+            operation_id: operation.parse().expect("valid"),
+            version: "v1.30.3".parse().expect("valid"),
+            from_version: None,
+            state,
+            started_at: DateTime::<Utc>::UNIX_EPOCH,
+            completed_at: None,
+            verified: false,
+            accepted_risks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_operation_is_in_the_history_once() {
+        let mut node = NodeRecord::default();
+        node.record_history(entry("op-1", HistoryState::Completed));
+        node.record_history(entry("op-2", HistoryState::Completed));
+        node.record_history(entry("op-1", HistoryState::Completed));
+        let ids: Vec<&str> = node.history.iter().map(|h| h.operation_id.as_str()).collect();
+        assert_eq!(ids, ["op-1", "op-2"]);
+    }
+}
