@@ -105,20 +105,29 @@ async fn precheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
         let reachable = match record.operation.kind {
             OperationKind::Rollback => match engine.host.files.exists(&plan.staged).await {
                 true => Ok(()),
-                false => Err(format!("{} is missing", plan.staged.display())),
+                false => Err(StepFailure::new(
+                    ErrorCode::DependencyUnavailable,
+                    "artifact_unreachable",
+                    format!("{}: {} is missing", plan.name, plan.staged.display()),
+                )),
             },
             _ => {
                 let within = engine.config.timeouts.precheck.min(REACHABILITY_TIMEOUT);
-                engine.host.files.reachable(&plan.source, within).await.map_err(|error| error.to_string())
+                engine.host.files.reachable(&plan.source, within).await.map_err(|error| match error {
+                    crate::host::files::FileError::Refused { .. } => StepFailure::new(
+                        ErrorCode::ValidationFailed,
+                        "source_not_allowed",
+                        format!("{}: {error}", plan.name),
+                    ),
+                    other => StepFailure::new(
+                        ErrorCode::DependencyUnavailable,
+                        "artifact_unreachable",
+                        format!("{}: {other}", plan.name),
+                    ),
+                })
             }
         };
-        if let Err(reason) = reachable {
-            return Err(StepFailure::new(
-                ErrorCode::DependencyUnavailable,
-                "artifact_unreachable",
-                format!("{}: {reason}", plan.name),
-            ));
-        }
+        reachable?;
     }
     let earlier = record
         .operation
