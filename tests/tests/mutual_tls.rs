@@ -49,8 +49,14 @@ fn reader_on_a_write_path_gets_403_in_the_envelope() {
     assert_eq!(envelope["error"]["code"], "forbidden");
     assert!(envelope["error"]["message"].as_str().is_some_and(|m| m.contains("upkeep:operator")), "{envelope}");
     assert_eq!(envelope["error"]["details"], serde_json::json!([]));
+    // The log is read from the agent's stderr by another thread: wait for the line.
+    let audited = |log: &str| log.contains("mutating request") && log.contains("reader");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !audited(&agent.log()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let audit = agent.log();
-    assert!(audit.contains("mutating request") && audit.contains("reader"), "the refusal is audited: {audit}");
+    assert!(audited(&audit), "the refusal is audited: {audit}");
 }
 
 #[test]
@@ -164,10 +170,13 @@ async fn names_and_strings_from_clients_are_logged_escaped() {
         client.get(path).await.expect("reply");
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while !agent.log().contains("evil\\n") && std::time::Instant::now() < deadline {
+    // Both clients' two writes are audited last; wait until the log has them all.
+    let complete = |log: &str| log.matches("client=evil").count() >= 2 && log.matches("client=o-forger").count() >= 2;
+    while !complete(&agent.log()) && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let log = agent.log();
+    assert!(complete(&log), "every write is audited: {log}");
     assert!(log.contains("evil\\n2026-01-01"), "the forged name is logged, escaped: {log}");
     assert!(!log.contains('\x1b') && !log.contains('\r'), "no terminal control characters: {log:?}");
     for line in log.lines() {
