@@ -73,7 +73,7 @@ pub fn to_remove(entries: &[DirEntry], needed: &[PathBuf], policy: KeepPolicy, n
         }
     }
     // Newest first; unknown times count as newest.
-    prestaged.sort_by(|a, b| b.modified.unwrap_or(now).cmp(&a.modified.unwrap_or(now)));
+    prestaged.sort_by_key(|entry| std::cmp::Reverse(entry.modified.unwrap_or(now)));
     for (rank, entry) in prestaged.into_iter().enumerate() {
         let age = entry.modified.and_then(|modified| now.duration_since(modified).ok()).unwrap_or_default();
         if rank >= policy.keep || age > policy.max_age {
