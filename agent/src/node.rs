@@ -280,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn cordoned_and_available_follow_the_node_once_it_was_read() {
+        use crate::host::kubernetes::{NodeObservation, ReadyCondition};
+        let now = Utc::now();
+        let view = NodeView::new(&config(), host(1), now);
+        let kubelet: ComponentName = "kubelet".parse().expect("valid");
+        view.record_probes(vec![(kubelet, Ok("v1.30.2".parse().expect("valid")))], now);
+        let observed = NodeObservation {
+            unschedulable: true,
+            cordoned_by: None,
+            ready: Some(ReadyCondition { status: "True".into(), last_heartbeat: Some(now), reason: String::new() }),
+            kubelet_version: Some("v1.30.2".into()),
+        };
+        view.record_node(NodeReading::Read(observed), now);
+        view.update(|state| state.cordoned = false);
+        let (state, _) = view.snapshot();
+        assert!(state.cordoned, "the engine's own idea does not override what the Node said");
+        let available = state.conditions.iter().find(|c| c.kind == ConditionType::Available).expect("present");
+        assert_eq!((available.status, available.reason.as_str()), (ConditionStatus::False, "Cordoned"));
+    }
+
+    #[test]
     fn if_match_accepts_lists_and_star() {
         let tag = ETag("\"abc\"".into());
         assert!(tag.matches_if_match("\"abc\""));
