@@ -23,6 +23,7 @@ use upkeep_common::ids::{ComponentName, OperationId};
 use crate::availability::{NodeReading, availability};
 use crate::config::AgentConfig;
 use crate::host::ProbeError;
+use crate::host::kubernetes::NodeObservation;
 
 /// A quoted strong entity tag, such as `"3f2a..."`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +51,14 @@ struct Snapshot {
     etag: ETag,
     /// The last read of the Node (only with `[kubernetes]`).
     node: Option<NodeReading>,
+    /// What the last successful read said (kept while later reads fail).
+    last_observed: Option<NodeObservation>,
 }
 
 impl Snapshot {
     /// Makes `cordoned` say what the Node said, when it was read.
     fn apply_node(&mut self) {
-        if let Some(NodeReading::Read(observed)) = &self.node {
+        if let Some(observed) = &self.last_observed {
             self.state.cordoned = observed.unschedulable;
         }
     }
@@ -157,7 +160,7 @@ impl NodeView {
             host,
         };
         let etag = compute_etag(&state);
-        Self { inner: RwLock::new(Snapshot { state, etag, node: None }) }
+        Self { inner: RwLock::new(Snapshot { state, etag, node: None, last_observed: None }) }
     }
 
     /// The current state and its tag.
@@ -188,6 +191,9 @@ impl NodeView {
     /// Records a read of the Node: `cordoned` and the Available condition follow it.
     pub fn record_node(&self, reading: NodeReading, now: DateTime<Utc>) {
         let mut guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let NodeReading::Read(observed) = &reading {
+            guard.last_observed = Some(observed.clone());
+        }
         guard.node = Some(reading);
         guard.apply_node();
         guard.set_availability(now);
@@ -277,6 +283,33 @@ mod tests {
         let available = state.conditions.iter().find(|c| c.kind == ConditionType::Available).expect("present");
         assert_eq!(available.status, ConditionStatus::False);
         assert_eq!(available.message, "no version from: kubelet");
+    }
+
+    #[test]
+    fn cordoned_and_available_follow_the_node_once_it_was_read() {
+        use crate::host::kubernetes::ReadyCondition;
+        let now = Utc::now();
+        let view = NodeView::new(&config(), host(1), now);
+        let kubelet: ComponentName = "kubelet".parse().expect("valid");
+        view.record_probes(vec![(kubelet, Ok("v1.30.2".parse().expect("valid")))], now);
+        let observed = NodeObservation {
+            unschedulable: true,
+            cordoned_by: None,
+            ready: Some(ReadyCondition { status: "True".into(), last_heartbeat: Some(now), reason: String::new() }),
+            kubelet_version: Some("v1.30.2".into()),
+        };
+        view.record_node(NodeReading::Read(observed), now);
+        view.update(|state| state.cordoned = false);
+        let (state, _) = view.snapshot();
+        assert!(state.cordoned, "the engine's own idea does not override what the Node said");
+        let available = state.conditions.iter().find(|c| c.kind == ConditionType::Available).expect("present");
+        assert_eq!((available.status, available.reason.as_str()), (ConditionStatus::False, "Cordoned"));
+        view.record_node(NodeReading::Failed("API server down".into()), now);
+        view.update(|state| state.cordoned = false);
+        let (state, _) = view.snapshot();
+        assert!(state.cordoned, "a failed read keeps what the last read said");
+        let available = state.conditions.iter().find(|c| c.kind == ConditionType::Available).expect("present");
+        assert_eq!((available.status, available.reason.as_str()), (ConditionStatus::Unknown, "NodeUnreadable"));
     }
 
     #[test]

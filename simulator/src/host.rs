@@ -23,6 +23,7 @@ use upkeep_agent::host::kubernetes::{
     CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess, NodeObservation, ReadyCondition,
 };
 use upkeep_agent::host::services::{RestartError, RestartOutcome, ServiceManager};
+use upkeep_agent::host::staging::DirEntry;
 use upkeep_agent::host::{BoxFuture, Host, HostFactsSource, ProbeError, VersionProbe};
 use upkeep_common::Version;
 use upkeep_common::api::{HostFacts, LoadAverage};
@@ -277,6 +278,17 @@ impl Files for SimFiles {
         Box::pin(async move {
             self.0.files().remove(path);
             Ok(())
+        })
+    }
+
+    fn list<'a>(&'a self, dir: &'a Path) -> BoxFuture<'a, Vec<DirEntry>> {
+        Box::pin(async move {
+            let files = self.0.files();
+            files
+                .keys()
+                .filter(|path| path.parent() == Some(dir))
+                .map(|path| DirEntry { path: path.clone(), modified: None })
+                .collect()
         })
     }
 

@@ -1,7 +1,8 @@
-//! Artifact sources through a real agent: PreCheck asks each `https://` source
-//! whether it is there (a HEAD, bounded in time) instead of assuming it, and a
-//! Stage stuck on a source that never delivers leaves nothing behind when its
-//! step timeout cuts it off: no reader left on the source, no partial file.
+//! Artifact sources and staged files through a real agent: PreCheck asks each
+//! `https://` source whether it is there (a HEAD, bounded in time) instead of
+//! assuming it; a Stage stuck on a source that never delivers leaves nothing
+//! behind when its step timeout cuts it off (no reader left on the source, no
+//! partial file); prestaged files are bounded.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -21,7 +22,7 @@ use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::pki::Pki;
-use upkeep_tests::upgrades::{setup, step_statuses, wait_for_end};
+use upkeep_tests::upgrades::{Artifact, component_artifact, setup, step_statuses, upgrade_body, wait_for_end};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -131,4 +132,56 @@ async fn a_stage_cut_off_by_its_timeout_leaves_no_reader_and_no_partial_file() {
     let left: Vec<_> =
         std::fs::read_dir(&work).map(|entries| entries.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "the timed-out stage left files behind: {left:?}");
+}
+
+fn staged_names(agent: &AgentProcess) -> Vec<String> {
+    let work = agent.kubelet_path().with_file_name(".upkeep");
+    let mut names: Vec<String> = std::fs::read_dir(&work)
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|name| name.ends_with(".staged") || name.ends_with(".partial"));
+    names.sort();
+    names
+}
+
+async fn stage_only(client: &mut ApiClient, version: &str, artifact: &Artifact) {
+    let mut body = upgrade_body(version, artifact, None);
+    body["stage_only"] = true.into();
+    let reply = client.post_json("/v1/upgrades", &body.to_string()).await.expect("reply");
+    assert_eq!(reply.status, 202, "{}", String::from_utf8_lossy(&reply.body));
+    let operation = wait_for_end(client, reply.json()["id"].as_str().expect("id"), WITHIN).await;
+    assert_eq!(operation["phase"], "Succeeded", "{operation:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prestaged_files_are_bounded_and_leftovers_removed() {
+    let pki = Pki::new();
+    let port = start_health_server().await;
+    let agent = AgentProcess::start_with(&pki, &setup("v1.30.2", port, "[artifacts]\nkeep_prestaged = 1\n"));
+    let mut operator = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("operator"))))
+        .await
+        .expect("connects");
+    let sources = tempfile::tempdir().expect("tempdir");
+    let first = component_artifact(sources.path(), "kubelet", "v1.30.3", true);
+    let second = component_artifact(sources.path(), "kubelet", "v1.30.3", false);
+    let third = component_artifact(sources.path(), "kubelet", "v1.30.4", true);
+    let staged = |artifact: &Artifact| format!("kubelet.{}.staged", artifact.sha256);
+
+    stage_only(&mut operator, "v1.30.3", &first).await;
+    assert_eq!(staged_names(&agent), [staged(&first)]);
+    let work = agent.kubelet_path().with_file_name(".upkeep");
+    let leftover_partial = ".kubelet.0000.staged.partial";
+    let misnamed = format!("kubelet.{}.staged", &first.sha256[..16]);
+    std::fs::write(work.join(leftover_partial), b"cut off").expect("write");
+    std::fs::write(work.join(&misnamed), b"old naming").expect("write");
+
+    stage_only(&mut operator, "v1.30.3", &second).await;
+    let mut expected = vec![staged(&first), staged(&second)];
+    expected.sort();
+    assert_eq!(staged_names(&agent), expected, "one prestaged file kept beside the new one; leftovers removed");
+
+    stage_only(&mut operator, "v1.30.4", &third).await;
+    let mut expected = vec![staged(&second), staged(&third)];
+    expected.sort();
+    assert_eq!(staged_names(&agent), expected, "the oldest prestaged file went");
 }

@@ -1,6 +1,7 @@
 //! `[artifacts]`: where artifacts may come from and how they are checked.
 
 use std::path::{Component, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -19,11 +20,24 @@ pub struct ArtifactSettings {
     /// Directories `file://` sources may be read from (absolute, without `.`
     /// or `..`); empty means no `file://` source is accepted.
     pub file_roots: Vec<PathBuf>,
+    /// Prestaged files (staged for a later upgrade, needed by no running
+    /// operation) kept in each staging directory: the newest this many...
+    pub keep_prestaged: usize,
+    /// ...and only while younger than this. Older or further ones are removed
+    /// when the next Stage runs.
+    pub prestaged_max_age: Duration,
 }
 
 impl Default for ArtifactSettings {
     fn default() -> Self {
-        Self { max_bytes: 512 * 1024 * 1024, ca_file: None, trusted_keys: Vec::new(), file_roots: Vec::new() }
+        Self {
+            max_bytes: 512 * 1024 * 1024,
+            ca_file: None,
+            trusted_keys: Vec::new(),
+            file_roots: Vec::new(),
+            keep_prestaged: 2,
+            prestaged_max_age: Duration::from_secs(7 * 24 * 3600),
+        }
     }
 }
 
@@ -35,6 +49,8 @@ pub(super) struct RawArtifacts {
     trusted_keys: Vec<String>,
     #[serde(default)]
     file_roots: Vec<PathBuf>,
+    keep_prestaged: Option<u64>,
+    prestaged_max_age_secs: Option<u64>,
 }
 
 pub(super) fn validate_artifacts(raw: RawArtifacts, problems: &mut Problems) -> ArtifactSettings {
@@ -65,7 +81,15 @@ pub(super) fn validate_artifacts(raw: RawArtifacts, problems: &mut Problems) -> 
         .enumerate()
         .filter_map(|(index, root)| file_root(&format!("artifacts.file_roots[{index}]"), root, problems))
         .collect();
-    ArtifactSettings { max_bytes, ca_file, trusted_keys, file_roots }
+    let keep_prestaged =
+        problems.count("artifacts.keep_prestaged", raw.keep_prestaged, default.keep_prestaged, (0, 100));
+    let prestaged_max_age = problems.seconds(
+        "artifacts.prestaged_max_age_secs",
+        raw.prestaged_max_age_secs,
+        default.prestaged_max_age,
+        (60, 365 * 24 * 3600),
+    );
+    ArtifactSettings { max_bytes, ca_file, trusted_keys, file_roots, keep_prestaged, prestaged_max_age }
 }
 
 /// A root as written: absolute, and without `.` or `..` segments, so that a

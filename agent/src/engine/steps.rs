@@ -1,18 +1,20 @@
 //! Each step's work against the host. Every step is idempotent: run again after
 //! a kill, it finds what it already did and finishes the rest.
 
+mod postcheck;
+mod stage;
+
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
-use ed25519_dalek::{Signature, VerifyingKey};
+use upkeep_common::ErrorCode;
 use upkeep_common::api::{DrainTimeoutAction, OperationKind, StepName, StepStatus};
-use upkeep_common::{ErrorCode, Version};
+
+pub use postcheck::{node_reports, verify_versions};
 
 use crate::engine::Engine;
-use crate::engine::admission::decode_signature;
 use crate::engine::crash::crash_point;
 use crate::engine::record::OperationRecord;
-use crate::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeObservation};
+use crate::host::kubernetes::{CordonOutcome, DrainOutcome, DrainSettings, KubeError};
 use crate::host::services::{RestartError, RestartOutcome};
 
 /// A step that finished.
@@ -58,19 +60,16 @@ pub type StepResult = Result<StepDone, StepFailure>;
 /// The longest PreCheck waits for one artifact source to answer.
 const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often PostCheck asks again while waiting for the new version.
-const POSTCHECK_POLL: Duration = Duration::from_millis(200);
-
 /// Runs one step of `record`.
 pub async fn execute(engine: &Engine, record: &mut OperationRecord, step: StepName) -> StepResult {
     match step {
         StepName::PreCheck => precheck(engine, record).await,
-        StepName::Stage => stage(engine, record).await,
+        StepName::Stage => stage::stage(engine, record).await,
         StepName::Cordon => cordon(engine, record).await,
         StepName::Drain => drain(engine, record).await,
         StepName::Swap => swap(engine, record).await,
         StepName::Restart => restart(engine, record).await,
-        StepName::PostCheck => postcheck(engine, record).await,
+        StepName::PostCheck => postcheck::postcheck(engine, record).await,
         StepName::Uncordon => uncordon(engine, record).await,
     }
 }
@@ -146,90 +145,6 @@ async fn precheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
 
 async fn binary_size(path: &std::path::Path) -> u64 {
     tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0)
-}
-
-async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {
-    let keys = &engine.config.artifacts.trusted_keys;
-    // `verified` means a trusted signature was checked for every artifact, not only its sha256.
-    let mut signatures_checked = !record.plan.is_empty();
-    let mut messages = Vec::new();
-    for plan in record.plan.clone() {
-        let expected = plan.sha256.clone();
-        let present = engine.host.files.digest(&plan.staged).await.map_err(io_failure("stage_failed"))?;
-        let digest = if present.is_some() && present == expected {
-            messages.push(format!("{}: already staged", plan.name));
-            present
-        } else if record.operation.kind == OperationKind::Rollback {
-            return Err(StepFailure::new(
-                ErrorCode::Conflict,
-                "checksum_mismatch",
-                format!("{}: the kept binary {} is missing or changed", plan.name, plan.staged.display()),
-            ));
-        } else {
-            let staged =
-                engine.host.files.stage(&plan.source, &plan.staged, engine.config.artifacts.max_bytes).await.map_err(
-                    |error| match error {
-                        crate::host::files::FileError::Refused { .. } => StepFailure::new(
-                            ErrorCode::ValidationFailed,
-                            "source_not_allowed",
-                            format!("{}: {error}", plan.name),
-                        ),
-                        crate::host::files::FileError::TooLarge { .. } => StepFailure::new(
-                            ErrorCode::ValidationFailed,
-                            "artifact_too_large",
-                            format!("{}: {error}", plan.name),
-                        ),
-                        other => StepFailure::new(
-                            ErrorCode::DependencyUnavailable,
-                            "fetch_failed",
-                            format!("{}: {other}", plan.name),
-                        ),
-                    },
-                )?;
-            messages.push(format!("{}: staged {} bytes", plan.name, staged.size));
-            Some(staged.sha256)
-        };
-        if digest != expected {
-            let _ = engine.host.files.remove(&plan.staged).await;
-            return Err(StepFailure::new(
-                ErrorCode::ValidationFailed,
-                "checksum_mismatch",
-                format!(
-                    "{}: sha256 is {}, expected {}",
-                    plan.name,
-                    digest.map(|d| d.to_string()).unwrap_or_default(),
-                    expected.map(|d| d.to_string()).unwrap_or_default()
-                ),
-            ));
-        }
-        match (&plan.signature, &digest) {
-            (Some(_), Some(_)) if keys.is_empty() => {
-                messages.push(format!("{}: signature not checked (no trusted keys configured)", plan.name));
-                signatures_checked = false;
-            }
-            (Some(signature), Some(digest)) if !signature_valid(keys, signature, &digest.to_bytes()) => {
-                let _ = engine.host.files.remove(&plan.staged).await;
-                return Err(StepFailure::new(
-                    ErrorCode::ValidationFailed,
-                    "signature_invalid",
-                    format!("{}: the signature does not verify with any trusted key", plan.name),
-                ));
-            }
-            (Some(_), Some(_)) => messages.push(format!("{}: signature verified", plan.name)),
-            _ => signatures_checked = false,
-        }
-        crash_point(&format!("stage:{}", plan.name));
-    }
-    record.verified = record.operation.kind != OperationKind::Rollback && signatures_checked;
-    Ok(StepDone::success(messages.join("; ")))
-}
-
-fn signature_valid(keys: &[[u8; 32]], signature: &str, digest: &[u8; 32]) -> bool {
-    let Some(bytes) = decode_signature(signature) else { return false };
-    let signature = Signature::from_bytes(&bytes);
-    keys.iter()
-        .filter_map(|key| VerifyingKey::from_bytes(key).ok())
-        .any(|key| key.verify_strict(digest, &signature).is_ok())
 }
 
 fn kube_failure(detail: &'static str) -> impl Fn(KubeError) -> StepFailure {
@@ -340,132 +255,6 @@ async fn restart(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     Ok(StepDone::success(messages.join("; ")))
 }
 
-/// Waits until every component reports its target version and answers its
-/// health URL and, with `[kubernetes]` and a kubelet in the plan, until the Node
-/// reports the new kubelet (see [`node_reports`]), all within the PostCheck timeout.
-async fn postcheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
-    let within = engine.config.timeouts.postcheck;
-    let deadline = tokio::time::Instant::now() + within;
-    let targets: Vec<_> = record.plan.iter().map(|plan| (plan.name.clone(), plan.to_version.clone())).collect();
-    verify_versions(engine, &targets, within).await?;
-    let kubelet = record.plan.iter().find(|plan| plan.name.as_str() == NODE_REPORTED_COMPONENT);
-    let mut message = "every component reports its target version and is healthy".to_owned();
-    if let Some(kubelet) = kubelet.filter(|_| engine.host.kubernetes.configured()) {
-        let restarted = restart_started(record);
-        wait_for_node(engine, &kubelet.to_version, restarted, deadline).await?;
-        message.push_str("; the Node reports the new kubelet with a fresh Ready heartbeat");
-        crate::refresh::observe_node(&engine.host, &engine.node).await;
-    }
-    engine.refresh_versions().await;
-    Ok(StepDone::success(message))
-}
-
-/// The component whose version the Node reports (`status.nodeInfo.kubeletVersion`).
-const NODE_REPORTED_COMPONENT: &str = "kubelet";
-
-/// When the Restart step started (or now, when it never ran), to whole seconds
-/// as the API server keeps heartbeat times.
-fn restart_started(record: &OperationRecord) -> DateTime<Utc> {
-    let started = record
-        .operation
-        .steps
-        .iter()
-        .find(|step| step.name == StepName::Restart)
-        .and_then(|step| step.started_at)
-        .unwrap_or_else(Utc::now);
-    started.trunc_subsecs(0)
-}
-
-/// Whether the Node reports the kubelet at `target`, Ready, with a heartbeat
-/// no older than `restarted` (Ready alone stays True for a while after a
-/// kubelet stops, so only a heartbeat since the restart proves the new one
-/// runs); why not, when it does not.
-pub fn node_reports(observed: &NodeObservation, target: &Version, restarted: DateTime<Utc>) -> Result<(), String> {
-    let reported = observed.kubelet_version.as_deref().and_then(|v| v.parse::<Version>().ok());
-    if reported.as_ref() != Some(target) {
-        let shown = observed.kubelet_version.as_deref().unwrap_or("no version");
-        return Err(format!("the Node reports kubelet {shown}, expected {target}"));
-    }
-    let Some(ready) = observed.ready.as_ref().filter(|ready| ready.is_true()) else {
-        return Err("the Node is not Ready".to_owned());
-    };
-    match ready.last_heartbeat {
-        Some(heartbeat) if heartbeat >= restarted => Ok(()),
-        Some(heartbeat) => Err(format!(
-            "the Node's last Ready heartbeat ({}) is older than the restart ({})",
-            heartbeat.to_rfc3339(),
-            restarted.to_rfc3339()
-        )),
-        None => Err("the Node's Ready condition has no heartbeat".to_owned()),
-    }
-}
-
-/// Polls the Node until [`node_reports`] holds or `deadline` passes.
-async fn wait_for_node(
-    engine: &Engine,
-    target: &Version,
-    restarted: DateTime<Utc>,
-    deadline: tokio::time::Instant,
-) -> Result<(), StepFailure> {
-    loop {
-        let problem = match engine.host.kubernetes.observe().await {
-            Ok(Some(observed)) => node_reports(&observed, target, restarted).err(),
-            Ok(None) => None,
-            Err(error) => Some(error.to_string()),
-        };
-        let Some(problem) = problem else { return Ok(()) };
-        if tokio::time::Instant::now() + POSTCHECK_POLL > deadline {
-            return Err(StepFailure::new(ErrorCode::Conflict, "node_not_updated", problem));
-        }
-        tokio::time::sleep(POSTCHECK_POLL).await;
-    }
-}
-
-/// Polls version commands and health URLs until all match or `within` passes.
-pub async fn verify_versions(
-    engine: &Engine,
-    targets: &[(upkeep_common::ids::ComponentName, upkeep_common::Version)],
-    within: Duration,
-) -> Result<(), StepFailure> {
-    let deadline = crate::deadline::after(tokio::time::Instant::now(), within);
-    loop {
-        let problem = first_problem(engine, targets).await;
-        let Some(problem) = problem else { return Ok(()) };
-        if crate::deadline::after(tokio::time::Instant::now(), POSTCHECK_POLL) > deadline {
-            return Err(problem);
-        }
-        tokio::time::sleep(POSTCHECK_POLL).await;
-    }
-}
-
-async fn first_problem(
-    engine: &Engine,
-    targets: &[(upkeep_common::ids::ComponentName, upkeep_common::Version)],
-) -> Option<StepFailure> {
-    for (name, target) in targets {
-        let Some(component) = engine.config.components.iter().find(|c| &c.name == name) else { continue };
-        match engine.host.versions.probe(component, engine.config.probe.version_timeout).await {
-            Ok(version) if &version == target => {}
-            Ok(version) => {
-                return Some(StepFailure::new(
-                    ErrorCode::Conflict,
-                    "version_mismatch",
-                    format!("{name} reports {version}, expected {target}"),
-                ));
-            }
-            Err(error) => {
-                return Some(StepFailure::new(ErrorCode::Conflict, "version_mismatch", format!("{name}: {error}")));
-            }
-        }
-        if let Some(url) = &component.health_url {
-            if let Err(reason) = engine.host.health.check(url, engine.config.probe.version_timeout).await {
-                return Some(StepFailure::new(ErrorCode::Conflict, "health_check_failed", format!("{name}: {reason}")));
-            }
-        }
-    }
-    None
-}
-
 async fn uncordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     if !engine.host.kubernetes.configured() {
         return Ok(StepDone::skipped("no Kubernetes access configured"));
@@ -488,6 +277,6 @@ async fn uncordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     Ok(StepDone::success("uncordoned"))
 }
 
-fn io_failure(detail: &'static str) -> impl Fn(crate::host::files::FileError) -> StepFailure {
+pub(super) fn io_failure(detail: &'static str) -> impl Fn(crate::host::files::FileError) -> StepFailure {
     move |error| StepFailure::new(ErrorCode::DependencyUnavailable, detail, error.to_string())
 }

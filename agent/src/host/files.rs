@@ -14,6 +14,7 @@ use upkeep_common::ids::Sha256 as Sha256Digest;
 
 use crate::host::BoxFuture;
 use crate::host::fetch::ArtifactReader;
+use crate::host::staging::DirEntry;
 use crate::store::sync_dir;
 
 /// Why a file operation failed.
@@ -91,6 +92,8 @@ pub trait Files: Send + Sync {
     fn remove<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<(), FileError>>;
     /// Whether a file exists.
     fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, bool>;
+    /// The files directly in `dir` (nothing when it does not exist).
+    fn list<'a>(&'a self, dir: &'a Path) -> BoxFuture<'a, Vec<DirEntry>>;
     /// Whether `source` can be fetched, asked within `within` (see
     /// [`ArtifactReader::probe`]); why not, when it cannot.
     fn reachable<'a>(&'a self, source: &'a str, within: Duration) -> BoxFuture<'a, Result<(), FileError>>;
@@ -244,6 +247,23 @@ impl Files for RealFiles {
     fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, bool> {
         let path = path.to_path_buf();
         Box::pin(async move { tokio::fs::try_exists(&path).await.unwrap_or(false) })
+    }
+
+    fn list<'a>(&'a self, dir: &'a Path) -> BoxFuture<'a, Vec<DirEntry>> {
+        let dir = dir.to_path_buf();
+        Box::pin(async move {
+            let listed = tokio::task::spawn_blocking(move || {
+                let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+                entries
+                    .flatten()
+                    .filter_map(|entry| {
+                        let metadata = entry.metadata().ok().filter(|m| m.is_file())?;
+                        Some(DirEntry { path: entry.path(), modified: metadata.modified().ok() })
+                    })
+                    .collect()
+            });
+            listed.await.unwrap_or_default()
+        })
     }
 
     fn reachable<'a>(&'a self, source: &'a str, within: Duration) -> BoxFuture<'a, Result<(), FileError>> {

@@ -20,6 +20,7 @@ pub mod health;
 pub mod kube;
 pub mod kubernetes;
 pub mod services;
+pub mod staging;
 pub mod version_probe;
 
 use std::path::PathBuf;

@@ -139,7 +139,8 @@ pub struct HistoryEntry {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub completed_at: Option<DateTime<Utc>>,
-    /// Whether every artifact's checksum (and signature, where configured) was checked.
+    /// Whether a trusted signature was checked for every artifact (a sha256
+    /// match alone does not make an upgrade verified; a rollback never is).
     pub verified: bool,
     /// What `force` overrode.
     #[serde(default)]
