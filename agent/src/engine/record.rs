@@ -53,7 +53,7 @@ pub struct OperationRecord {
     pub rolling_back: bool,
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
-    /// Whether every artifact's digest (and signature, where required) was checked.
+    /// Whether every artifact's signature was checked against a trusted key (a digest alone is not enough).
     pub verified: bool,
     /// Whether the operation only stages (prestaging for a later upgrade).
     #[serde(default)]
