@@ -22,8 +22,8 @@ schemathesis_version=${SCHEMATHESIS_VERSION:-4.32.5}
 
 agent_bin=""
 schema=""
-max_examples=25
-max_time=600
+max_examples=200
+max_time=900
 seed=1
 out=""
 inner=false

@@ -130,7 +130,10 @@ def main():
     print(f"requests sent (recorded by schemathesis): {requests}")
     print("  by status: " + ", ".join(f"{code}: {count}" for code, count in sorted(status_codes.items(), key=str)))
     if agent_total is not None:
-        print(f"requests the agent counted (/metrics http_requests_total): {agent_total}")
+        print(
+            f"requests the agent counted (/metrics http_requests_total, "
+            f"with this script's /healthz and /metrics): {agent_total}"
+        )
         print("  by status: " + ", ".join(f"{code}: {count}" for code, count in sorted(agent_by_status.items())))
         for route, count in sorted(agent_5xx.items()):
             print(f"  5xx on {route}: {count}")
