@@ -17,9 +17,11 @@
 //! - [`kube_api`]: a fake Kubernetes API server over real HTTPS (Nodes, Pods,
 //!   Eviction, `/version`), scriptable for disruption budgets, slow pods and
 //!   an API server that is down or slow.
+//! - [`fake_apiserver`]: that server on its own, with a kubeconfig for an agent.
 
 pub mod availability;
 pub mod checks;
+pub mod fake_apiserver;
 pub mod faults;
 pub mod fleet;
 pub mod host;

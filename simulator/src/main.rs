@@ -1,5 +1,6 @@
 //! The `upkeep-sim` command: `run` a simulated rollout with the given fleet,
-//! limits, latencies and faults, or `demo` one on built-in defaults.
+//! limits, latencies and faults, or `demo` one on built-in defaults; `serve`
+//! a shard of a fleet or a `fake-apiserver` for an agent of its own.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use upkeep_common::Version;
 use upkeep_coordinator::plan::Limit;
+use upkeep_simulator::fake_apiserver::{self, FakeApiConfig};
 use upkeep_simulator::faults::{FaultKind, LatencyRange};
 use upkeep_simulator::report::{Report, html};
 use upkeep_simulator::run::{RunConfig, run};
@@ -27,6 +29,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Host one shard of a fleet (no coordinator) and write its inventory, until SIGINT or SIGTERM.
     Serve(Box<ServeArgs>),
+    /// Serve the fake Kubernetes API server with one Node and write a kubeconfig for an agent, until SIGINT or SIGTERM.
+    FakeApiserver(FakeApiArgs),
     /// Run a rollout of about a thousand nodes with a few faults, on built-in defaults.
     Demo {
         /// Where to write the JSON report.
@@ -39,6 +43,22 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+}
+
+#[derive(Debug, Args)]
+struct FakeApiArgs {
+    /// Where to listen, as ADDRESS:PORT.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// Directory the kubeconfig is written into.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The version the API server reports.
+    #[arg(long, default_value = "v1.30.9")]
+    version: String,
+    /// The Node the API server holds.
+    #[arg(long, default_value = "worker-1")]
+    node: String,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +162,7 @@ fn main() -> ExitCode {
         .init();
     let (config, json, html_path) = match cli.command {
         Command::Serve(args) => return serve_shard(*args),
+        Command::FakeApiserver(args) => return serve_fake_api(args),
         Command::Run(args) => {
             let args = *args;
             let config = RunConfig {
@@ -226,27 +247,53 @@ fn serve_shard(args: ServeArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
-        let shutdown = async {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut terminate), Ok(mut interrupt)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            {
-                tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = interrupt.recv() => {}
-                }
-            }
-        };
         let ready = |inventory: &PathBuf| {
             println!("serving shard {}/{}; inventory: {}", shard.0, shard.1, inventory.display());
         };
-        serve(&config, ready, shutdown).await
+        serve(&config, ready, termination()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("upkeep-sim: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_fake_api(args: FakeApiArgs) -> ExitCode {
+    let config = FakeApiConfig { listen: args.listen, dir: args.dir, version: args.version, node: args.node };
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+        eprintln!("upkeep-sim: cannot start the runtime");
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async {
+        match fake_apiserver::start(&config).await {
+            Ok(started) => {
+                println!(
+                    "fake API server on https://{} with node {}; kubeconfig: {}",
+                    started.server.addr,
+                    config.node,
+                    started.kubeconfig.display()
+                );
+                termination().await;
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("upkeep-sim: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Resolves at the first SIGINT or SIGTERM (at once when they cannot be watched).
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
     }
 }

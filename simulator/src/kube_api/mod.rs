@@ -28,5 +28,5 @@ mod server;
 mod state;
 
 pub use kubelet::{KubeletReports, SimulatedKubelet};
-pub use server::FakeApiServer;
+pub use server::{FakeApiError, FakeApiServer};
 pub use state::{ApiState, FakePod};

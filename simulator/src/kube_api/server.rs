@@ -57,6 +57,11 @@ pub struct FakeApiServer {
 impl FakeApiServer {
     /// Starts a server reporting `version` on an ephemeral 127.0.0.1 port.
     pub async fn start(version: &str) -> Result<FakeApiServer, FakeApiError> {
+        Self::start_on(version, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a server reporting `version` on `listen`.
+    pub async fn start_on(version: &str, listen: SocketAddr) -> Result<FakeApiServer, FakeApiError> {
         let ca = CertificateAuthority::generate("fake kube-apiserver CA", Validity::days_from_now(2))?;
         let issued = ca.issue_server(
             "kube-apiserver",
@@ -67,7 +72,7 @@ impl FakeApiServer {
             .map_err(|e| FakeApiError::Tls(e.to_string()))?;
         let key = parse_private_key(issued.key_pem.as_bytes()).map_err(|e| FakeApiError::Tls(e.to_string()))?;
         let config = server_config_without_client_auth(chain, key).map_err(|e| FakeApiError::Tls(e.to_string()))?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(ApiState::new(version)));
         let script = Arc::new(Script::default());
