@@ -254,6 +254,17 @@ async fn write_endpoints_refuse_a_missing_required_body_and_any_body_but_an_obje
             assert_conforms(&doc, &template, "post", &reply);
         }
     }
+    // Nested objects too: a derived struct would take an array field by field.
+    let artifact = r#"{"component": "kubelet", "source": "file:///srv/kubelet", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}"#;
+    for (path, body) in [
+        ("/v1/drain", r#"{"drain": [null, null]}"#.to_owned()),
+        ("/v1/drain", r#"{"drain": []}"#.to_owned()),
+        ("/v1/upgrades", format!(r#"{{"target_version": "v1.30.3", "dry_run": true, "drain": [5], "artifacts": [{artifact}]}}"#)),
+        ("/v1/upgrades", r#"{"target_version": "v1.30.3", "dry_run": true, "artifacts": [["kubelet", "file:///srv/kubelet", "00"]]}"#.to_owned()),
+    ] {
+        let reply = admin.post_json(path, &body).await.expect("reply");
+        assert_eq!(reply.status, 422, "POST {path} with {body}: {}", String::from_utf8_lossy(&reply.body));
+    }
 }
 
 /// The fields the server accepts in the object `body` leads to, as its refusal

@@ -316,8 +316,12 @@ fn audited(
     outcome.map(|operation| response::json(StatusCode::ACCEPTED, &operation))
 }
 
+/// The operation id of a path segment, percent-decoded first (`op%3A1` is `op:1`).
 fn parse_operation_id(id: Option<&str>) -> Result<OperationId, ErrorBody> {
-    let id = id.unwrap_or_default();
+    let raw = id.unwrap_or_default();
+    let id = percent_encoding::percent_decode_str(raw).decode_utf8().map_err(|_| {
+        ErrorBody::new(ErrorCode::MalformedRequest, format!("not an operation id: {raw:?} is not UTF-8 once decoded"))
+    })?;
     id.parse::<OperationId>()
         .map_err(|error| ErrorBody::new(ErrorCode::MalformedRequest, format!("not an operation id: {error}")))
 }
@@ -339,6 +343,16 @@ mod tests {
         assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/"), None);
         assert_eq!(match_template("/v1/operations/{id}/cancel", "/v1/operations/op-1/cancel"), Some(Some("op-1")));
         assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/op-1/cancel"), None);
+    }
+
+    #[test]
+    fn operation_ids_are_percent_decoded() {
+        assert_eq!(parse_operation_id(Some("op%3A1")).expect("valid").as_str(), "op:1");
+        assert_eq!(parse_operation_id(Some("op-1")).expect("valid").as_str(), "op-1");
+        for bad in ["op%2F1", "op%FF", "%20", ""] {
+            let error = parse_operation_id(Some(bad)).expect_err(bad);
+            assert_eq!(error.error.code, ErrorCode::MalformedRequest, "{bad}");
+        }
     }
 
     #[test]

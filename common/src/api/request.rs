@@ -1,6 +1,11 @@
 //! Bodies of the agent API's write requests.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::{ComponentName, RequestToken, Sha256};
 use crate::version::Version;
@@ -59,6 +64,7 @@ pub struct UpgradeRequest {
     /// The version to install.
     pub target_version: Version,
     /// The binaries to install, one per component.
+    #[serde(deserialize_with = "objects")]
     pub artifacts: Vec<Artifact>,
     /// Idempotency token: the same token always returns the same operation.
     #[serde(default)]
@@ -67,7 +73,7 @@ pub struct UpgradeRequest {
     #[serde(default)]
     pub force: bool,
     /// Drain options.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub drain: Option<DrainOptions>,
     /// Run PreCheck only and report what would happen.
     #[serde(default)]
@@ -98,8 +104,39 @@ pub struct DrainRequest {
     #[serde(default)]
     pub request_token: Option<RequestToken>,
     /// Drain options.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub drain: Option<DrainOptions>,
+}
+
+/// A nested object. A derived struct would also take a JSON array, field by
+/// field in order; a request must name its fields. Errors inside keep their
+/// path (`artifacts[0].sha256`), as the fields are read from the same map.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(ObjectOnly)
+    }
+}
+
+/// Reads an optional nested object (see [`ObjectOnly`]).
+fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<ObjectOnly<T>>::deserialize(deserializer)?.map(|object| object.0))
+}
+
+/// Reads a list of nested objects (see [`ObjectOnly`]).
+fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<ObjectOnly<T>>::deserialize(deserializer)?.into_iter().map(|object| object.0).collect())
 }
 
 #[cfg(test)]
@@ -127,5 +164,27 @@ mod tests {
     fn unknown_fields_are_refused() {
         let json = serde_json::json!({"target_version": "v1.31.0", "artifacts": [], "target": "x"});
         assert!(serde_json::from_value::<UpgradeRequest>(json).is_err());
+    }
+
+    #[test]
+    fn nested_objects_given_as_arrays_are_refused() {
+        let artifact =
+            serde_json::json!({"component": "kubelet", "source": "file:///srv/kubelet", "sha256": "ab".repeat(32)});
+        use serde_json::Value;
+        let with = |drain: Value, artifacts: Value| {
+            serde_json::from_value::<UpgradeRequest>(serde_json::json!({
+                "target_version": "v1.31.0", "artifacts": artifacts, "drain": drain,
+            }))
+        };
+        assert!(with(serde_json::json!({"timeout_seconds": 5}), serde_json::json!([artifact])).is_ok());
+        assert!(with(Value::Null, serde_json::json!([artifact])).is_ok());
+        assert!(with(serde_json::json!([5, null, null, null, null]), serde_json::json!([artifact])).is_err());
+        assert!(with(serde_json::json!([]), serde_json::json!([artifact])).is_err());
+        let positional = serde_json::json!(["kubelet", "file:///srv/kubelet", "ab".repeat(32)]);
+        assert!(with(Value::Null, serde_json::json!([positional])).is_err());
+        let drain = serde_json::from_value::<DrainRequest>(serde_json::json!({"drain": [null, null]}));
+        assert!(drain.is_err());
+        let unknown = with(serde_json::json!({"zz": 1}), serde_json::json!([artifact])).expect_err("unknown field");
+        assert!(unknown.to_string().contains("unknown field `zz`"), "{unknown}");
     }
 }
