@@ -45,6 +45,8 @@ client_ca = "$work/tls/ca.crt"
 [[components]]
 name = "kubelet"
 binary = "$work/kubelet"
+kubernetes_skew = true
+node_reports_version = true
 CONFIG
 "$bin/upkeep-agent" --check-config --config "$work/agent.toml"
 

@@ -210,6 +210,7 @@ reload_interval_secs = 0
 name = "kubelet"
 binary = "{KUBELET}"
 kubernetes_skew = true
+node_reports_version = true
 service = "kubelet.service"
 health_url = "http://127.0.0.1:10248/healthz"
 [server]

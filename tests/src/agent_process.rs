@@ -82,6 +82,7 @@ reload_interval_secs = {reload}
 name = "kubelet"
 binary = "{kubelet}"
 kubernetes_skew = true
+node_reports_version = true
 {component_extra}
 {more}
 

@@ -23,6 +23,10 @@ pub struct ComponentConfig {
     /// Whether the Kubernetes version skew rule applies to its versions (kubelet,
     /// kube-proxy): never newer than the oldest API server, at most three minors older.
     pub kubernetes_skew: bool,
+    /// Whether the Node's `status.nodeInfo.kubeletVersion` reports this
+    /// component (the kubelet): PostCheck then also waits for the Node to report
+    /// the new version with a Ready heartbeat newer than the restart.
+    pub node_reports_version: bool,
 }
 
 /// How a component is restarted.
@@ -45,6 +49,7 @@ pub(super) struct RawComponent {
     restart_command: Option<Vec<String>>,
     health_url: Option<String>,
     kubernetes_skew: Option<bool>,
+    node_reports_version: Option<bool>,
 }
 
 pub(super) fn validate_components(raw: Vec<RawComponent>, problems: &mut Problems) -> Option<Vec<ComponentConfig>> {
@@ -107,5 +112,6 @@ fn validate_component(index: usize, raw: RawComponent, problems: &mut Problems) 
         restart: restart?,
         health_url: health_url?,
         kubernetes_skew: raw.kubernetes_skew.unwrap_or(false),
+        node_reports_version: raw.node_reports_version.unwrap_or(false),
     })
 }

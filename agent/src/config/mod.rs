@@ -185,8 +185,10 @@ pub(crate) fn sample_config(components: &[&str]) -> AgentConfig {
     );
     for name in components {
         text.push_str(&format!(
-            "[[components]]\nname = \"{name}\"\nbinary = \"/usr/bin/{name}\"\nkubernetes_skew = {}\n",
-            name.starts_with("kube")
+            "[[components]]\nname = \"{name}\"\nbinary = \"/usr/bin/{name}\"\nkubernetes_skew = {}\n\
+             node_reports_version = {}\n",
+            name.starts_with("kube"),
+            *name == "kubelet"
         ));
     }
     AgentConfig::parse(&text).expect("the sample config is valid")
@@ -314,6 +316,25 @@ kubeconfig = "/etc/upkeep/kubeconfig"
             let problems = AgentConfig::parse(&text).expect_err("out of range");
             assert_eq!(keys(&problems), ["server.body_read_timeout_secs"]);
         }
+    }
+
+    #[test]
+    fn what_kubernetes_knows_of_a_component_is_set_per_component_not_by_name() {
+        let plain = AgentConfig::parse(VALID).expect("valid");
+        assert!(plain.components.iter().all(|c| !c.kubernetes_skew && !c.node_reports_version), "off by default");
+        let text = VALID.replacen(
+            "binary = \"/usr/bin/kube-proxy\"",
+            "binary = \"/usr/bin/kube-proxy\"\nkubernetes_skew = true\nnode_reports_version = true",
+            1,
+        );
+        let set = AgentConfig::parse(&text).expect("valid");
+        let flags: Vec<(bool, bool)> =
+            set.components.iter().map(|c| (c.kubernetes_skew, c.node_reports_version)).collect();
+        assert_eq!(flags, [(false, false), (true, true)]);
+        let wrong =
+            VALID.replacen("binary = \"/usr/bin/kubelet\"", "binary = \"/usr/bin/kubelet\"\nkubernetes_skew = 1", 1);
+        let problems = AgentConfig::parse(&wrong).expect_err("not a boolean");
+        assert_eq!(keys(&problems), ["components[0].kubernetes_skew"]);
     }
 
     #[test]

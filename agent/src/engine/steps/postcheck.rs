@@ -10,21 +10,23 @@ use upkeep_common::{ErrorCode, Version};
 
 use super::{StepDone, StepFailure, StepResult};
 use crate::engine::Engine;
-use crate::engine::record::OperationRecord;
+use crate::engine::record::{ComponentPlan, OperationRecord};
 use crate::host::kubernetes::NodeObservation;
 
 /// How often PostCheck asks again while waiting for the new version.
 const POSTCHECK_POLL: Duration = Duration::from_millis(200);
 
 /// Waits until every component reports its target version and answers its
-/// health URL and, with `[kubernetes]` and a kubelet in the plan, until the Node
-/// reports the new kubelet (see [`node_reports`]), all within the PostCheck timeout.
+/// health URL and, with `[kubernetes]` and a component the Node reports in the
+/// plan (`node_reports_version`), until the Node reports the new kubelet (see [`node_reports`]), all within the PostCheck timeout.
 pub(super) async fn postcheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     let within = engine.config.timeouts.postcheck;
-    let deadline = tokio::time::Instant::now() + within;
+    let deadline = crate::deadline::after(tokio::time::Instant::now(), within);
     let targets: Vec<_> = record.plan.iter().map(|plan| (plan.name.clone(), plan.to_version.clone())).collect();
     verify_versions(engine, &targets, within).await?;
-    let kubelet = record.plan.iter().find(|plan| plan.name.as_str() == NODE_REPORTED_COMPONENT);
+    let reported_by_node =
+        |plan: &&ComponentPlan| engine.config.components.iter().any(|c| c.name == plan.name && c.node_reports_version);
+    let kubelet = record.plan.iter().find(reported_by_node);
     let mut message = "every component reports its target version and is healthy".to_owned();
     if let Some(kubelet) = kubelet.filter(|_| engine.host.kubernetes.configured()) {
         let restarted = restart_started(record);
@@ -35,9 +37,6 @@ pub(super) async fn postcheck(engine: &Engine, record: &mut OperationRecord) -> 
     engine.refresh_versions().await;
     Ok(StepDone::success(message))
 }
-
-/// The component whose version the Node reports (`status.nodeInfo.kubeletVersion`).
-const NODE_REPORTED_COMPONENT: &str = "kubelet";
 
 /// When the Restart step started (or now, when it never ran), to whole seconds
 /// as the API server keeps heartbeat times.
