@@ -18,15 +18,15 @@ use upkeep_common::{ErrorCode, ErrorDetail, ErrorObject};
 
 use crate::engine::Engine;
 use crate::engine::crash::crash_point;
-use crate::engine::decide;
 use crate::engine::record::{DegradedReason, KeptBinary, OperationRecord};
 use crate::engine::runner::save;
 use crate::engine::steps;
+use crate::engine::transition;
 use crate::host::files::work_dir;
 
 /// Ends an operation that failed or was cancelled before the swap.
 pub async fn abort(engine: &Engine, id: &OperationId, phase: OperationPhase) {
-    save(engine, id, |r| decide::skip_rest(r, "not run: the operation stopped earlier", Utc::now()));
+    save(engine, id, |r| transition::skip_rest(r, "not run: the operation stopped earlier", Utc::now()));
     let Some(record) = engine.record(id) else { return };
     if record.operation.kind != OperationKind::Rollback {
         for plan in &record.plan {
@@ -140,7 +140,7 @@ pub async fn roll_back(engine: &Engine, id: &OperationId, reason: String, degrad
     }
     let note = failures.join("; ");
     save(engine, id, |r| {
-        decide::skip_rest(r, "not run: rolled back", now);
+        transition::skip_rest(r, "not run: rolled back", now);
         r.operation.errors.extend(uncordon_note);
         if !rolled_back {
             r.operation.errors.push(ErrorObject {

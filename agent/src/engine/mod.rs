@@ -8,6 +8,7 @@
 //! - [`admission`]: field checks and version rules for a new upgrade.
 //! - [`build`]: a new operation's record and plan.
 //! - [`decide`]: the next action of an operation and the recovery table (pure).
+//! - [`transition`]: the changes a step's start and outcome make to a record (pure).
 //! - [`runner`]: the I/O that carries out those decisions, step by step.
 //! - [`ending`]: abort, rollback and finish.
 //! - [`steps`]: each step's work against the host.
@@ -36,6 +37,7 @@ pub mod runner;
 pub mod steps;
 pub mod submit;
 pub mod tokens;
+pub mod transition;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -197,7 +199,7 @@ impl Engine {
         let mut swapped = false;
         let saved = self.update(id, |record| {
             if !record.operation.phase.is_terminal() {
-                swapped = decide::end_after_defect(record, what, Utc::now());
+                swapped = transition::end_after_defect(record, what, Utc::now());
             }
         });
         if let Err(error) = saved {

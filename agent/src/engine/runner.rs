@@ -19,10 +19,11 @@ use upkeep_common::ids::OperationId;
 use crate::config::StepTimeouts;
 use crate::engine::Engine;
 use crate::engine::crash::crash_point;
-use crate::engine::decide::{self, Action, StepOutcome};
+use crate::engine::decide::{self, Action};
 use crate::engine::ending;
 use crate::engine::record::OperationRecord;
 use crate::engine::steps;
+use crate::engine::transition::{self, StepOutcome};
 
 /// Extra time the runner allows PostCheck beyond its own polling deadline.
 const POSTCHECK_MARGIN: Duration = Duration::from_secs(5);
@@ -38,11 +39,11 @@ pub async fn run(engine: Arc<Engine>, id: OperationId, mut cancel: watch::Receiv
             Action::Nothing => return,
             Action::RunStep(step) => run_step(&engine, &id, record, step, &mut cancel).await,
             Action::SkipRest(message) => {
-                save(&engine, &id, |r| decide::skip_rest(r, message, Utc::now()));
+                save(&engine, &id, |r| transition::skip_rest(r, message, Utc::now()));
             }
             Action::Abort(phase) => return ending::abort(&engine, &id, phase).await,
             Action::RollBack { degrade } => {
-                return ending::roll_back(&engine, &id, decide::failure_reason(&record), degrade).await;
+                return ending::roll_back(&engine, &id, transition::failure_reason(&record), degrade).await;
             }
             Action::Finish => return ending::finish(&engine, &id).await,
         }
@@ -82,7 +83,7 @@ async fn run_step(
     step: StepName,
     cancel: &mut watch::Receiver<bool>,
 ) {
-    save(engine, id, |r| decide::start_step(r, step, Utc::now()));
+    save(engine, id, |r| transition::start_step(r, step, Utc::now()));
     crash_point(&format!("before:{step:?}"));
     let limit = step_limit(&engine.config.timeouts, &record, step);
     let clock = Instant::now();
@@ -109,7 +110,7 @@ async fn run_step(
     let success = matches!(&outcome, StepOutcome::Done(done) if done.status == StepStatus::Success);
     save(engine, id, |r| {
         merge_progress(r, &working);
-        decide::record_outcome(r, step, &outcome, Utc::now());
+        transition::record_outcome(r, step, &outcome, Utc::now());
     });
     match step {
         StepName::Cordon if success => ending::set_cordoned(engine, true),
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn the_requests_drain_timeout_bounds_the_drain_step() {
-        let mut record = crate::engine::decide::tests_support::record();
+        let mut record = crate::engine::transition::tests_support::record();
         let configured = step_limit(&timeouts(), &record, StepName::Drain);
         assert_eq!(configured, timeouts().drain + DRAIN_MARGIN);
         record.drain = Some(upkeep_common::api::DrainOptions { timeout_seconds: Some(7200), ..Default::default() });
