@@ -108,14 +108,20 @@ fn violations(doc: &Value, template: &str, method: &str, reply: &Reply) -> Vec<S
     validator.iter_errors(&body).map(|error| format!("{} at {}", error, error.instance_path())).collect()
 }
 
+/// A real agent, and a client of `role` connected to it (keep the first two alive).
+async fn agent_with_client(role: &str) -> (Pki, AgentProcess, ApiClient) {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let client = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client(role))))
+        .await
+        .unwrap_or_else(|error| panic!("{role} connects: {error}"));
+    (pki, agent, client)
+}
+
 #[tokio::test]
 async fn the_check_catches_a_body_that_breaks_the_schema() {
     let doc = document();
-    let pki = Pki::new();
-    let agent = AgentProcess::start(&pki, "v1.30.2", "");
-    let mut reader = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("reader"))))
-        .await
-        .expect("connects");
+    let (_pki, _agent, mut reader) = agent_with_client("reader").await;
     let mut reply = reader.get("/v1/node").await.expect("reply");
     assert!(violations(&doc, "/v1/node", "get", &reply).is_empty());
     let mut node = reply.json();
@@ -225,11 +231,7 @@ async fn refusals_of_the_http_layer_are_documented() {
 #[tokio::test]
 async fn write_endpoints_refuse_a_missing_required_body_and_any_body_but_an_object() {
     let doc = document();
-    let pki = Pki::new();
-    let agent = AgentProcess::start(&pki, "v1.30.2", "");
-    let mut admin = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("admin"))))
-        .await
-        .expect("admin connects");
+    let (_pki, _agent, mut admin) = agent_with_client("admin").await;
     for (template, method, operation) in operations(&doc) {
         if method != "post" {
             continue;
@@ -284,11 +286,7 @@ fn documented_fields(doc: &Value, schema: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn every_field_the_server_accepts_is_documented() {
     let doc = document();
-    let pki = Pki::new();
-    let agent = AgentProcess::start(&pki, "v1.30.2", "");
-    let mut admin = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("admin"))))
-        .await
-        .expect("admin connects");
+    let (_pki, _agent, mut admin) = agent_with_client("admin").await;
     let unknown = r#"{"zz_unknown": 1}"#;
     let mut checked = 0;
     for (template, method, operation) in operations(&doc) {
@@ -314,11 +312,7 @@ async fn the_documented_artifact_count_is_the_servers() {
     let minimum = doc["components"]["schemas"]["UpgradeRequest"]["properties"]["artifacts"]["minItems"]
         .as_u64()
         .expect("artifacts has a documented minItems");
-    let pki = Pki::new();
-    let agent = AgentProcess::start(&pki, "v1.30.2", "");
-    let mut operator = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("operator"))))
-        .await
-        .expect("operator connects");
+    let (_pki, _agent, mut operator) = agent_with_client("operator").await;
     let artifact = |index: u64| {
         format!(
             r#"{{"component": "kubelet-{index}", "source": "file:///srv/kubelet",
@@ -359,11 +353,7 @@ async fn the_documented_bounds_are_the_servers() {
     let bound = |schema: &str, field: &str, key: &str| {
         schemas[schema]["properties"][field][key].as_u64().unwrap_or_else(|| panic!("{schema}.{field} has a {key}"))
     };
-    let pki = Pki::new();
-    let agent = AgentProcess::start(&pki, "v1.30.2", "");
-    let mut admin = ApiClient::connect(agent.addr, client_config(&pki.ca_cert(), Some(&pki.client("admin"))))
-        .await
-        .expect("admin connects");
+    let (_pki, _agent, mut admin) = agent_with_client("admin").await;
     let artifact = serde_json::json!({"component": "absent", "source": "https://mirror.example/kubelet", "sha256": "0".repeat(64)});
     let body = |change: &dyn Fn(&mut Value)| {
         let mut body =
