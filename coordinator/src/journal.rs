@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use upkeep_common::Version;
 use upkeep_common::api::Artifact;
-use upkeep_common::ids::{NodeName, OperationId};
+use upkeep_common::ids::{NodeName, OperationId, RequestToken};
 
 use crate::plan::{Limits, NodeStatus};
 
@@ -112,9 +113,16 @@ pub enum JournalError {
 }
 
 impl Journal {
-    /// The request token for a node.
-    pub fn token_for(&self, node: &NodeName) -> String {
-        format!("{}:{node}", self.rollout_id)
+    /// The request token for a node's upgrade (or, with `stage`, its prestage):
+    /// `ROLLOUT:NODE[:stage]`, or, when that is not a valid token (too long for
+    /// one), `h-` and the sha256 of that text. Every request carries a token,
+    /// and a resumed rollout derives the same one.
+    pub fn token_for(&self, node: &NodeName, stage: bool) -> RequestToken {
+        let text = format!("{}:{node}{}", self.rollout_id, if stage { ":stage" } else { "" });
+        text.parse().unwrap_or_else(|_| {
+            let hashed = format!("h-{}", hex::encode(Sha256::digest(text.as_bytes())));
+            hashed.parse().expect("h- and 64 hexadecimal digits make a valid token")
+        })
     }
 
     /// Loads a journal: its snapshot and the changes logged since.
@@ -221,11 +229,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn saves_loads_and_controls() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("rollout.json");
-        let mut journal = Journal {
+    fn sample_journal() -> Journal {
+        Journal {
             rollout_id: "r1".into(),
             target: "v1.30.3".parse().expect("valid"),
             artifacts: vec![],
@@ -241,7 +246,14 @@ mod tests {
             started_at: Utc::now(),
             updated_at: Utc::now(),
             generation: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn saves_loads_and_controls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rollout.json");
+        let mut journal = sample_journal();
         journal.save(&path).expect("saves");
         let loaded = Journal::load(&path).expect("loads");
         assert_eq!(loaded, journal);
@@ -256,7 +268,8 @@ mod tests {
         journal.save(&path).expect("a new snapshot");
         assert!(!dir.path().join("rollout.json.log").exists(), "a snapshot starts a new log");
         assert_eq!(Journal::load(&path).expect("loads").nodes[0].status, NodeStatus::Patched);
-        assert_eq!(loaded.token_for(&loaded.nodes[0].name), "r1:worker-1");
+        assert_eq!(loaded.token_for(&loaded.nodes[0].name, false).as_str(), "r1:worker-1");
+        assert_eq!(loaded.token_for(&loaded.nodes[0].name, true).as_str(), "r1:worker-1:stage");
         assert_eq!(read_control(&path), Control::Run);
         write_control(&path, Control::Pause).expect("pause");
         assert_eq!(read_control(&path), Control::Pause);
@@ -266,5 +279,19 @@ mod tests {
         assert_eq!(read_control(&path), Control::Run);
         std::fs::write(&path, b"{").expect("corrupt");
         assert!(matches!(Journal::load(&path), Err(JournalError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_node_name_too_long_for_a_token_still_gets_one_and_always_the_same() {
+        let long: NodeName =
+            format!("{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63)).parse().expect("valid");
+        let other: NodeName =
+            format!("{}.{}.{}", "a".repeat(63), "b".repeat(63), "d".repeat(63)).parse().expect("valid");
+        let journal = Journal { rollout_id: "rollout-20261201-0001".into(), ..sample_journal() };
+        let token = journal.token_for(&long, false);
+        assert!(token.as_str().starts_with("h-") && token.as_str().len() == 66, "{token}");
+        assert_eq!(journal.token_for(&long, false), token, "derived again the same");
+        assert_ne!(journal.token_for(&long, true), token, "the prestage has its own");
+        assert_ne!(journal.token_for(&other, false), token, "another node has its own");
     }
 }

@@ -15,7 +15,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::task::JoinSet;
 use upkeep_common::Version;
 use upkeep_common::api::{Artifact, DrainOptions, NodePhase, NodeState, Operation, OperationPhase, UpgradeRequest};
-use upkeep_common::ids::{NodeName, OperationId, RequestToken};
+use upkeep_common::ids::{NodeName, OperationId};
 
 use crate::client::{AgentClient, ClientError};
 use crate::inventory::Inventory;
@@ -443,12 +443,10 @@ impl Rollout {
 
     fn request(&self, index: usize, stage_only: bool) -> UpgradeRequest {
         let node = &self.journal.nodes[index].name;
-        let token =
-            if stage_only { format!("{}:stage", self.journal.token_for(node)) } else { self.journal.token_for(node) };
         UpgradeRequest {
             target_version: self.journal.target.clone(),
             artifacts: self.journal.artifacts.clone(),
-            request_token: token.parse::<RequestToken>().ok(),
+            request_token: Some(self.journal.token_for(node, stage_only)),
             force: false,
             drain: self.settings.drain.clone(),
             dry_run: false,
