@@ -78,6 +78,9 @@ pub enum RolloutError {
     /// The rollout's limits make no sense.
     #[error("{0}")]
     BadLimits(String),
+    /// The rollout was aborted: abort is final, so it is not resumed.
+    #[error("the rollout of {} was aborted; an aborted rollout is not resumed (start a new one)", .0.display())]
+    Aborted(PathBuf),
 }
 
 /// How one node's upgrade ended.
@@ -197,13 +200,16 @@ impl Rollout {
         })
     }
 
-    /// Reopens a journal to finish its rollout.
+    /// Reopens a journal to finish its rollout; an aborted one is refused.
     pub fn resume(
         client: AgentClient,
         inventory: &Inventory,
         journal_path: &Path,
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
+        if read_control(journal_path) == Control::Abort {
+            return Err(RolloutError::Aborted(journal_path.to_owned()));
+        }
         let mut journal = Journal::load(journal_path)?;
         for node in &mut journal.nodes {
             if let NodeStatus::Soaking { .. } = node.status {

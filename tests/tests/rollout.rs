@@ -248,6 +248,31 @@ fn pause_stops_new_nodes_and_resume_finishes() {
 }
 
 #[test]
+fn abort_is_final_and_a_later_resume_refuses_the_journal() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let fleet = Fleet::start(vec![
+        ("worker-1", "worker", "a", setup("v1.30.2", port, "")),
+        ("worker-2", "worker", "a", setup("v1.30.2", port, "")),
+    ]);
+    let journal = fleet.journal();
+    let journal_arg = journal.as_str();
+    assert!(upkeep(&["rollout", "abort", "--journal", journal_arg]).status.success());
+    let aborted = upkeep_rollout(&fleet, &["--output", "json", "--journal", journal_arg]);
+    let summary = json_lines(&aborted.stdout).pop().expect("summary");
+    assert_eq!(summary["counters"]["pending"], 2, "an aborted rollout starts nothing: {summary}");
+    let inventory = fleet.write_inventory("").display().to_string();
+    let resumed = upkeep(&["rollout", "resume", "--inventory", &inventory, "--journal", journal_arg]);
+    assert!(!resumed.status.success(), "an aborted rollout is not resumed");
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(stderr.contains("was aborted"), "{stderr}");
+    let again = upkeep(&["rollout", "resume", "--inventory", &inventory, "--journal", journal_arg]);
+    assert!(!again.status.success(), "the refusal does not clear the abort");
+    let upgraded = histories(&runtime, &fleet).iter().filter(|h| !h.as_array().is_some_and(Vec::is_empty)).count();
+    assert_eq!(upgraded, 0, "no node was upgraded");
+}
+
+#[test]
 fn prestage_stages_everywhere_first_and_the_upgrade_reuses_it() {
     let runtime = runtime();
     let port = runtime.block_on(start_health_server());

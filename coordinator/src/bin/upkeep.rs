@@ -335,9 +335,9 @@ async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
 
 async fn run_resume(connection: Connection, journal: PathBuf, poll_ms: u64) -> Result<ExitCode, Failure> {
     let (inventory, client) = connect(&connection)?;
-    write_control(&journal, Control::Run).map_err(|e| e.to_string())?;
     let settings = driver_settings(&connection, poll_ms);
     let mut rollout = Rollout::resume(client, &inventory, &journal, settings).map_err(|e| e.to_string())?;
+    write_control(&journal, Control::Run).map_err(|e| e.to_string())?;
     drive(&mut rollout, connection.output).await
 }
 
