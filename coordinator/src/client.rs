@@ -67,6 +67,14 @@ pub enum ClientError {
         /// The agent's error.
         error: ErrorObject,
     },
+    /// The agent's answer was longer than [`MAX_RESPONSE_BYTES`]; only that much was read.
+    #[error("{address} answered with a body over {limit} bytes")]
+    TooLarge {
+        /// The node's address.
+        address: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The agent answered something that is not the expected JSON.
     #[error("{address} answered {status} with an unreadable body: {reason}")]
     Decode {
@@ -100,6 +108,7 @@ impl ClientError {
             ClientError::Unreachable { .. } | ClientError::Tls(_) => "unreachable".to_owned(),
             ClientError::Timeout { .. } => "timeout".to_owned(),
             ClientError::Decode { .. } => "bad_response".to_owned(),
+            ClientError::TooLarge { .. } => "response_too_large".to_owned(),
         }
     }
 }
@@ -140,6 +149,10 @@ impl Default for ClientSettings {
 pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, ClientError> {
     mutual_tls_client(ca, cert, key).map_err(|error| ClientError::Tls(error.to_string()))
 }
+
+/// The longest answer read from an agent: a node's state is kilobytes and the
+/// recent operations a few hundred; anything longer is an error for that node.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A client for any number of agents.
 #[derive(Clone)]
@@ -296,7 +309,15 @@ impl AgentClient {
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| unreachable(error_chain(&e)))?;
             let status = response.status();
-            let bytes = response.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
+            let limited = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES);
+            let bytes = limited
+                .collect()
+                .await
+                .map_err(|error| match error.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => ClientError::TooLarge { address: address.to_owned(), limit: MAX_RESPONSE_BYTES },
+                    None => unreachable(error.to_string()),
+                })?
+                .to_bytes();
             Ok::<_, ClientError>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(self.settings.timeout, exchange)
