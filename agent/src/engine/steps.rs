@@ -112,18 +112,12 @@ async fn precheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
             },
             _ => {
                 let within = engine.config.timeouts.precheck.min(REACHABILITY_TIMEOUT);
-                engine.host.files.reachable(&plan.source, within).await.map_err(|error| match error {
-                    crate::host::files::FileError::Refused { .. } => StepFailure::new(
-                        ErrorCode::ValidationFailed,
-                        "source_not_allowed",
-                        format!("{}: {error}", plan.name),
-                    ),
-                    other => StepFailure::new(
-                        ErrorCode::DependencyUnavailable,
-                        "artifact_unreachable",
-                        format!("{}: {other}", plan.name),
-                    ),
-                })
+                engine
+                    .host
+                    .files
+                    .reachable(&plan.source, within)
+                    .await
+                    .map_err(source_failure(plan.name.as_str(), "artifact_unreachable"))
             }
         };
         reachable?;
@@ -275,6 +269,24 @@ async fn uncordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     crate::refresh::observe_node(&engine.host, &engine.node).await;
     record.cordoned_by_us = false;
     Ok(StepDone::success("uncordoned"))
+}
+
+/// A failure to read an artifact's source for `component`: a source outside the
+/// file roots is `source_not_allowed`, one past the size limit
+/// `artifact_too_large`, anything else `otherwise` (a dependency that failed).
+pub(super) fn source_failure<'a>(
+    component: &'a str,
+    otherwise: &'static str,
+) -> impl Fn(crate::host::files::FileError) -> StepFailure + 'a {
+    move |error| match error {
+        crate::host::files::FileError::Refused { .. } => {
+            StepFailure::new(ErrorCode::ValidationFailed, "source_not_allowed", format!("{component}: {error}"))
+        }
+        crate::host::files::FileError::TooLarge { .. } => {
+            StepFailure::new(ErrorCode::ValidationFailed, "artifact_too_large", format!("{component}: {error}"))
+        }
+        other => StepFailure::new(ErrorCode::DependencyUnavailable, otherwise, format!("{component}: {other}")),
+    }
 }
 
 pub(super) fn io_failure(detail: &'static str) -> impl Fn(crate::host::files::FileError) -> StepFailure {

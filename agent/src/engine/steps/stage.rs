@@ -9,7 +9,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use upkeep_common::ErrorCode;
 use upkeep_common::api::OperationKind;
 
-use super::{StepDone, StepFailure, StepResult, io_failure};
+use super::{StepDone, StepFailure, StepResult, io_failure, source_failure};
 use crate::engine::Engine;
 use crate::engine::admission::decode_signature;
 use crate::engine::crash::crash_point;
@@ -39,26 +39,12 @@ pub(super) async fn stage(engine: &Engine, record: &mut OperationRecord) -> Step
                 format!("{}: the kept binary {} is missing or changed", plan.name, plan.staged.display()),
             ));
         } else {
-            let staged =
-                engine.host.files.stage(&plan.source, &plan.staged, engine.config.artifacts.max_bytes).await.map_err(
-                    |error| match error {
-                        crate::host::files::FileError::Refused { .. } => StepFailure::new(
-                            ErrorCode::ValidationFailed,
-                            "source_not_allowed",
-                            format!("{}: {error}", plan.name),
-                        ),
-                        crate::host::files::FileError::TooLarge { .. } => StepFailure::new(
-                            ErrorCode::ValidationFailed,
-                            "artifact_too_large",
-                            format!("{}: {error}", plan.name),
-                        ),
-                        other => StepFailure::new(
-                            ErrorCode::DependencyUnavailable,
-                            "fetch_failed",
-                            format!("{}: {other}", plan.name),
-                        ),
-                    },
-                )?;
+            let staged = engine
+                .host
+                .files
+                .stage(&plan.source, &plan.staged, engine.config.artifacts.max_bytes)
+                .await
+                .map_err(source_failure(plan.name.as_str(), "fetch_failed"))?;
             messages.push(format!("{}: staged {} bytes", plan.name, staged.size));
             Some(staged.sha256)
         };
