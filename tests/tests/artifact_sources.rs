@@ -14,10 +14,9 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use upkeep_net::tls::{read_certificates, read_private_key, server_config_without_client_auth};
 use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::fake_kubelet::start_health_server;
@@ -29,14 +28,9 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// An HTTPS artifact server with the test CA's certificate: `/kubelet` is
 /// there, anything else is 404. Returns its base URL and the requests it saw.
 async fn artifact_server(pki: &Pki) -> (String, Arc<Mutex<Vec<String>>>) {
-    let chain = vec![CertificateDer::from_pem_file(pki.file("node.crt")).expect("certificate")];
-    let key = PrivateKeyDer::from_pem_file(pki.file("node.key")).expect("key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
+    let chain = read_certificates(&pki.file("node.crt"), "certificate").expect("certificate");
+    let key = read_private_key(&pki.file("node.key")).expect("key");
+    let config = server_config_without_client_auth(chain, key).expect("server config");
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -39,14 +37,9 @@ async fn server(script: Script) -> Server {
     let cert_pem = certified.cert.pem();
     let ca_file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(ca_file.path(), &cert_pem).expect("write CA");
-    let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert")];
-    let key = PrivateKeyDer::from_pem_slice(certified.signing_key.serialize_pem().as_bytes()).expect("key");
-    let config = rustls::ServerConfig::builder_with_provider(upkeep_net::tls::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
+    let chain = upkeep_net::tls::parse_certificates(cert_pem.as_bytes(), "certificate").expect("certificate");
+    let key = upkeep_net::tls::parse_private_key(certified.signing_key.serialize_pem().as_bytes()).expect("key");
+    let config = upkeep_net::tls::server_config_without_client_auth(chain, key).expect("server config");
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
