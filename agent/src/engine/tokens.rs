@@ -84,16 +84,6 @@ impl TokenIndex {
         self.entries.remove(token);
     }
 
-    /// How many tokens are remembered.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no token is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The tokens that may be forgotten at `now`: those outside the newest
     /// [`KEPT_TOKENS`] that are also older than [`KEPT_TOKEN_DAYS`] days.
     pub fn expired(&self, now: DateTime<Utc>) -> Vec<RequestToken> {
