@@ -13,7 +13,10 @@
 //! labels = { zone = "a" }
 //! ```
 //!
-//! Relative paths are read relative to the inventory file.
+//! Relative paths are read relative to the inventory file. Addresses are kept
+//! in a normal form (`127.0.3.4:010265` is `127.0.3.4:10265`, host names in
+//! lower case), so one machine is listed once; every problem names the node
+//! entry and its line.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -85,7 +88,7 @@ struct RawInventory {
     client_cert: PathBuf,
     client_key: PathBuf,
     #[serde(default)]
-    nodes: Vec<RawNode>,
+    nodes: Vec<toml::Spanned<RawNode>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,11 +112,16 @@ impl Inventory {
 
     /// Parses inventory text; relative paths are joined to `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Inventory, Vec<String>> {
-        let raw: RawInventory = toml::from_str(text).map_err(|error| vec![error.message().to_owned()])?;
+        let raw: RawInventory = toml::from_str(text).map_err(|error| {
+            let at = error.span().map(|span| format!("line {}: ", line_of(text, span.start))).unwrap_or_default();
+            vec![format!("{at}{}", error.message().trim_end())]
+        })?;
         let mut problems = Vec::new();
         let mut nodes: Vec<InventoryNode> = Vec::new();
-        for (index, node) in raw.nodes.into_iter().enumerate() {
-            let key = |field: &str| format!("nodes[{index}].{field}");
+        for (index, spanned) in raw.nodes.into_iter().enumerate() {
+            let line = line_of(text, spanned.span().start);
+            let node = spanned.into_inner();
+            let key = |field: &str| format!("nodes[{index}].{field} (line {line})");
             let name = match node.name.parse::<NodeName>() {
                 Ok(name) => Some(name),
                 Err(error) => {
@@ -129,21 +137,20 @@ impl Inventory {
                     None
                 }
             };
-            let address_ok = node.address.parse::<SocketAddr>().is_ok()
-                || node
-                    .address
-                    .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !address_ok {
-                problems.push(format!("{}: {:?} is not HOST:PORT", key("address"), node.address));
-            }
-            if let (Some(name), Some(role), true) = (name, role, address_ok) {
+            let address = match normal_address(&node.address) {
+                Ok(address) => Some(address),
+                Err(why) => {
+                    problems.push(format!("{}: {:?} {why}", key("address"), node.address));
+                    None
+                }
+            };
+            if let (Some(name), Some(role), Some(address)) = (name, role, address) {
                 if nodes.iter().any(|n| n.name == name) {
                     problems.push(format!("{}: {name} is listed twice", key("name")));
-                } else if nodes.iter().any(|n| n.address == node.address) {
-                    problems.push(format!("{}: {} is listed twice", key("address"), node.address));
+                } else if let Some(other) = nodes.iter().find(|n| n.address == address) {
+                    problems.push(format!("{}: {address} is already {}'s address", key("address"), other.name));
                 } else {
-                    nodes.push(InventoryNode { name, address: node.address, role, labels: node.labels });
+                    nodes.push(InventoryNode { name, address, role, labels: node.labels });
                 }
             }
         }
@@ -165,12 +172,20 @@ impl Inventory {
     /// the first, the nodes of all, with names and addresses still unique.
     pub fn load_all(paths: &[PathBuf]) -> Result<Inventory, InventoryError> {
         let mut merged: Option<Inventory> = None;
+        let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::new();
         for path in paths {
+            let same_file = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            if let Some((_, first)) = seen.iter().find(|(file, _)| *file == same_file) {
+                let problem = format!("this inventory is given twice (first as {})", first.display());
+                return Err(InventoryError::Invalid { path: path.clone(), problems: vec![problem] });
+            }
+            seen.push((same_file, path));
             let next = Inventory::load(path)?;
             match &mut merged {
                 None => merged = Some(next),
                 Some(all) => {
                     let mut problems = Vec::new();
+                    let count = next.nodes.len();
                     for node in next.nodes {
                         if all.nodes.iter().any(|n| n.name == node.name || n.address == node.address) {
                             problems
@@ -178,6 +193,11 @@ impl Inventory {
                         } else {
                             all.nodes.push(node);
                         }
+                    }
+                    if count > 1 && problems.len() == count {
+                        problems = vec![format!(
+                            "all {count} nodes are already in an earlier inventory (the same fleet given twice?)"
+                        )];
                     }
                     if !problems.is_empty() {
                         return Err(InventoryError::Invalid { path: path.clone(), problems });
@@ -195,6 +215,43 @@ impl Inventory {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()
     }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes().iter().take(offset).filter(|b| **b == b'\n').count() + 1
+}
+
+/// An agent address in its normal form: `IP:PORT` as the standard library
+/// writes it (`[v6]:PORT` for IPv6, no leading zeros), or a host name in lower
+/// case without a trailing dot and the port as a number.
+pub fn normal_address(text: &str) -> Result<String, &'static str> {
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        return if socket.port() == 0 { Err("has port 0") } else { Ok(socket.to_string()) };
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err("is not HOST:PORT");
+    };
+    let port: u16 = match port.parse() {
+        Ok(0) => return Err("has port 0"),
+        Ok(port) => port,
+        Err(_) => return Err("is not HOST:PORT (the port is a number from 1 to 65535)"),
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err("is not HOST:PORT (the host is an IP address or a DNS name)");
+    }
+    if host.parse::<std::net::IpAddr>().is_err() && host.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return Err("is not HOST:PORT (not a valid IPv4 address)");
+    }
+    Ok(format!("{host}:{port}"))
 }
 
 #[cfg(test)]
@@ -242,7 +299,55 @@ labels = { zone = "a" }
         assert!(problems[1].starts_with("nodes[0].address"));
         assert!(problems[2].starts_with("nodes[1].role"));
         let twice = VALID.replace("worker-1.example", "127.0.0.2");
-        assert!(Inventory::parse(&twice, Path::new("/")).expect_err("duplicate")[0].contains("listed twice"));
+        let problem = &Inventory::parse(&twice, Path::new("/")).expect_err("duplicate")[0];
+        assert!(problem.contains("127.0.0.2:10265 is already cp-1's address"), "{problem}");
         assert!(Inventory::parse("ca = 1", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn problems_name_the_entry_and_its_line() {
+        let text = VALID.replace("\"worker\"", "\"boss\"");
+        let problems = Inventory::parse(&text, Path::new("/")).expect_err("invalid");
+        let line = VALID.lines().position(|l| l.contains("name = \"worker-1\"")).expect("worker-1's entry") + 1;
+        assert_eq!(
+            problems,
+            [format!("nodes[1].role (line {}): must be \"worker\" or \"control-plane\", got \"boss\"", line - 1)]
+        );
+        let broken = Inventory::parse(
+            "ca = \"a\"\nclient_cert = \"b\"\nclient_key = \"c\"\n[[nodes]]\nname = \n",
+            Path::new("/"),
+        )
+        .expect_err("bad TOML");
+        assert!(broken[0].starts_with("line 5: "), "{broken:?}");
+    }
+
+    #[test]
+    fn one_machine_is_one_node_whatever_the_spelling() {
+        assert_eq!(normal_address("127.0.3.4:010265"), Ok("127.0.3.4:10265".to_owned()));
+        assert_eq!(normal_address("[0:0::1]:0443"), Ok("[::1]:443".to_owned()));
+        assert_eq!(normal_address("Worker-1.Example.:10265"), Ok("worker-1.example:10265".to_owned()));
+        for bad in ["127.000.3.4:1", "nowhere", "host:0", "host:65536", "exa mple:1", ":1", "-a.b:1", "1.2.3:1"] {
+            assert!(normal_address(bad).is_err(), "{bad} was accepted");
+        }
+        let two = VALID.replace("worker-1.example:10265", "127.0.0.2:010265");
+        let problem = &Inventory::parse(&two, Path::new("/")).expect_err("one machine twice")[0];
+        assert!(problem.contains("127.0.0.2:10265 is already cp-1's address"), "{problem}");
+    }
+
+    #[test]
+    fn a_repeated_inventory_is_one_problem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = dir.path().join("fleet.toml");
+        std::fs::write(&first, VALID).expect("write");
+        let copy = dir.path().join("copy.toml");
+        std::fs::write(&copy, VALID).expect("write");
+        let same = Inventory::load_all(&[first.clone(), dir.path().join(".").join("fleet.toml")]).expect_err("twice");
+        let InventoryError::Invalid { problems, .. } = &same else { panic!("{same}") };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("given twice"), "{problems:?}");
+        let copied = Inventory::load_all(&[first, copy]).expect_err("a copy");
+        let InventoryError::Invalid { problems, .. } = &copied else { panic!("{copied}") };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("all 2 nodes"), "{problems:?}");
     }
 }

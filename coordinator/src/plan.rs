@@ -148,6 +148,12 @@ pub enum Halt {
         /// Nodes unavailable now.
         unavailable: usize,
     },
+    /// After a stop, the wait for running nodes ended with these still running:
+    /// they count as pending, and a resume asks them again with their tokens.
+    StopWaitEnded {
+        /// Nodes still running or soaking.
+        running: usize,
+    },
 }
 
 impl fmt::Display for Halt {
@@ -159,6 +165,11 @@ impl fmt::Display for Halt {
             Halt::Blocked { unavailable } => {
                 write!(f, "{unavailable} nodes are unavailable already, so no node may start within the limit")
             }
+            Halt::StopWaitEnded { running } => write!(
+                f,
+                "the rollout was stopped and {running} nodes were still running when the wait for them ended; \
+                 they count as pending (resume asks them again)"
+            ),
         }
     }
 }

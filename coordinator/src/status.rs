@@ -1,13 +1,44 @@
-//! `upkeep status`: every node's state, asked with bounded concurrency; nodes
-//! that do not answer are listed as unreachable, never dropped.
+//! `upkeep status`: every node's state, asked with bounded concurrency. A node
+//! that cannot be read is listed with why (unreachable, an agent's error code,
+//! an unreadable body, a redirect, a certificate problem, another node's
+//! agent at its address), never dropped.
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use upkeep_common::api::{NodeRole, NodeState};
 use upkeep_common::ids::NodeName;
 
-use crate::client::AgentClient;
+use crate::client::{AgentClient, ClientError};
 use crate::inventory::Inventory;
+
+/// Why a node's state could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    /// A stable code: `unreachable`, `timeout`, the agent's error code,
+    /// `bad_response`, `redirect`, `certificate_invalid`, `node_name_mismatch`...
+    pub code: String,
+    /// What happened.
+    pub message: String,
+}
+
+impl Unreadable {
+    fn of(error: &ClientError) -> Unreadable {
+        Unreadable { code: error.report_code(), message: error.to_string() }
+    }
+
+    /// A few words for the table's phase column.
+    pub fn label(&self) -> String {
+        match self.code.as_str() {
+            "unreachable" => "Unreachable".to_owned(),
+            "timeout" => "NoAnswer".to_owned(),
+            "bad_response" | "response_too_large" => "BadAnswer".to_owned(),
+            "redirect" => "Redirected".to_owned(),
+            "certificate_invalid" | "certificate_rejected" => "CertificateProblem".to_owned(),
+            "node_name_mismatch" => "WrongNode".to_owned(),
+            code => format!("Error({code})"),
+        }
+    }
+}
 
 /// One row of the status table.
 #[derive(Debug, Clone, Serialize)]
@@ -18,10 +49,10 @@ pub struct NodeStatusRow {
     pub address: String,
     /// Its role from the inventory.
     pub role: NodeRole,
-    /// Its state, when it answered.
+    /// Its state, when it could be read.
     pub state: Option<NodeState>,
-    /// Why it did not answer.
-    pub unreachable: Option<String>,
+    /// Why it could not be read.
+    pub unreadable: Option<Unreadable>,
 }
 
 /// Asks every node of the inventory, `concurrency` at a time, in inventory order.
@@ -29,9 +60,16 @@ pub async fn fleet_status(client: &AgentClient, inventory: &Inventory, concurren
     let mut rows: Vec<(usize, NodeStatusRow)> = stream::iter(inventory.nodes.iter().enumerate())
         .map(|(index, node)| async move {
             let answer = client.node(&node.address).await;
-            let (state, unreachable) = match answer {
+            let (state, unreadable) = match answer {
+                Ok(state) if state.name != node.name => {
+                    let message = format!(
+                        "the inventory lists {} at {}, but the agent there reports node {}",
+                        node.name, node.address, state.name
+                    );
+                    (None, Some(Unreadable { code: "node_name_mismatch".to_owned(), message }))
+                }
                 Ok(state) => (Some(state), None),
-                Err(error) => (None, Some(error.to_string())),
+                Err(error) => (None, Some(Unreadable::of(&error))),
             };
             (
                 index,
@@ -40,7 +78,7 @@ pub async fn fleet_status(client: &AgentClient, inventory: &Inventory, concurren
                     address: node.address.clone(),
                     role: node.role,
                     state,
-                    unreachable,
+                    unreadable,
                 },
             )
         })
@@ -51,7 +89,7 @@ pub async fn fleet_status(client: &AgentClient, inventory: &Inventory, concurren
     rows.into_iter().map(|(_, row)| row).collect()
 }
 
-/// The rows as an aligned text table.
+/// The rows as an aligned text table, then why each unreadable node could not be read.
 pub fn table(rows: &[NodeStatusRow]) -> String {
     let mut lines = vec![[
         "NODE".to_owned(),
@@ -97,7 +135,7 @@ pub fn table(rows: &[NodeStatusRow]) -> String {
                 row.name.to_string(),
                 role.to_owned(),
                 "-".to_owned(),
-                "Unreachable".to_owned(),
+                row.unreadable.as_ref().map_or_else(|| "Unknown".to_owned(), Unreadable::label),
                 "-".to_owned(),
                 "-".to_owned(),
             ],
@@ -105,7 +143,7 @@ pub fn table(rows: &[NodeStatusRow]) -> String {
         lines.push(cells);
     }
     let widths: Vec<usize> = (0..6).map(|column| lines.iter().map(|l| l[column].len()).max().unwrap_or(0)).collect();
-    lines
+    let mut text: Vec<String> = lines
         .iter()
         .map(|line| {
             line.iter()
@@ -116,6 +154,15 @@ pub fn table(rows: &[NodeStatusRow]) -> String {
                 .trim_end()
                 .to_owned()
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    let unreadable: Vec<String> = rows
+        .iter()
+        .filter_map(|row| row.unreadable.as_ref().map(|why| format!("  {}: {} ({})", row.name, why.message, why.code)))
+        .collect();
+    if !unreadable.is_empty() {
+        text.push(String::new());
+        text.push("not readable:".to_owned());
+        text.extend(unreadable);
+    }
+    text.join("\n")
 }

@@ -37,6 +37,8 @@ pub struct AgentSetup {
     /// The loopback address to listen on (port 0 is chosen by the kernel);
     /// `127.0.0.1:0` when empty.
     pub listen: String,
+    /// The node name the agent reports; `worker-1` when empty.
+    pub node_name: String,
 }
 
 impl AgentSetup {
@@ -67,7 +69,7 @@ pub fn config_text(pki: &Pki, dir: &Path, kubelet: &Path, setup: &AgentSetup) ->
         format!("{}\n{file_roots}", setup.extra)
     };
     format!(
-        r#"node_name = "worker-1"
+        r#"node_name = "{node_name}"
 role = "worker"
 listen = "{listen}"
 state_dir = "{state}"
@@ -89,6 +91,7 @@ node_reports_version = true
 {extra}
 "#,
         listen = if setup.listen.is_empty() { "127.0.0.1:0" } else { setup.listen.as_str() },
+        node_name = if setup.node_name.is_empty() { "worker-1" } else { setup.node_name.as_str() },
         state = dir.join("state").display(),
         cert = pki.file("node.crt").display(),
         key = pki.file("node.key").display(),

@@ -40,6 +40,7 @@ impl Fleet {
             .enumerate()
             .map(|(index, (name, role, zone, mut setup))| {
                 setup.listen = format!("127.0.0.{}:0", index + 2);
+                setup.node_name = name.to_owned();
                 let agent = AgentProcess::start_with(&pki, &setup);
                 FleetNode { name: name.to_owned(), role, zone, agent }
             })

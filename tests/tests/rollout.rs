@@ -67,7 +67,8 @@ fn status_lists_every_node_and_the_unreachable_one() {
     let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(rows.as_array().map(Vec::len), Some(3));
     assert_eq!(rows[0]["state"]["components"][0]["observed_version"], "v1.30.2");
-    assert!(rows[2]["unreachable"].as_str().is_some_and(|reason| !reason.is_empty()));
+    assert_eq!(rows[2]["unreadable"]["code"], "unreachable");
+    assert!(rows[2]["unreadable"]["message"].as_str().is_some_and(|reason| reason.contains("127.0.0.30:9")));
 }
 
 #[test]

@@ -51,11 +51,11 @@ struct Connection {
     /// The inventory file (nodes and TLS files); repeat to join the shards of one fleet.
     #[arg(long, value_name = "FILE", required = true)]
     inventory: Vec<PathBuf>,
-    /// Nodes asked at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Seconds allowed for one call to an agent.
-    #[arg(long, default_value_t = 10)]
+    /// Nodes asked at once (1 to 4096).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    concurrency: u16,
+    /// Seconds allowed for one call to an agent (1 to 3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout_secs: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Human)]
@@ -92,9 +92,8 @@ enum RolloutCommand {
         /// The rollout's journal.
         #[arg(long, default_value = "upkeep-rollout.json")]
         journal: PathBuf,
-        /// Milliseconds between polls of a running operation.
-        #[arg(long, default_value_t = 200)]
-        poll_ms: u64,
+        #[command(flatten)]
+        driver: DriverArgs,
     },
     /// Ask a running rollout to stop starting new nodes (running ones finish); resume later.
     Pause {
@@ -141,9 +140,24 @@ struct RolloutArgs {
     /// Where the rollout's journal is written.
     #[arg(long, default_value = "upkeep-rollout.json")]
     journal: PathBuf,
+    #[command(flatten)]
+    driver: DriverArgs,
+}
+
+/// How the rollout follows nodes; the same for a start and a resume.
+#[derive(Debug, Args)]
+struct DriverArgs {
     /// Milliseconds between polls of a running operation.
     #[arg(long, default_value_t = 200)]
     poll_ms: u64,
+    /// Seconds one node's upgrade may take, from its request to the check of
+    /// its versions, before it counts as an error (1 to 604800).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    node_timeout_secs: u64,
+    /// Seconds running nodes may still finish after SIGINT or SIGTERM; then the
+    /// rollout ends and counts them as pending (resume asks them again).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    stop_timeout_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,8 +252,8 @@ fn main() -> ExitCode {
         Command::Rollout(rollout) => match (*rollout).into_parts() {
             (Some(RolloutCommand::Pause { journal }), _) => control(&journal, Control::Pause),
             (Some(RolloutCommand::Abort { journal }), _) => control(&journal, Control::Abort),
-            (Some(RolloutCommand::Resume { connection, journal, poll_ms }), _) => {
-                with_runtime(run_resume(connection, journal, poll_ms))
+            (Some(RolloutCommand::Resume { connection, journal, driver }), _) => {
+                with_runtime(run_resume(connection, journal, driver))
             }
             (None, args) => with_runtime(run_rollout(args)),
         },
@@ -271,7 +285,7 @@ fn connect(connection: &Connection) -> Result<(Inventory, AgentClient), Failure>
 
 async fn run_status(args: StatusArgs) -> Result<ExitCode, Failure> {
     let (inventory, client) = connect(&args.connection)?;
-    let rows = fleet_status(&client, &inventory, args.connection.concurrency).await;
+    let rows = fleet_status(&client, &inventory, usize::from(args.connection.concurrency)).await;
     match args.connection.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?),
         Output::Human => println!("{}", table(&rows)),
@@ -328,29 +342,32 @@ async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
         soak: Duration::from_secs(args.soak),
         prestage: args.prestage,
     };
-    let settings = driver_settings(connection, args.poll_ms);
+    let settings = driver_settings(connection, &args.driver);
     let mut rollout = Rollout::new(client, &inventory, spec, &args.journal, settings).map_err(|e| e.to_string())?;
     drive(&mut rollout, connection.output).await
 }
 
-async fn run_resume(connection: Connection, journal: PathBuf, poll_ms: u64) -> Result<ExitCode, Failure> {
+async fn run_resume(connection: Connection, journal: PathBuf, driver: DriverArgs) -> Result<ExitCode, Failure> {
     let (inventory, client) = connect(&connection)?;
-    let settings = driver_settings(&connection, poll_ms);
+    let settings = driver_settings(&connection, &driver);
     let mut rollout = Rollout::resume(client, &inventory, &journal, settings).map_err(|e| e.to_string())?;
     write_control(&journal, Control::Run).map_err(|e| e.to_string())?;
     drive(&mut rollout, connection.output).await
 }
 
-fn driver_settings(connection: &Connection, poll_ms: u64) -> DriverSettings {
+fn driver_settings(connection: &Connection, driver: &DriverArgs) -> DriverSettings {
     DriverSettings {
-        concurrency: connection.concurrency,
-        poll_interval: Duration::from_millis(poll_ms.max(1)),
+        concurrency: usize::from(connection.concurrency),
+        poll_interval: Duration::from_millis(driver.poll_ms.clamp(1, 60_000)),
+        node_timeout: Duration::from_secs(driver.node_timeout_secs),
+        stop_timeout: Duration::from_secs(driver.stop_timeout_secs),
         ..DriverSettings::default()
     }
 }
 
-/// Runs a rollout; SIGINT or SIGTERM stops new nodes from starting, lets running
-/// ones finish, and leaves the journal for `upkeep rollout resume`.
+/// Runs a rollout; SIGINT or SIGTERM stops new nodes from starting, gives
+/// running ones `--stop-timeout-secs` to finish, and leaves the journal for
+/// `upkeep rollout resume`.
 async fn drive(rollout: &mut Rollout, output: Output) -> Result<ExitCode, Failure> {
     let stop = rollout.stop_flag();
     tokio::spawn(async move {
@@ -363,7 +380,7 @@ async fn drive(rollout: &mut Rollout, output: Output) -> Result<ExitCode, Failur
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
         }
-        eprintln!("upkeep: stopping: no new node will start; running ones finish");
+        eprintln!("upkeep: stopping: no new node will start; running ones get a bounded time to finish");
         stop.store(true, Ordering::Relaxed);
     });
     let mut sink = sink_for(output);

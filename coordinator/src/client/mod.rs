@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HeaderValue, IF_MATCH};
+use hyper::header::{CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
 use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -28,90 +28,16 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use upkeep_common::ErrorDetail;
 use upkeep_common::api::{
     DrainOptions, DrainRequest, NodeState, Operation, OperationList, OperationRequest, UpgradeRequest,
 };
 use upkeep_common::ids::{OperationId, RequestToken};
-use upkeep_common::{ErrorBody, ErrorCode, ErrorObject};
 use upkeep_net::client::mutual_tls_client;
 
-/// Why a call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
-    /// The TLS files could not be read.
-    #[error("TLS setup: {0}")]
-    Tls(String),
-    /// The node could not be reached (connect, handshake, or connection lost).
-    #[error("{address} unreachable: {reason}")]
-    Unreachable {
-        /// The node's address.
-        address: String,
-        /// Why.
-        reason: String,
-    },
-    /// The node did not answer within the timeout.
-    #[error("{address} did not answer within {timeout:?}")]
-    Timeout {
-        /// The node's address.
-        address: String,
-        /// The timeout.
-        timeout: Duration,
-    },
-    /// The agent answered with an error envelope; its code is kept.
-    #[error("{address} answered {status}: {} ({})", error.message, error.code)]
-    Api {
-        /// The node's address.
-        address: String,
-        /// The HTTP status.
-        status: u16,
-        /// The agent's error.
-        error: ErrorObject,
-    },
-    /// The agent's answer was longer than [`MAX_RESPONSE_BYTES`]; only that much was read.
-    #[error("{address} answered with a body over {limit} bytes")]
-    TooLarge {
-        /// The node's address.
-        address: String,
-        /// The limit.
-        limit: usize,
-    },
-    /// The agent answered something that is not the expected JSON.
-    #[error("{address} answered {status} with an unreadable body: {reason}")]
-    Decode {
-        /// The node's address.
-        address: String,
-        /// The HTTP status.
-        status: u16,
-        /// Why it did not parse.
-        reason: String,
-    },
-}
+mod error;
 
-impl ClientError {
-    /// The agent's error code, when the agent answered with one.
-    pub fn code(&self) -> Option<ErrorCode> {
-        match self {
-            ClientError::Api { error, .. } => Some(error.code),
-            _ => None,
-        }
-    }
-
-    /// Whether trying again may help (the node was not reached or did not answer).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. } | ClientError::Timeout { .. })
-    }
-
-    /// A short stable code for reports: the agent's code, or `unreachable`, `timeout`, `bad_response`.
-    pub fn report_code(&self) -> String {
-        match self {
-            ClientError::Api { error, .. } => error.code.as_str().to_owned(),
-            ClientError::Unreachable { .. } | ClientError::Tls(_) => "unreachable".to_owned(),
-            ClientError::Timeout { .. } => "timeout".to_owned(),
-            ClientError::Decode { .. } => "bad_response".to_owned(),
-            ClientError::TooLarge { .. } => "response_too_large".to_owned(),
-        }
-    }
-}
+pub use error::{CertificateProblem, ClientError};
 
 /// Timeouts and retries.
 #[derive(Debug, Clone)]
@@ -297,7 +223,6 @@ impl AgentClient {
         body: Option<Bytes>,
         if_match: Option<&str>,
     ) -> Result<T, ClientError> {
-        let unreachable = |reason: String| ClientError::Unreachable { address: address.to_owned(), reason };
         let mut builder = Request::builder().method(method).uri(format!("https://{address}{path}"));
         if body.is_some() {
             builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -305,17 +230,31 @@ impl AgentClient {
         if let Some(tag) = if_match {
             builder = builder.header(IF_MATCH, tag);
         }
-        let request = builder.body(Full::new(body.unwrap_or_default())).map_err(|e| unreachable(e.to_string()))?;
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| ClientError::Request { address: address.to_owned(), reason: e.to_string() })?;
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| unreachable(error_chain(&e)))?;
+            let response =
+                self.http.request(request).await.map_err(|error| ClientError::from_transport(address, &error))?;
             let status = response.status();
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .map(|value| String::from_utf8_lossy(value.as_bytes()).chars().take(200).collect::<String>());
+                return Err(ClientError::Redirect {
+                    address: address.to_owned(),
+                    status: status.as_u16(),
+                    location: location.unwrap_or_default(),
+                });
+            }
             let limited = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES);
             let bytes = limited
                 .collect()
                 .await
                 .map_err(|error| match error.downcast_ref::<http_body_util::LengthLimitError>() {
                     Some(_) => ClientError::TooLarge { address: address.to_owned(), limit: MAX_RESPONSE_BYTES },
-                    None => unreachable(error.to_string()),
+                    None => ClientError::Unreachable { address: address.to_owned(), reason: error.to_string() },
                 })?
                 .to_bytes();
             Ok::<_, ClientError>((status, bytes))
@@ -328,11 +267,24 @@ impl AgentClient {
 }
 
 fn to_body<T: Serialize>(value: &T) -> Result<Bytes, ClientError> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(|e| ClientError::Decode {
-        address: String::new(),
-        status: 0,
-        reason: e.to_string(),
-    })
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ClientError::Request { address: String::new(), reason: e.to_string() })
+}
+
+/// The envelope as read by the coordinator: the code is kept as text, so a
+/// code this coordinator does not know still carries the agent's message.
+#[derive(serde::Deserialize)]
+struct AnsweredError {
+    error: AnsweredErrorObject,
+}
+
+#[derive(serde::Deserialize)]
+struct AnsweredErrorObject {
+    code: String,
+    message: String,
+    #[serde(default)]
+    details: Vec<ErrorDetail>,
 }
 
 fn decode<T: DeserializeOwned>(address: &str, status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
@@ -341,17 +293,17 @@ fn decode<T: DeserializeOwned>(address: &str, status: StatusCode, bytes: &[u8]) 
     if status.is_success() {
         return serde_json::from_slice(bytes).map_err(|e| decode_error(e.to_string()));
     }
-    let envelope: ErrorBody = serde_json::from_slice(bytes).map_err(|e| decode_error(e.to_string()))?;
-    Err(ClientError::Api { address: address.to_owned(), status: status.as_u16(), error: envelope.error })
+    let envelope: AnsweredError = serde_json::from_slice(bytes).map_err(|e| decode_error(e.to_string()))?;
+    Err(ClientError::Api {
+        address: address.to_owned(),
+        status: status.as_u16(),
+        code: cut(&envelope.error.code, 64),
+        message: cut(&envelope.error.message, 1000),
+        details: envelope.error.details,
+    })
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// At most `limit` characters of an agent's text (it ends up in reports and journals).
+fn cut(text: &str, limit: usize) -> String {
+    text.chars().take(limit).collect()
 }

@@ -1,0 +1,153 @@
+//! One node's upgrade through its agent, all within the node's deadline: send
+//! the request (again, with the same token, while the agent is unreachable or
+//! answers "not now"), follow the operation until it ends, then read the node
+//! back: it counts as patched only when it reports the target.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use upkeep_common::api::{NodeState, Operation, UpgradeRequest};
+use upkeep_common::ids::NodeName;
+
+use super::answer::{Ending, Problem, check_finished_node, check_operation, ending};
+use crate::client::{AgentClient, ClientError};
+use crate::journal::NodeError;
+
+/// The longest wait between two attempts at a node that is unreachable or busy.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How one node's upgrade ended.
+#[derive(Debug, Clone)]
+pub(super) enum NodeOutcome {
+    Patched,
+    Skipped,
+    Failed { error: NodeError, unavailable: bool },
+}
+
+/// Everything one node's upgrade needs.
+pub(super) struct NodeJob {
+    pub client: AgentClient,
+    pub address: String,
+    pub name: NodeName,
+    pub request: UpgradeRequest,
+    pub poll_interval: Duration,
+    pub node_timeout: Duration,
+}
+
+/// Why a node's upgrade stopped early.
+enum Stop {
+    /// The agent answered with a permanent error.
+    Client(ClientError),
+    /// The answer does not match what was asked, or the node is not at the target.
+    Answer(Problem),
+    /// The deadline passed; the last error seen while trying, if any.
+    Deadline { last: Option<ClientError>, waiting_for: String },
+}
+
+impl NodeJob {
+    /// Upgrades the node (or, for a stage-only request, stages) and says how it ended.
+    pub async fn run(&self) -> NodeOutcome {
+        let deadline = Instant::now().checked_add(self.node_timeout).unwrap_or_else(far_future);
+        match self.upgrade(deadline).await {
+            Ok(outcome) => outcome,
+            Err(stop) => self.failed(stop),
+        }
+    }
+
+    async fn upgrade(&self, deadline: Instant) -> Result<NodeOutcome, Stop> {
+        let (client, address, request) = (&self.client, self.address.as_str(), &self.request);
+        let first = persist(deadline, self.poll_interval, "the agent to accept the upgrade", || {
+            client.upgrade(address, request, None)
+        })
+        .await?;
+        check_operation(request, None, &first).map_err(Stop::Answer)?;
+        let operation = self.follow(first, deadline).await?;
+        let outcome = match ending(&operation) {
+            Ending::Succeeded if request.stage_only => return Ok(NodeOutcome::Patched),
+            Ending::Succeeded => NodeOutcome::Patched,
+            Ending::AlreadyThere => NodeOutcome::Skipped,
+            Ending::Failed { problem, rolled_back } => return Ok(self.failed_with(problem, rolled_back)),
+        };
+        let state: NodeState =
+            persist(deadline, self.poll_interval, "the node's state", || client.node(address)).await?;
+        check_finished_node(&self.name, address, &operation.id, request, &state).map_err(Stop::Answer)?;
+        Ok(outcome)
+    }
+
+    /// Polls the operation until it ends: soon at first (a fast upgrade ends in
+    /// milliseconds), then at the poll interval.
+    async fn follow(&self, mut operation: Operation, deadline: Instant) -> Result<Operation, Stop> {
+        let (client, address) = (&self.client, self.address.as_str());
+        let id = operation.id.clone();
+        let mut wait = self.poll_interval.min(Duration::from_millis(5));
+        while !operation.phase.is_terminal() {
+            let waiting_for = format!("operation {id} to end (it is {:?})", operation.phase);
+            if Instant::now() + wait >= deadline {
+                return Err(Stop::Deadline { last: None, waiting_for });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.poll_interval);
+            let latest = persist(deadline, self.poll_interval, &waiting_for, || client.operation(address, &id)).await?;
+            check_operation(&self.request, Some((&id, operation.phase)), &latest).map_err(Stop::Answer)?;
+            operation = latest;
+        }
+        Ok(operation)
+    }
+
+    fn failed_with(&self, problem: Problem, unavailable: bool) -> NodeOutcome {
+        let Problem { step, code, message } = problem;
+        NodeOutcome::Failed { error: NodeError { node: self.name.clone(), step, code, message }, unavailable }
+    }
+
+    fn failed(&self, stop: Stop) -> NodeOutcome {
+        let problem = |code: String, message: String| Problem { step: None, code, message };
+        match stop {
+            Stop::Client(error) => {
+                let unavailable = error.is_transient();
+                self.failed_with(problem(error.report_code(), error.to_string()), unavailable)
+            }
+            Stop::Answer(found) => self.failed_with(found, true),
+            Stop::Deadline { last, waiting_for } => {
+                let limit = format!("the node's deadline of {}s passed", self.node_timeout.as_secs());
+                let found = match last {
+                    Some(error) => problem(error.report_code(), format!("{error}; still so when {limit}")),
+                    None => problem("timeout".to_owned(), format!("{limit} waiting for {waiting_for}")),
+                };
+                self.failed_with(found, true)
+            }
+        }
+    }
+}
+
+/// Makes `call` until it answers: again after a growing wait while the agent is
+/// unreachable or answers "not now" (503 `dependency_unavailable`, 409
+/// `operation_in_progress`), until `deadline`.
+async fn persist<T, F, Fut>(deadline: Instant, first_wait: Duration, waiting_for: &str, mut call: F) -> Result<T, Stop>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let mut wait = first_wait.max(Duration::from_millis(10));
+    let mut last = None;
+    loop {
+        let error = match tokio::time::timeout_at(deadline, call()).await {
+            Err(_) => return Err(Stop::Deadline { last, waiting_for: waiting_for.to_owned() }),
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) if error.is_transient() || error.is_busy() => error,
+            Ok(Err(error)) => return Err(Stop::Client(error)),
+        };
+        tracing::debug!(%error, "trying again");
+        if Instant::now() + wait >= deadline {
+            return Err(Stop::Deadline { last: Some(error), waiting_for: waiting_for.to_owned() });
+        }
+        last = Some(error);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// A deadline that never comes (a node timeout too large to add to now).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}

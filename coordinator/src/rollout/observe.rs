@@ -1,0 +1,66 @@
+//! Reading nodes outside their upgrade: before the rollout starts them (which
+//! are unavailable already, which are at the target, and which answer so
+//! wrongly that they fail before they start), and at the end of a soak.
+
+use futures_util::stream::{self, StreamExt};
+use upkeep_common::api::{NodePhase, NodeState};
+
+use super::Rollout;
+use super::answer::{at_target, check_name, counts_unavailable};
+use super::node::NodeOutcome;
+use crate::client::{AgentClient, ClientError};
+use crate::journal::NodeError;
+use crate::plan::NodeStatus;
+
+impl Rollout {
+    /// Reads every pending node's state, `concurrency` at a time. A node that
+    /// does not answer, or answers busy, counts as unavailable; a cordoned,
+    /// Degraded or not Available one too; one already at the target is
+    /// skipped. A node whose agent answers with a permanent error or speaks for
+    /// another node is returned as failed, without being started.
+    pub(super) async fn observe_pending(&mut self) -> Vec<(usize, NodeOutcome)> {
+        let pending: Vec<(usize, String)> = (0..self.journal.nodes.len())
+            .filter(|&i| self.journal.nodes[i].status == NodeStatus::Pending)
+            .map(|i| (i, self.addresses[i].clone()))
+            .collect();
+        let client = self.client.clone();
+        let states: Vec<(usize, Result<NodeState, ClientError>)> = stream::iter(pending)
+            .map(|(index, address)| {
+                let client = client.clone();
+                async move { (index, client.node(&address).await) }
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut refused = Vec::new();
+        for (index, state) in states {
+            let name = self.journal.nodes[index].name.clone();
+            let failed = |code: String, message: String| NodeOutcome::Failed {
+                error: NodeError { node: name.clone(), step: None, code, message },
+                unavailable: true,
+            };
+            match state {
+                Ok(state) => {
+                    if let Err(problem) = check_name(&name, &self.addresses[index], &state) {
+                        refused.push((index, failed(problem.code, problem.message)));
+                        continue;
+                    }
+                    let node = &mut self.journal.nodes[index];
+                    node.unavailable = counts_unavailable(&state);
+                    if at_target(&state, &self.journal.artifacts, &self.journal.target) {
+                        node.status = NodeStatus::Skipped;
+                    }
+                }
+                Err(error) if error.is_transient() || error.is_busy() => self.journal.nodes[index].unavailable = true,
+                Err(error) => refused.push((index, failed(error.report_code(), error.to_string()))),
+            }
+        }
+        refused.sort_by_key(|(index, _)| *index);
+        refused
+    }
+}
+
+/// Whether a node that soaked is still Ready (answers, and is Idle).
+pub(super) async fn still_ready(client: &AgentClient, address: &str) -> bool {
+    matches!(client.node(address).await, Ok(state) if state.phase == NodePhase::Idle)
+}
