@@ -177,7 +177,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         concurrency: config.concurrency,
         poll_interval: config.poll_interval,
         node_timeout: Duration::from_secs(300),
-        drain: None,
+        ..DriverSettings::default()
     };
     let client = AgentClient::new(tls, settings);
     let mut rollout = Rollout::new(client, &fleet.inventory, spec, &journal_path, driver)

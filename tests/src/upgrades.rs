@@ -60,9 +60,8 @@ pub fn setup(version: &str, health_port: u16, extra: &str) -> AgentSetup {
             "restart_command = [\"/bin/sh\", \"-c\", \"echo restart >> {{dir}}/restarts.log\"]\n\
              health_url = \"http://127.0.0.1:{health_port}/healthz?binary={{binary}}\"\n"
         ),
-        more_components: Vec::new(),
-        listen: String::new(),
         extra: format!("[timeouts]\npostcheck_secs = 5\n{extra}"),
+        ..AgentSetup::default()
     }
 }
 
