@@ -1,6 +1,7 @@
 //! The coordinator's client against an agent that answers too much: a body
 //! longer than the client reads is an error for that node, read only up to the
-//! limit, whether it declares its length or streams without end.
+//! limit, whether it declares its length or streams without end; and a request
+//! the client cannot build is an error of its own, never "unreachable".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,4 +72,14 @@ async fn a_body_past_the_limit_is_an_error_for_that_node_and_is_not_read_to_its_
         let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
         assert!(sent < 64 * 1024 * 1024, "{head:?}: the client stopped reading early, not after {sent} bytes");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_cannot_be_built_is_an_error_and_not_retried_as_unreachable() {
+    let pki = Pki::new();
+    let answer = client(&pki).node("exa mple:10265").await;
+    let error = answer.expect_err("no URI has a space in its host");
+    assert!(matches!(error, ClientError::Request { .. }), "{error:?}");
+    assert_eq!(error.report_code(), "invalid_request");
+    assert!(!error.is_transient(), "building it again gives the same error");
 }
