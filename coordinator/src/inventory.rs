@@ -18,7 +18,7 @@
 //! lower case), so one machine is listed once; every problem names the node
 //! entry and its line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -118,6 +118,8 @@ impl Inventory {
         })?;
         let mut problems = Vec::new();
         let mut nodes: Vec<InventoryNode> = Vec::new();
+        let mut names: HashSet<NodeName> = HashSet::new();
+        let mut addresses: HashMap<String, NodeName> = HashMap::new();
         for (index, spanned) in raw.nodes.into_iter().enumerate() {
             let line = line_of(text, spanned.span().start);
             let node = spanned.into_inner();
@@ -145,11 +147,13 @@ impl Inventory {
                 }
             };
             if let (Some(name), Some(role), Some(address)) = (name, role, address) {
-                if nodes.iter().any(|n| n.name == name) {
+                if names.contains(&name) {
                     problems.push(format!("{}: {name} is listed twice", key("name")));
-                } else if let Some(other) = nodes.iter().find(|n| n.address == address) {
-                    problems.push(format!("{}: {address} is already {}'s address", key("address"), other.name));
+                } else if let Some(other) = addresses.get(&address) {
+                    problems.push(format!("{}: {address} is already {other}'s address", key("address")));
                 } else {
+                    names.insert(name.clone());
+                    addresses.insert(address.clone(), name.clone());
                     nodes.push(InventoryNode { name, address, role, labels: node.labels });
                 }
             }
@@ -169,9 +173,12 @@ impl Inventory {
     }
 
     /// Reads several inventories (shards of one fleet) as one: the TLS files of
-    /// the first, the nodes of all, with names and addresses still unique.
+    /// the first, the nodes of all, with names and addresses still unique (in
+    /// time linear in the nodes).
     pub fn load_all(paths: &[PathBuf]) -> Result<Inventory, InventoryError> {
         let mut merged: Option<Inventory> = None;
+        let mut names: HashSet<NodeName> = HashSet::new();
+        let mut addresses: HashSet<String> = HashSet::new();
         let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::new();
         for path in paths {
             let same_file = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
@@ -182,15 +189,21 @@ impl Inventory {
             seen.push((same_file, path));
             let next = Inventory::load(path)?;
             match &mut merged {
-                None => merged = Some(next),
+                None => {
+                    names.extend(next.nodes.iter().map(|n| n.name.clone()));
+                    addresses.extend(next.nodes.iter().map(|n| n.address.clone()));
+                    merged = Some(next);
+                }
                 Some(all) => {
                     let mut problems = Vec::new();
                     let count = next.nodes.len();
                     for node in next.nodes {
-                        if all.nodes.iter().any(|n| n.name == node.name || n.address == node.address) {
+                        if names.contains(&node.name) || addresses.contains(&node.address) {
                             problems
                                 .push(format!("{} ({}) is already in an earlier inventory", node.name, node.address));
                         } else {
+                            names.insert(node.name.clone());
+                            addresses.insert(node.address.clone());
                             all.nodes.push(node);
                         }
                     }

@@ -136,10 +136,7 @@ fn scripted(
     for (index, (name, behaviour)) in behaviours.iter().enumerate() {
         let listen = format!("127.0.1.{}:0", index + 1);
         let agent = runtime.block_on(ScriptedAgent::start(&fleet.pki, &listen, name, "v1.30.2", *behaviour));
-        entries.push_str(&format!(
-            "\n[[nodes]]\nname = \"{name}\"\naddress = \"{}\"\nrole = \"worker\"\n",
-            agent.addr
-        ));
+        entries.push_str(&format!("\n[[nodes]]\nname = \"{name}\"\naddress = \"{}\"\nrole = \"worker\"\n", agent.addr));
         agents.push(agent);
     }
     (agents, entries)
@@ -293,9 +290,8 @@ fn after_a_sigkill_the_journal_lists_every_node_that_finished_before() {
     );
     let journal_path = fleet.journal();
     let mut coordinator = Coordinator::start(&args);
-    let finished = |seen: &[(Instant, serde_json::Value)]| {
-        seen.iter().filter(|(_, l)| l["event"] == "node_finished").count() == 5
-    };
+    let finished =
+        |seen: &[(Instant, serde_json::Value)]| seen.iter().filter(|(_, l)| l["event"] == "node_finished").count() == 5;
     assert!(coordinator.read_until(Duration::from_secs(60), finished), "{:?}", coordinator.seen);
     // The journal promises 250 ms plus one turn of the loop; give it a second.
     std::thread::sleep(Duration::from_secs(1));
@@ -303,9 +299,8 @@ fn after_a_sigkill_the_journal_lists_every_node_that_finished_before() {
     coordinator.child.kill().expect("SIGKILL");
     let _ = coordinator.child.wait();
     let journal = Journal::load(journal_path.as_ref()).expect("the journal loads");
-    let status_of = |name: &str| {
-        journal.nodes.iter().find(|n| n.name.as_str() == name).map(|n| n.status).expect("listed")
-    };
+    let status_of =
+        |name: &str| journal.nodes.iter().find(|n| n.name.as_str() == name).map(|n| n.status).expect("listed");
     for (arrived, line) in coordinator.seen.iter().filter(|(_, l)| l["event"] == "node_finished") {
         assert!(killed_at.duration_since(*arrived) >= Duration::from_secs(1));
         let name = line["node"].as_str().expect("node");
@@ -355,9 +350,8 @@ fn status_says_why_each_unreadable_node_cannot_be_read() {
     assert!(text.contains("the node's quota is exhausted"), "the agent's own message is kept:\n{text}");
     let json: serde_json::Value = serde_json::from_slice(&run("json").stdout).expect("JSON");
     let rows = json.as_array().expect("rows");
-    let code = |name: &str| {
-        rows.iter().find(|r| r["name"] == name).map(|r| r["unreadable"]["code"].clone()).expect("a row")
-    };
+    let code =
+        |name: &str| rows.iter().find(|r| r["name"] == name).map(|r| r["unreadable"]["code"].clone()).expect("a row");
     assert_eq!(code("unavailable"), "dependency_unavailable");
     assert_eq!(code("impostor"), "node_name_mismatch");
     assert_eq!(code("worker-2"), serde_json::Value::Null);
