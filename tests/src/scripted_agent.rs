@@ -110,7 +110,7 @@ pub enum Behaviour {
 
 /// What the scripted agent has seen and sent.
 #[derive(Debug, Default)]
-pub struct Counters {
+struct Counters {
     connections: AtomicUsize,
     refused_handshakes: AtomicUsize,
     requests: AtomicUsize,

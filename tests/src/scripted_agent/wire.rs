@@ -25,7 +25,7 @@ pub const HUGE_BODY_BYTES: u64 = 200_000_000;
 
 /// Reads one request head (up to the blank line, at most [`MAX_HEAD`] bytes)
 /// and counts it. `None` when the connection ended before a whole head.
-pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, counters: &Counters) -> Option<Route> {
+pub(super) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, counters: &Counters) -> Option<Route> {
     let mut head = Vec::with_capacity(1024);
     let mut piece = [0u8; 1024];
     while !head.windows(4).any(|window| window == b"\r\n\r\n") {
@@ -48,13 +48,13 @@ pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, counters: &Counters
 
 /// Reads and drops whatever the peer sends until it closes the connection:
 /// the connection stays open and nothing is ever written.
-pub async fn discard_until_closed<S: AsyncRead + Unpin>(stream: &mut S) {
+pub(super) async fn discard_until_closed<S: AsyncRead + Unpin>(stream: &mut S) {
     let mut sink = [0u8; 4096];
     while matches!(stream.read(&mut sink).await, Ok(read) if read > 0) {}
 }
 
 /// `200 OK` declaring [`HUGE_BODY_BYTES`] of body, then that many zeros.
-pub async fn huge_body<S: AsyncWrite + Unpin>(stream: &mut S, counters: &Counters) {
+pub(super) async fn huge_body<S: AsyncWrite + Unpin>(stream: &mut S, counters: &Counters) {
     let head =
         format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {HUGE_BODY_BYTES}\r\n\r\n");
     if stream.write_all(head.as_bytes()).await.is_ok() {
@@ -64,7 +64,7 @@ pub async fn huge_body<S: AsyncWrite + Unpin>(stream: &mut S, counters: &Counter
 
 /// `200 OK` without a length and with `connection: close`, then zeros until
 /// the peer goes away.
-pub async fn endless_body<S: AsyncWrite + Unpin>(stream: &mut S, counters: &Counters) {
+pub(super) async fn endless_body<S: AsyncWrite + Unpin>(stream: &mut S, counters: &Counters) {
     let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
     if stream.write_all(head.as_bytes()).await.is_ok() {
         stream_zeros(stream, counters, None).await;
@@ -90,7 +90,7 @@ async fn stream_zeros<S: AsyncWrite + Unpin>(stream: &mut S, counters: &Counters
 
 /// A stream whose writes let one byte through per second (the first at once),
 /// counting them; reads pass through.
-pub struct OneBytePerSecond<S> {
+pub(super) struct OneBytePerSecond<S> {
     inner: S,
     next: Pin<Box<Sleep>>,
     counters: Arc<Counters>,
@@ -98,7 +98,7 @@ pub struct OneBytePerSecond<S> {
 
 impl<S> OneBytePerSecond<S> {
     /// Wraps `inner`.
-    pub fn new(inner: S, counters: Arc<Counters>) -> Self {
+    pub(super) fn new(inner: S, counters: Arc<Counters>) -> Self {
         Self { inner, next: Box::pin(tokio::time::sleep_until(Instant::now())), counters }
     }
 }
