@@ -13,6 +13,7 @@
 //! - [`curl`]: the real `curl` and `openssl s_client` against an agent.
 //! - [`in_process`]: the real agent server inside the test or bench process.
 //! - [`upgrades`]: artifacts, request bodies and waiting for operations.
+//! - [`scripted_agent`]: a TLS server playing one agent that misbehaves in one scripted way.
 
 pub mod agent_process;
 pub mod binaries;
@@ -22,4 +23,5 @@ pub mod fake_kubelet;
 pub mod fleet;
 pub mod in_process;
 pub mod pki;
+pub mod scripted_agent;
 pub mod upgrades;

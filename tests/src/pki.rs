@@ -53,7 +53,13 @@ impl Pki {
     pub fn issue_node(&self, file_name: &str, common_name: &str) {
         let mut names: Vec<String> = (1..=32).map(|host| format!("127.0.0.{host}")).collect();
         names.push("localhost".to_owned());
-        let issued = self.ca.issue_server(common_name, &names, Validity::days_from_now(2)).expect("server certificate");
+        self.issue_server(file_name, common_name, &names);
+    }
+
+    /// Issues (or replaces) a server certificate `file_name.crt` with common
+    /// name `common_name`, valid for exactly `names` (IP addresses and DNS names).
+    pub fn issue_server(&self, file_name: &str, common_name: &str, names: &[String]) {
+        let issued = self.ca.issue_server(common_name, names, Validity::days_from_now(2)).expect("server certificate");
         self.save(file_name, &issued);
     }
 
