@@ -74,7 +74,7 @@ async fn an_honest_agent_upgrades_through_the_coordinators_client() {
     let again = client.upgrade(&address, &upgrade_request("tok-1"), None).await.expect("replayed");
     assert_eq!(again.id, accepted.id, "the same token names the same operation");
     match client.upgrade(&address, &upgrade_request("tok-2"), None).await {
-        Err(ClientError::Api { status: 409, error, .. }) => assert_eq!(error.code, ErrorCode::OperationInProgress),
+        Err(ClientError::Api { status: 409, code, .. }) => assert_eq!(code, ErrorCode::OperationInProgress.as_str()),
         other => panic!("a second upgrade while one runs: {other:?}"),
     }
 
@@ -173,8 +173,8 @@ async fn unavailable_and_busy_refuse_as_often_as_scripted_then_answer_honestly()
         ScriptedAgent::start(&pki, "127.0.0.43:0", "worker-43", FROM, Behaviour::Unavailable { times: 2 }).await;
     for _ in 0..2 {
         match client.node(&agent.address()).await {
-            Err(ClientError::Api { status: 503, error, .. }) => {
-                assert_eq!(error.code, ErrorCode::DependencyUnavailable);
+            Err(ClientError::Api { status: 503, code, .. }) => {
+                assert_eq!(code, ErrorCode::DependencyUnavailable.as_str());
             }
             other => panic!("expected 503 dependency_unavailable, got {other:?}"),
         }
@@ -184,7 +184,7 @@ async fn unavailable_and_busy_refuse_as_often_as_scripted_then_answer_honestly()
     let agent = ScriptedAgent::start(&pki, "127.0.0.43:0", "worker-43", FROM, Behaviour::Busy { times: 1 }).await;
     client.node(&agent.address()).await.expect("reads are not refused");
     match client.upgrade(&agent.address(), &upgrade_request("tok-1"), None).await {
-        Err(ClientError::Api { status: 409, error, .. }) => assert_eq!(error.code, ErrorCode::OperationInProgress),
+        Err(ClientError::Api { status: 409, code, .. }) => assert_eq!(code, ErrorCode::OperationInProgress.as_str()),
         other => panic!("expected 409 operation_in_progress, got {other:?}"),
     }
     let accepted = client.upgrade(&agent.address(), &upgrade_request("tok-1"), None).await.expect("then honest");

@@ -158,15 +158,16 @@ impl ClientError {
 }
 
 /// The certificate problem somewhere in an error's chain, if any. TLS errors
-/// arrive wrapped in `io::Error`, whose `source` skips the wrapped error, so
-/// each link is also looked into.
+/// arrive wrapped in `io::Error`s (sometimes one inside another), whose
+/// `source` skips the wrapped error, so each link is also unwrapped.
 fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<CertificateProblem> {
     let mut link = Some(error);
     while let Some(current) = link {
-        let tls = current.downcast_ref::<rustls::Error>().or_else(|| {
-            current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref())
-        });
-        if let Some(tls) = tls {
+        let mut unwrapped: &(dyn std::error::Error + 'static) = current;
+        while let Some(inner) = unwrapped.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            unwrapped = inner;
+        }
+        if let Some(tls) = unwrapped.downcast_ref::<rustls::Error>() {
             return classify_tls(tls);
         }
         link = current.source();
@@ -211,8 +212,10 @@ pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// As the HTTPS connector passes it on: an `io::Error` around the TLS
+    /// stream's `io::Error` around the TLS error.
     fn wrapped(error: rustls::Error) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, error)
+        std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
     }
 
     #[test]
