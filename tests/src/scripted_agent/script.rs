@@ -87,6 +87,8 @@ struct Tracked {
     polls: usize,
     /// The components the request named.
     components: Vec<ComponentName>,
+    /// Whether its success changes the versions the node reports.
+    installs: bool,
 }
 
 /// The scripted agent's state.
@@ -229,7 +231,8 @@ impl Script {
             operation.finished_at = Some(now);
         }
         let answer = response::json(StatusCode::ACCEPTED, &operation);
-        self.operations.push_back(Tracked { operation, polls: 0, components });
+        let installs = installs(self.behaviour, request) && !no_op;
+        self.operations.push_back(Tracked { operation, polls: 0, components, installs });
         while self.operations.len() > MAX_OPERATIONS {
             self.operations.pop_front();
         }
@@ -256,15 +259,13 @@ impl Script {
                 operation.finished_at = Some(now);
             }
         }
-        let operation = tracked.operation.clone();
-        if !was.is_terminal() && operation.phase == OperationPhase::Succeeded && changes_versions(behaviour, &operation)
-        {
-            let target = operation.target_version.clone().expect("an upgrade has a target");
-            for name in &self.operations[index].components {
+        let mut answer = tracked.operation.clone();
+        if !was.is_terminal() && answer.phase == OperationPhase::Succeeded && tracked.installs {
+            let target = answer.target_version.clone().expect("an upgrade has a target");
+            for name in &tracked.components {
                 self.components.insert(name.clone(), target.clone());
             }
         }
-        let mut answer = operation;
         if behaviour == Behaviour::WrongOperationId {
             answer.id = another_id(&answer.id);
         }
@@ -339,14 +340,13 @@ pub fn phase_after_polls(behaviour: Behaviour, polls: usize) -> OperationPhase {
     }
 }
 
-/// Whether a succeeded `operation` changes the versions the node reports: an
-/// upgrade that installs (not a dry run, not one that only stages), unless the
-/// script says it changes nothing.
-fn changes_versions(behaviour: Behaviour, operation: &Operation) -> bool {
-    behaviour != Behaviour::SucceedsWithoutChange
-        && operation.kind == OperationKind::Upgrade
-        && !operation.dry_run
-        && !operation.no_op
+/// Whether the operation for `request` changes the versions the node reports
+/// when it succeeds: not for a dry run or one that only stages, nor where the
+/// script records it as a drain or says it changes nothing.
+fn installs(behaviour: Behaviour, request: &UpgradeRequest) -> bool {
+    !matches!(behaviour, Behaviour::SucceedsWithoutChange | Behaviour::WrongKind)
+        && !request.dry_run
+        && !request.stage_only
 }
 
 /// Every upgrade step, with statuses that fit `phase`.
