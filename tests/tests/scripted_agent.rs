@@ -111,6 +111,9 @@ async fn an_honest_agent_upgrades_through_the_coordinators_client() {
     let listed: Vec<OperationId> =
         client.operations(&address).await.expect("operations").into_iter().map(|operation| operation.id).collect();
     assert_eq!(listed, [accepted.id, staged.id], "newest first");
+    let tokens: Vec<Option<String>> =
+        agent.operations().iter().map(|operation| operation.request_token.as_ref().map(|t| t.to_string())).collect();
+    assert_eq!(tokens, [Some("tok-1".to_owned()), Some("stage-1".to_owned())]);
     assert_eq!(agent.upgrade_requests(), 4);
     assert_eq!(agent.requests(), 12, "node, staging, 2 polls, node, 3 upgrades, 2 polls, node, list");
 }

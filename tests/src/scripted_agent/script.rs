@@ -154,8 +154,7 @@ impl Script {
             Call::Read(Route::Healthz) => response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             Call::Read(Route::Node) => response::json(StatusCode::OK, &self.node(now)),
             Call::Read(Route::Operations) => {
-                let operations = self.operations.iter().rev().map(|tracked| tracked.operation.clone()).collect();
-                response::json(StatusCode::OK, &OperationList { operations })
+                response::json(StatusCode::OK, &OperationList { operations: self.operations() })
             }
             Call::Read(Route::Operation(id)) => self.poll(&id, now),
             Call::Read(Route::Upgrade) => {
@@ -166,6 +165,11 @@ impl Script {
             }
             Call::Read(Route::NotFound) => response::error(&ErrorBody::new(ErrorCode::NotFound, "no such route")),
         }
+    }
+
+    /// The operations kept, newest first, as recorded (before any answer's twist).
+    pub fn operations(&self) -> Vec<Operation> {
+        self.operations.iter().rev().map(|tracked| tracked.operation.clone()).collect()
     }
 
     fn upgrade(&mut self, request: &UpgradeRequest, now: DateTime<Utc>) -> Response<Body> {
