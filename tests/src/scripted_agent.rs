@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
-use upkeep_common::api::UpgradeRequest;
+use upkeep_common::api::{Operation, UpgradeRequest};
 use upkeep_coordinator::certs::{self, CertificateAuthority, Validity};
 use upkeep_net::body::{BodyLimits, BodyPresence, RequestBody, read_json};
 use upkeep_net::response::Body;
@@ -123,6 +123,7 @@ pub struct ScriptedAgent {
     /// The address it listens on.
     pub addr: SocketAddr,
     counters: Arc<Counters>,
+    script: Arc<Mutex<script::Script>>,
     accept: JoinHandle<()>,
 }
 
@@ -146,14 +147,15 @@ impl ScriptedAgent {
         let addr = listener.local_addr().expect("a bound address");
         let tls = server_tls(pki, listen, addr, node_name, behaviour);
         let counters = Arc::new(Counters::default());
+        let script = Arc::new(Mutex::new(script));
         let connection = Connection {
             behaviour,
             acceptor: TlsAcceptor::from(Arc::new(tls)),
-            script: Arc::new(Mutex::new(script)),
+            script: script.clone(),
             counters: counters.clone(),
         };
         let accept = tokio::spawn(accept_loop(listener, connection));
-        ScriptedAgent { addr, counters, accept }
+        ScriptedAgent { addr, counters, script, accept }
     }
 
     /// The address as `host:port`, as an inventory names it.
@@ -179,6 +181,12 @@ impl ScriptedAgent {
     /// `POST /v1/upgrades` received (answered or not).
     pub fn upgrade_requests(&self) -> usize {
         self.counters.upgrade_requests.load(Ordering::Relaxed)
+    }
+
+    /// The operations it keeps (the most recent 32), newest first, as recorded:
+    /// with the request token each upgrade request carried.
+    pub fn operations(&self) -> Vec<Operation> {
+        self.script.lock().unwrap_or_else(PoisonError::into_inner).operations()
     }
 
     /// Bytes written by the streaming behaviours: the body's zeros for
@@ -282,7 +290,7 @@ async fn answer(request: Request<Incoming>, connection: &Connection) -> Response
         script::Call::Read(route)
     };
     let now = chrono::Utc::now();
-    let mut script = connection.script.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut script = connection.script.lock().unwrap_or_else(PoisonError::into_inner);
     script.answer(call, now)
 }
 

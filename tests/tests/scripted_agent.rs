@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use upkeep_common::ErrorCode;
 use upkeep_common::api::{Artifact, NodeState, Operation, OperationKind, OperationPhase, UpgradeRequest};
+use upkeep_common::ids::OperationId;
 use upkeep_coordinator::client::{AgentClient, ClientError, ClientSettings, tls_config};
-use upkeep_tests::client::{ApiClient, client_config, connect_tls};
+use upkeep_tests::client::{ApiClient, Reply, client_config, connect_tls};
 use upkeep_tests::pki::Pki;
 use upkeep_tests::scripted_agent::{
     Behaviour, REDIRECT_LOCATION, ScriptedAgent, UNKNOWN_CODE, UNKNOWN_CODE_MESSAGE, UNREADABLE_BODY,
@@ -45,6 +46,26 @@ fn kubelet(node: &NodeState) -> String {
     kubelet.observed_version.as_ref().expect("a version").to_string()
 }
 
+/// `GET path` on a connection, within 30 seconds.
+async fn get(api: &mut ApiClient, path: &str) -> Reply {
+    let reply = tokio::time::timeout(Duration::from_secs(30), api.get(path)).await;
+    reply.unwrap_or_else(|_| panic!("{path}: no answer within 30 s")).expect("an answer")
+}
+
+/// Asks for operation `id` until it ends (or 20 seconds pass), returning every phase seen.
+async fn phases_until_the_end(client: &AgentClient, address: &str, id: &OperationId) -> Vec<OperationPhase> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut phases = Vec::new();
+    loop {
+        let operation = client.operation(address, id).await.expect("operation");
+        assert_eq!(&operation.id, id);
+        phases.push(operation.phase);
+        if operation.phase.is_terminal() || Instant::now() > deadline {
+            return phases;
+        }
+    }
+}
+
 /// Asks for an upgrade and then for the operation `polls` times, returning every answer.
 async fn upgrade_and_poll(client: &AgentClient, address: &str, polls: usize) -> (Operation, Vec<Operation>) {
     let accepted = client.upgrade(address, &upgrade_request("tok-1"), None).await.expect("accepted");
@@ -66,7 +87,13 @@ async fn an_honest_agent_upgrades_through_the_coordinators_client() {
     assert_eq!(node.name.as_str(), "worker-40");
     assert_eq!(kubelet(&node), FROM);
 
+    let staging = UpgradeRequest { stage_only: true, ..upgrade_request("stage-1") };
+    let staged = client.upgrade(&address, &staging, None).await.expect("staging accepted");
+    assert_eq!(phases_until_the_end(&client, &address, &staged.id).await.last(), Some(&OperationPhase::Succeeded));
+    assert_eq!(kubelet(&client.node(&address).await.expect("node")), FROM, "staging installs nothing");
+
     let accepted = client.upgrade(&address, &upgrade_request("tok-1"), None).await.expect("accepted");
+    assert_ne!(accepted.id, staged.id);
     assert_eq!(accepted.phase, OperationPhase::Pending);
     assert_eq!(accepted.kind, OperationKind::Upgrade);
     assert_eq!(accepted.target_version.as_ref().map(ToString::to_string).as_deref(), Some(TARGET));
@@ -78,20 +105,17 @@ async fn an_honest_agent_upgrades_through_the_coordinators_client() {
         other => panic!("a second upgrade while one runs: {other:?}"),
     }
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut phases = Vec::new();
-    loop {
-        let operation = client.operation(&address, &accepted.id).await.expect("operation");
-        assert_eq!(operation.id, accepted.id);
-        phases.push(operation.phase);
-        if operation.phase.is_terminal() || Instant::now() > deadline {
-            break;
-        }
-    }
+    let phases = phases_until_the_end(&client, &address, &accepted.id).await;
     assert_eq!(phases, [OperationPhase::Running, OperationPhase::Succeeded]);
     assert_eq!(kubelet(&client.node(&address).await.expect("node")), TARGET);
-    assert_eq!(agent.upgrade_requests(), 3);
-    assert_eq!(agent.requests(), 7);
+    let listed: Vec<OperationId> =
+        client.operations(&address).await.expect("operations").into_iter().map(|operation| operation.id).collect();
+    assert_eq!(listed, [accepted.id, staged.id], "newest first");
+    let tokens: Vec<Option<String>> =
+        agent.operations().iter().map(|operation| operation.request_token.as_ref().map(|t| t.to_string())).collect();
+    assert_eq!(tokens, [Some("tok-1".to_owned()), Some("stage-1".to_owned())]);
+    assert_eq!(agent.upgrade_requests(), 4);
+    assert_eq!(agent.requests(), 12, "node, staging, 2 polls, node, 3 upgrades, 2 polls, node, list");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +225,7 @@ async fn answers_the_client_cannot_use_are_sent_as_scripted() {
     let agent = ScriptedAgent::start(&pki, "127.0.0.44:0", "worker-44", FROM, Behaviour::UnknownErrorCode).await;
     let mut api = ApiClient::connect(agent.addr, config.clone()).await.expect("connect");
     for path in paths {
-        let reply = api.get(path).await.expect("an answer");
+        let reply = get(&mut api, path).await;
         assert_eq!(reply.status, 429, "{path}");
         let body = reply.json();
         assert_eq!(body["error"]["code"], UNKNOWN_CODE, "{path}");
@@ -211,14 +235,14 @@ async fn answers_the_client_cannot_use_are_sent_as_scripted() {
     let agent = ScriptedAgent::start(&pki, "127.0.0.44:0", "worker-44", FROM, Behaviour::Redirect).await;
     let mut api = ApiClient::connect(agent.addr, config.clone()).await.expect("connect");
     for path in paths {
-        let reply = api.get(path).await.expect("an answer");
+        let reply = get(&mut api, path).await;
         assert_eq!((reply.status, reply.header("location").as_deref()), (307, Some(REDIRECT_LOCATION)), "{path}");
     }
 
     let agent = ScriptedAgent::start(&pki, "127.0.0.44:0", "worker-44", FROM, Behaviour::UnreadableBody).await;
     let mut api = ApiClient::connect(agent.addr, config.clone()).await.expect("connect");
     for path in paths {
-        let reply = api.get(path).await.expect("an answer");
+        let reply = get(&mut api, path).await;
         assert_eq!((reply.status, &reply.body[..]), (200, UNREADABLE_BODY.as_bytes()), "{path}");
     }
 }

@@ -87,6 +87,8 @@ struct Tracked {
     polls: usize,
     /// The components the request named.
     components: Vec<ComponentName>,
+    /// Whether its success changes the versions the node reports.
+    installs: bool,
 }
 
 /// The scripted agent's state.
@@ -152,8 +154,7 @@ impl Script {
             Call::Read(Route::Healthz) => response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             Call::Read(Route::Node) => response::json(StatusCode::OK, &self.node(now)),
             Call::Read(Route::Operations) => {
-                let operations = self.operations.iter().rev().map(|tracked| tracked.operation.clone()).collect();
-                response::json(StatusCode::OK, &OperationList { operations })
+                response::json(StatusCode::OK, &OperationList { operations: self.operations() })
             }
             Call::Read(Route::Operation(id)) => self.poll(&id, now),
             Call::Read(Route::Upgrade) => {
@@ -164,6 +165,11 @@ impl Script {
             }
             Call::Read(Route::NotFound) => response::error(&ErrorBody::new(ErrorCode::NotFound, "no such route")),
         }
+    }
+
+    /// The operations kept, newest first, as recorded (before any answer's twist).
+    pub fn operations(&self) -> Vec<Operation> {
+        self.operations.iter().rev().map(|tracked| tracked.operation.clone()).collect()
     }
 
     fn upgrade(&mut self, request: &UpgradeRequest, now: DateTime<Utc>) -> Response<Body> {
@@ -229,7 +235,8 @@ impl Script {
             operation.finished_at = Some(now);
         }
         let answer = response::json(StatusCode::ACCEPTED, &operation);
-        self.operations.push_back(Tracked { operation, polls: 0, components });
+        let installs = installs(self.behaviour, request) && !no_op;
+        self.operations.push_back(Tracked { operation, polls: 0, components, installs });
         while self.operations.len() > MAX_OPERATIONS {
             self.operations.pop_front();
         }
@@ -256,15 +263,13 @@ impl Script {
                 operation.finished_at = Some(now);
             }
         }
-        let operation = tracked.operation.clone();
-        if !was.is_terminal() && operation.phase == OperationPhase::Succeeded && changes_versions(behaviour, &operation)
-        {
-            let target = operation.target_version.clone().expect("an upgrade has a target");
-            for name in &self.operations[index].components {
+        let mut answer = tracked.operation.clone();
+        if !was.is_terminal() && answer.phase == OperationPhase::Succeeded && tracked.installs {
+            let target = answer.target_version.clone().expect("an upgrade has a target");
+            for name in &tracked.components {
                 self.components.insert(name.clone(), target.clone());
             }
         }
-        let mut answer = operation;
         if behaviour == Behaviour::WrongOperationId {
             answer.id = another_id(&answer.id);
         }
@@ -339,14 +344,13 @@ pub fn phase_after_polls(behaviour: Behaviour, polls: usize) -> OperationPhase {
     }
 }
 
-/// Whether a succeeded `operation` changes the versions the node reports: an
-/// upgrade that installs (not a dry run, not one that only stages), unless the
-/// script says it changes nothing.
-fn changes_versions(behaviour: Behaviour, operation: &Operation) -> bool {
-    behaviour != Behaviour::SucceedsWithoutChange
-        && operation.kind == OperationKind::Upgrade
-        && !operation.dry_run
-        && !operation.no_op
+/// Whether the operation for `request` changes the versions the node reports
+/// when it succeeds: not for a dry run or one that only stages, nor where the
+/// script records it as a drain or says it changes nothing.
+fn installs(behaviour: Behaviour, request: &UpgradeRequest) -> bool {
+    !matches!(behaviour, Behaviour::SucceedsWithoutChange | Behaviour::WrongKind)
+        && !request.dry_run
+        && !request.stage_only
 }
 
 /// Every upgrade step, with statuses that fit `phase`.
