@@ -86,6 +86,9 @@ pub enum Behaviour {
     WrongTarget,
     /// The operation answers Running to its first `GET`, Pending to every later one.
     PhaseGoesBack,
+    /// The operation answers Running, then Succeeded once (with the node at the
+    /// target), then Running again: the node reports it running from then on.
+    RunsAgainAfterSucceeding,
     /// The operation succeeds but the node keeps the start version.
     SucceedsWithoutChange,
     /// `GET /v1/node` reports the name `impostor-<node name>`.

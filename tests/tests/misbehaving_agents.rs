@@ -192,6 +192,7 @@ fn a_rollout_beside_misbehaving_agents_ends_in_time_with_every_code_and_bounded_
         ("wrong-kind", Behaviour::WrongKind, "error", "operation_mismatch"),
         ("wrong-target", Behaviour::WrongTarget, "error", "operation_mismatch"),
         ("goes-back", Behaviour::PhaseGoesBack, "error", "operation_phase_regressed"),
+        ("runs-again", Behaviour::RunsAgainAfterSucceeding, "error", "operation_phase_regressed"),
         ("unchanged", Behaviour::SucceedsWithoutChange, "error", "version_not_reached"),
         ("impostor", Behaviour::WrongNodeName, "error", "node_name_mismatch"),
         ("unavailable-thrice", Behaviour::Unavailable { times: 3 }, "patched", ""),
@@ -218,7 +219,7 @@ fn a_rollout_beside_misbehaving_agents_ends_in_time_with_every_code_and_bounded_
     assert!(peak > 0 && peak < 150 * 1024 * 1024, "the coordinator's peak memory was {} MiB", peak / (1024 * 1024));
     assert_eq!(status.code(), Some(1), "errors make the exit code 1");
     let summary = coordinator.summary();
-    assert_eq!(summary["counters"], serde_json::json!({"patched": 4, "skipped": 0, "pending": 0, "error": 17}));
+    assert_eq!(summary["counters"], serde_json::json!({"patched": 4, "skipped": 0, "pending": 0, "error": 18}));
     let outcomes = coordinator.outcomes();
     for (name, _, outcome, code) in &expected {
         let found = outcomes.get(*name).unwrap_or_else(|| panic!("{name} never finished: {outcomes:?}"));

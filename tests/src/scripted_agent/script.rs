@@ -270,6 +270,10 @@ impl Script {
                 self.components.insert(name.clone(), target.clone());
             }
         }
+        if behaviour == Behaviour::RunsAgainAfterSucceeding && answer.phase == OperationPhase::Succeeded {
+            // Answered Succeeded, yet it runs on: the node and later answers say Running.
+            self.operations[index].operation.phase = OperationPhase::Running;
+        }
         if behaviour == Behaviour::WrongOperationId {
             answer.id = another_id(&answer.id);
         }
@@ -340,6 +344,8 @@ pub fn phase_after_polls(behaviour: Behaviour, polls: usize) -> OperationPhase {
         (_, 0 | 1) => OperationPhase::Running,
         (Behaviour::StaysRunning, _) => OperationPhase::Running,
         (Behaviour::PhaseGoesBack, _) => OperationPhase::Pending,
+        (Behaviour::RunsAgainAfterSucceeding, 2) => OperationPhase::Succeeded,
+        (Behaviour::RunsAgainAfterSucceeding, _) => OperationPhase::Running,
         _ => OperationPhase::Succeeded,
     }
 }
