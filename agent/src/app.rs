@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use tokio::sync::Semaphore;
 
 use crate::config::AgentConfig;
 use crate::engine::{Engine, OpenError};
@@ -24,6 +25,8 @@ pub struct App {
     pub host: Host,
     /// The upgrade engine.
     pub engine: Arc<Engine>,
+    /// Permits for requests that wait for an operation to change.
+    pub waiting: Semaphore,
 }
 
 impl App {
@@ -33,7 +36,8 @@ impl App {
         let node = Arc::new(NodeView::new(&config, host.facts.facts(), Utc::now()));
         let metrics = Arc::new(Metrics::new());
         let engine = Engine::open(config.clone(), host.clone(), store, node.clone(), metrics.clone())?;
-        Ok(Self { config, node, metrics, host, engine })
+        let waiting = Semaphore::new(crate::server::wait::MAX_WAITING);
+        Ok(Self { config, node, metrics, host, engine, waiting })
     }
 
     /// Probes versions and reads the Node once, then resumes operations a stop interrupted.

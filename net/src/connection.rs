@@ -31,6 +31,19 @@ use crate::log::Escaped;
 use crate::response;
 use crate::server::{ServerLimits, Service};
 
+/// Put in every request's extensions: a handler that waits (a long poll) ends
+/// its wait when the server starts to shut down.
+#[derive(Debug, Clone)]
+pub struct ShutdownSignal(watch::Receiver<bool>);
+
+impl ShutdownSignal {
+    /// Completes once the server has started to shut down.
+    pub async fn started(&mut self) {
+        // An error means the server is gone, which is a shutdown too.
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+}
+
 /// Serves one accepted TCP connection to the end.
 pub async fn serve_connection<S: Service>(
     service: Arc<S>,
@@ -63,11 +76,17 @@ pub async fn serve_connection<S: Service>(
     let activity = Activity::new();
     let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
     let handler = service.clone();
+    let requests_activity = activity.clone();
+    let shutdown = stop.clone();
     let serve_request = service_fn(move |request: Request<Incoming>| {
         let service = handler.clone();
         let caller = caller.clone();
+        let answering = requests_activity.answering();
+        let shutdown = ShutdownSignal(shutdown.clone());
         async move {
-            let request = request.map(|incoming| RequestBody::new(incoming, body_limits));
+            let _answering = answering;
+            let mut request = request.map(|incoming| RequestBody::new(incoming, body_limits));
+            request.extensions_mut().insert(shutdown);
             let response = match caller.as_ref() {
                 Ok(identity) => service.call(identity, request).await,
                 Err(refusal) => {

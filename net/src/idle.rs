@@ -1,5 +1,6 @@
 //! A stream wrapper that remembers when bytes last moved, so a connection with
-//! no traffic for the idle timeout can be closed.
+//! no traffic for the idle timeout can be closed; a connection whose request is
+//! still being answered (a long poll waiting for a change) is not idle.
 
 use std::io;
 use std::pin::Pin;
@@ -15,12 +16,20 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct Activity {
     start: Instant,
     last_millis: Arc<AtomicU64>,
+    answering: Arc<AtomicU64>,
 }
 
 impl Activity {
     /// Activity starting now.
     pub fn new() -> Self {
-        Self { start: Instant::now(), last_millis: Arc::new(AtomicU64::new(0)) }
+        Self { start: Instant::now(), last_millis: Arc::new(AtomicU64::new(0)), answering: Arc::default() }
+    }
+
+    /// Marks a request as being answered until the guard drops: meanwhile the
+    /// connection is not idle, however long the answer takes to come.
+    pub fn answering(&self) -> Answering {
+        self.answering.fetch_add(1, Ordering::Relaxed);
+        Answering { activity: self.clone() }
     }
 
     fn touch(&self) {
@@ -28,8 +37,11 @@ impl Activity {
         self.last_millis.store(millis, Ordering::Relaxed);
     }
 
-    /// Time since bytes last moved.
+    /// Time since bytes last moved, or zero while a request is being answered.
     pub fn idle_for(&self) -> Duration {
+        if self.answering.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
         let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
         self.start.elapsed().saturating_sub(last)
     }
@@ -38,6 +50,19 @@ impl Activity {
 impl Default for Activity {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A request being answered; see [`Activity::answering`].
+#[derive(Debug)]
+pub struct Answering {
+    activity: Activity,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.activity.touch();
+        self.activity.answering.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

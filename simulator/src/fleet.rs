@@ -230,6 +230,11 @@ postcheck_secs = 1
 }
 
 impl Fleet {
+    /// Requests the fleet's agents have answered, each since it last started.
+    pub fn requests_served(&self) -> u64 {
+        self.nodes.iter().filter_map(|node| node.app()).map(|app| app.metrics.requests_served()).sum()
+    }
+
     /// Starts every node of `spec` with the machines `plan` describes.
     pub async fn start(
         spec: &FleetSpec,

@@ -335,14 +335,15 @@ fn print_summary(report: &Report) {
         report.seed, report.nodes, report.wall_s, report.nodes_per_s, c.patched, c.skipped, c.pending, c.error
     );
     println!(
-        "per node p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms; unavailable peak {} (limit {}); bare protocol {:.2} s, overhead {:.2}x",
+        "per node p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms; unavailable peak {} (limit {}); bare protocol {:.2} s, overhead {:.2}x; {:.1} requests per node",
         report.duration_ms.p50,
         report.duration_ms.p95,
         report.duration_ms.p99,
         report.peak_unavailable,
         report.max_unavailable,
         report.calibration.bare_protocol_s,
-        report.calibration.overhead_ratio
+        report.calibration.overhead_ratio,
+        report.requests_per_node
     );
     println!(
         "memory: peak RSS {:.1} MiB, {:.1} KiB per node",

@@ -201,9 +201,11 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         failed: 0,
         bar,
     };
+    let requests_before = fleet.requests_served();
     let started = Instant::now();
     let summary = rollout.run(&mut recorder).await.map_err(|e| RunError::Coordinator(e.to_string()))?;
     let wall_s = started.elapsed().as_secs_f64();
+    let requests = fleet.requests_served().saturating_sub(requests_before);
     for task in crash_watchers.into_iter().chain(outages) {
         task.abort();
     }
@@ -236,6 +238,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
             bare_protocol_s,
             overhead_ratio: if bare_protocol_s > 0.0 { wall_s / bare_protocol_s } else { 0.0 },
         },
+        requests_per_node: requests as f64 / total.max(1) as f64,
         checks: ChecksReport { passed: violations.is_empty(), violations },
         faults: plan.counts().into_iter().map(|(kind, count)| (kind.to_string(), count)).collect(),
         timeline: recorder.timeline,

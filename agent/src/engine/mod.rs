@@ -73,6 +73,8 @@ pub struct Engine {
     state: Mutex<EngineState>,
     /// Held by whoever changes the state, across the disk write.
     writer: Mutex<()>,
+    /// Counts published changes, for requests that wait for one.
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -116,8 +118,16 @@ impl Engine {
             state.order.push(id.clone());
             state.operations.insert(id, record);
         }
-        let engine =
-            Arc::new(Engine { config, host, store, node, metrics, state: Mutex::new(state), writer: Mutex::new(()) });
+        let engine = Arc::new(Engine {
+            config,
+            host,
+            store,
+            node,
+            metrics,
+            state: Mutex::new(state),
+            writer: Mutex::new(()),
+            changes: watch::Sender::new(0),
+        });
         engine.publish(&engine.lock());
         Ok(engine)
     }
@@ -271,10 +281,17 @@ impl Engine {
         crate::refresh::probe_versions(&self.config, &self.host, &self.node, &self.metrics).await;
     }
 
-    /// Copies the engine's state into the node view.
+    /// A receiver that sees every change the engine publishes (an operation's
+    /// step or phase, the node record), for a request that waits for one.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Copies the engine's state into the node view and tells waiting requests.
     fn publish(&self, state: &EngineState) {
         let current = state.current.as_ref().and_then(|id| state.operations.get(id));
         self.node.update(|view| publish::project(view, &state.node, current, Utc::now()));
+        self.changes.send_modify(|count| *count = count.wrapping_add(1));
     }
 }
 

@@ -49,6 +49,7 @@ const STEP_BUCKETS: [f64; 14] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    requests_served: std::sync::atomic::AtomicU64,
     handshake_failures: Family<HandshakeLabels, Counter>,
     component_versions: Family<VersionLabels, Gauge>,
     open_connections: Gauge,
@@ -89,6 +90,7 @@ impl Metrics {
         Self {
             registry,
             requests,
+            requests_served: std::sync::atomic::AtomicU64::new(0),
             handshake_failures,
             component_versions,
             open_connections,
@@ -100,6 +102,12 @@ impl Metrics {
     /// Counts one served request.
     pub fn record_request(&self, route: &str, status: u16) {
         self.requests.get_or_create(&RequestLabels { route: route.to_owned(), status: status.to_string() }).inc();
+        self.requests_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests answered since the agent started, every route and status together.
+    pub fn requests_served(&self) -> u64 {
+        self.requests_served.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Counts one failed handshake.

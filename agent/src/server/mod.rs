@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod routes;
+pub mod wait;
 
 use std::future::Future;
 use std::sync::Arc;

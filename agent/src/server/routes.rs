@@ -6,7 +6,7 @@
 //! | GET | `/metrics` | reader |
 //! | GET | `/v1/node` | reader |
 //! | GET | `/v1/operations` | reader |
-//! | GET | `/v1/operations/{id}` | reader |
+//! | GET | `/v1/operations/{id}` (`?wait=SECONDS&after=PHASE`: see [`super::wait`]) | reader |
 //! | POST | `/v1/upgrades` | operator (`force`: admin) |
 //! | POST | `/v1/operations/{id}/cancel` | operator |
 //! | POST | `/v1/rollback` | admin |
@@ -28,10 +28,12 @@ use upkeep_common::api::{
 use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
 use upkeep_net::body::{BodyPresence, RequestBody, read_json};
+use upkeep_net::connection::ShutdownSignal;
 use upkeep_net::response::{self, Body};
 
 use crate::app::App;
 use crate::server::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use crate::server::wait;
 
 /// The HTTP methods the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,8 +230,14 @@ async fn dispatch(
         }
         Endpoint::GetOperation => {
             let id = parse_operation_id(id.as_deref())?;
-            let operation = app.engine.operation(&id).ok_or_else(|| not_found(&id))?;
-            Ok(response::json(StatusCode::OK, &operation))
+            let operation = match wait::parse_query(request.uri().query())? {
+                None => app.engine.operation(&id),
+                Some(query) => {
+                    let shutdown = request.extensions().get::<ShutdownSignal>().cloned();
+                    wait::operation_when_past(&app.engine, &app.waiting, &id, query, shutdown).await
+                }
+            };
+            Ok(response::json(StatusCode::OK, &operation.ok_or_else(|| not_found(&id))?))
         }
         Endpoint::Upgrade => {
             let if_match = request.headers().get(IF_MATCH).map(|v| v.to_str().unwrap_or("").to_owned());

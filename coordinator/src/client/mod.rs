@@ -30,7 +30,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use upkeep_common::ErrorDetail;
 use upkeep_common::api::{
-    DrainOptions, DrainRequest, NodeState, Operation, OperationList, OperationRequest, UpgradeRequest,
+    DrainOptions, DrainRequest, NodeState, Operation, OperationList, OperationPhase, OperationRequest,
+    UpgradeRequest,
 };
 use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_net::client::mutual_tls_client;
@@ -132,6 +133,23 @@ impl AgentClient {
         self.call(address, Method::GET, &format!("/v1/operations/{id}"), None, None, Safety::Repeatable).await
     }
 
+    /// `GET /v1/operations/{id}?wait=SECONDS&after=PHASE`: the operation once
+    /// it is past `after` (Pending, then Running, then its end), or when `wait`
+    /// (whole seconds, at most 30 on the agent) ends. An agent that does not
+    /// wait answers at once, so a caller that gets the same phase back early
+    /// falls back to polling.
+    pub async fn operation_past(
+        &self,
+        address: &str,
+        id: &OperationId,
+        after: OperationPhase,
+        wait: Duration,
+    ) -> Result<Operation, ClientError> {
+        let after = if after == OperationPhase::Pending { "Pending" } else { "Running" };
+        let path = format!("/v1/operations/{id}?wait={}&after={after}", wait.as_secs());
+        self.call_within(address, Method::GET, &path, None, None, Safety::Repeatable, wait).await
+    }
+
     /// `POST /v1/upgrades`; retried only when it carries a request token.
     pub async fn upgrade(
         &self,
@@ -198,11 +216,27 @@ impl AgentClient {
         if_match: Option<&str>,
         safety: Safety,
     ) -> Result<T, ClientError> {
+        self.call_within(address, method, path, body, if_match, safety, Duration::ZERO).await
+    }
+
+    /// [`AgentClient::call`] for a request the agent may hold for up to `wait`
+    /// (a long poll): its timeout is the client's plus `wait`.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_within<T: DeserializeOwned>(
+        &self,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        if_match: Option<&str>,
+        safety: Safety,
+        wait: Duration,
+    ) -> Result<T, ClientError> {
         let attempts = if safety == Safety::Repeatable { self.settings.attempts.max(1) } else { 1 };
         let mut backoff = self.settings.backoff;
         let mut attempt = 1;
         loop {
-            let result = self.call_once(address, method.clone(), path, body.clone(), if_match).await;
+            let result = self.call_once(address, method.clone(), path, body.clone(), if_match, wait).await;
             match result {
                 Err(error) if error.is_transient() && attempt < attempts => {
                     tracing::debug!(%error, attempt, "retrying");
@@ -222,6 +256,7 @@ impl AgentClient {
         path: &str,
         body: Option<Bytes>,
         if_match: Option<&str>,
+        wait: Duration,
     ) -> Result<T, ClientError> {
         let mut builder = Request::builder().method(method).uri(format!("https://{address}{path}"));
         if body.is_some() {
@@ -259,9 +294,10 @@ impl AgentClient {
                 .to_bytes();
             Ok::<_, ClientError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(self.settings.timeout, exchange)
+        let timeout = self.settings.timeout.saturating_add(wait);
+        let (status, bytes) = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| ClientError::Timeout { address: address.to_owned(), timeout: self.settings.timeout })??;
+            .map_err(|_| ClientError::Timeout { address: address.to_owned(), timeout })??;
         decode(address, status, &bytes)
     }
 }

@@ -1,13 +1,14 @@
 //! One node's upgrade through its agent, all within the node's deadline: send
 //! the request (again, with the same token, while the agent is unreachable or
-//! answers "not now"), follow the operation until it ends, then read the node
-//! back: it counts as patched only when it reports the target.
+//! answers "not now"), wait for the operation to end (the agent holds each
+//! answer until it does), then read the node back: it counts as patched only
+//! when it reports the target.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use upkeep_common::api::{NodeState, Operation, UpgradeRequest};
+use upkeep_common::api::{NodeState, Operation, OperationPhase, UpgradeRequest};
 use upkeep_common::ids::NodeName;
 
 use super::answer::{Ending, Problem, check_finished_node, check_operation, ending};
@@ -16,6 +17,8 @@ use crate::journal::NodeError;
 
 /// The longest wait between two attempts at a node that is unreachable or busy.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest one request asks the agent to hold its answer until the operation ends.
+const LONG_POLL: Duration = Duration::from_secs(30);
 
 /// How one node's upgrade ended.
 #[derive(Debug, Clone)]
@@ -75,22 +78,34 @@ impl NodeJob {
         Ok(outcome)
     }
 
-    /// Polls the operation until it ends: soon at first (a fast upgrade ends in
-    /// milliseconds), then at the poll interval.
+    /// Waits for the operation to end: each request asks the agent to hold its
+    /// answer until the operation ends or [`LONG_POLL`] passes, so a node
+    /// costs a few requests whatever its steps take. An agent that answers at
+    /// once (one that does not wait, or whose waiting requests are full) is
+    /// polled instead: soon at first, then at the poll interval.
     async fn follow(&self, mut operation: Operation, deadline: Instant) -> Result<Operation, Stop> {
         let (client, address) = (&self.client, self.address.as_str());
         let id = operation.id.clone();
-        let mut wait = self.poll_interval.min(Duration::from_millis(5));
+        let mut pause = self.poll_interval.min(Duration::from_millis(5));
         while !operation.phase.is_terminal() {
             let waiting_for = format!("operation {id} to end (it is {:?})", operation.phase);
-            if Instant::now() + wait >= deadline {
-                return Err(Stop::Deadline { last: None, waiting_for });
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.poll_interval);
-            let latest = persist(deadline, self.poll_interval, &waiting_for, || client.operation(address, &id)).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = Duration::from_secs(LONG_POLL.min(left.saturating_sub(Duration::from_secs(1))).as_secs());
+            let asked = Instant::now();
+            let latest = persist(deadline, self.poll_interval, &waiting_for, || {
+                client.operation_past(address, &id, OperationPhase::Running, wait)
+            })
+            .await?;
             check_operation(&self.request, Some((&id, operation.phase)), &latest).map_err(Stop::Answer)?;
+            let answered_early = wait.is_zero() || asked.elapsed() < wait / 2;
             operation = latest;
+            if !operation.phase.is_terminal() && answered_early {
+                if Instant::now() + pause >= deadline {
+                    return Err(Stop::Deadline { last: None, waiting_for });
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(self.poll_interval);
+            }
         }
         Ok(operation)
     }

@@ -84,6 +84,7 @@ pub fn render(report: &Report) -> String {
             "bare protocol / overhead",
             format!("{:.2} s / {:.2}x", report.calibration.bare_protocol_s, report.calibration.overhead_ratio),
         ),
+        ("requests per node", format!("{:.1}", report.requests_per_node)),
         (
             "peak RSS / per node",
             format!(
@@ -141,6 +142,7 @@ mod tests {
             rss_peak_bytes: 0,
             rss_per_node_bytes: 0,
             calibration: Calibration::default(),
+            requests_per_node: 4.0,
             checks: ChecksReport { passed: true, violations: vec![] },
             faults: Default::default(),
             timeline: vec![

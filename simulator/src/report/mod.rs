@@ -102,6 +102,9 @@ pub struct Report {
     pub rss_per_node_bytes: u64,
     /// The bare-protocol calibration.
     pub calibration: Calibration,
+    /// HTTP requests the agents answered during the rollout, per node (an
+    /// agent restarted by a fault counts from its restart).
+    pub requests_per_node: f64,
     /// The end-of-run checks.
     pub checks: ChecksReport,
     /// Faults planned, by kind.

@@ -1,0 +1,167 @@
+//! The long poll of `GET /v1/operations/{id}?wait=SECONDS&after=PHASE`: the
+//! answer comes once the operation is past `after` (Pending, then Running,
+//! then its end), or when the wait ends, or when the agent shuts down, so a
+//! coordinator waits instead of polling. `after` defaults to the phase the
+//! operation has when the request arrives. At most [`MAX_WAITING`] requests
+//! wait at once; one more is answered at once, as without `wait`.
+
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+use tokio::sync::Semaphore;
+use upkeep_common::api::{Operation, OperationPhase};
+use upkeep_common::ids::OperationId;
+use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail};
+use upkeep_net::connection::ShutdownSignal;
+
+use crate::engine::Engine;
+
+/// The longest wait a request may ask for, in seconds.
+pub const MAX_WAIT_SECS: u64 = 30;
+/// Requests waiting at once; each also holds one of the server's connections.
+pub const MAX_WAITING: usize = 256;
+
+/// What a request asked to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitQuery {
+    /// How long at most.
+    pub wait: Duration,
+    /// Answer once the operation is past this phase; `None`: past the phase it has now.
+    pub after: Option<OperationPhase>,
+}
+
+/// How far a phase is: Pending, then Running, then an end.
+fn rank(phase: OperationPhase) -> u8 {
+    match phase {
+        OperationPhase::Pending => 0,
+        OperationPhase::Running => 1,
+        _ => 2,
+    }
+}
+
+/// Whether `phase` is past `after`.
+pub fn is_past(phase: OperationPhase, after: OperationPhase) -> bool {
+    rank(phase) > rank(after)
+}
+
+/// Reads the query of `GET /v1/operations/{id}`: no `wait` means answer at
+/// once. Unknown keys, a repeated key, a wait that is not a whole number of
+/// seconds from 0 to [`MAX_WAIT_SECS`], or an `after` other than `Pending`
+/// or `Running` are a 422 naming the key.
+pub fn parse_query(query: Option<&str>) -> Result<Option<WaitQuery>, ErrorBody> {
+    let mut wait = None;
+    let mut after = None;
+    let mut problems = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode_str(value).decode_utf8_lossy();
+        match key {
+            "wait" if wait.is_none() => match value.parse::<u64>() {
+                Ok(seconds) if seconds <= MAX_WAIT_SECS => wait = Some(Duration::from_secs(seconds)),
+                _ => problems.push(ErrorDetail::new(
+                    "wait",
+                    "out_of_range",
+                    format!("wait is a whole number of seconds from 0 to {MAX_WAIT_SECS}"),
+                )),
+            },
+            "after" if after.is_none() => match value.as_ref() {
+                "Pending" => after = Some(OperationPhase::Pending),
+                "Running" => after = Some(OperationPhase::Running),
+                _ => problems.push(ErrorDetail::new("after", "invalid_value", "after is Pending or Running")),
+            },
+            "wait" | "after" => {
+                problems.push(ErrorDetail::new(key, "repeated", format!("{key} is given more than once")));
+            }
+            other => {
+                let name: String = percent_decode_str(other).decode_utf8_lossy().chars().take(64).collect();
+                problems.push(ErrorDetail::new(name, "unknown_parameter", "the query takes wait and after only"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ErrorBody::with_details(ErrorCode::ValidationFailed, "the query has invalid parameters", problems));
+    }
+    if wait.is_none() && after.is_some() {
+        let detail = ErrorDetail::new("after", "needs_wait", "after is only meaningful with wait");
+        return Err(ErrorBody::with_details(ErrorCode::ValidationFailed, "the query has invalid parameters", vec![detail]));
+    }
+    Ok(wait.map(|wait| WaitQuery { wait, after }))
+}
+
+/// The operation once it is past the asked phase, the wait ends, or the agent
+/// shuts down; `None` when there is no such operation.
+pub async fn operation_when_past(
+    engine: &Engine,
+    waiting: &Semaphore,
+    id: &OperationId,
+    query: WaitQuery,
+    mut shutdown: Option<ShutdownSignal>,
+) -> Option<Operation> {
+    let mut changes = engine.changes();
+    changes.borrow_and_update();
+    let operation = engine.operation(id)?;
+    let after = query.after.unwrap_or(operation.phase);
+    if is_past(operation.phase, after) || operation.phase.is_terminal() || query.wait.is_zero() {
+        return Some(operation);
+    }
+    let Ok(_permit) = waiting.try_acquire() else {
+        return Some(operation);
+    };
+    let deadline = tokio::time::Instant::now() + query.wait;
+    loop {
+        let shutting_down = async {
+            match shutdown.as_mut() {
+                Some(signal) => signal.started().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = changes.changed() => {
+                let latest = engine.operation(id)?;
+                if changed.is_err() || is_past(latest.phase, after) {
+                    return Some(latest);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return engine.operation(id),
+            _ = shutting_down => return engine.operation(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_is_bounded_and_every_problem_named() {
+        assert_eq!(parse_query(None), Ok(None));
+        assert_eq!(parse_query(Some("")), Ok(None));
+        assert_eq!(
+            parse_query(Some("wait=30&after=Running")),
+            Ok(Some(WaitQuery { wait: Duration::from_secs(30), after: Some(OperationPhase::Running) }))
+        );
+        assert_eq!(parse_query(Some("wait=0")), Ok(Some(WaitQuery { wait: Duration::ZERO, after: None })));
+        let field = |query: &str| {
+            let error = parse_query(Some(query)).expect_err(query);
+            assert_eq!(error.error.code, ErrorCode::ValidationFailed, "{query}");
+            error.error.details.iter().map(|d| d.field.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(field("wait=31"), ["wait"]);
+        assert_eq!(field("wait=18446744073709551616"), ["wait"]);
+        assert_eq!(field("wait=-1"), ["wait"]);
+        assert_eq!(field("wait=1.5"), ["wait"]);
+        assert_eq!(field("wait=1&after=Succeeded"), ["after"]);
+        assert_eq!(field("wait=1&wait=2"), ["wait"]);
+        assert_eq!(field("after=Running"), ["after"]);
+        assert_eq!(field("wait=1&pretty=1"), ["pretty"]);
+    }
+
+    #[test]
+    fn past_means_further_along() {
+        assert!(is_past(OperationPhase::Running, OperationPhase::Pending));
+        assert!(is_past(OperationPhase::Succeeded, OperationPhase::Running));
+        assert!(is_past(OperationPhase::RolledBack, OperationPhase::Pending));
+        assert!(!is_past(OperationPhase::Running, OperationPhase::Running));
+        assert!(!is_past(OperationPhase::Pending, OperationPhase::Running));
+    }
+}
