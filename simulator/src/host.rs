@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,6 +73,7 @@ pub struct Machine {
     node: Mutex<SimNode>,
     swaps: AtomicU32,
     restarts: AtomicU32,
+    delayed_ms: AtomicU64,
     crash_armed: AtomicBool,
     hang_armed: AtomicBool,
     unavailability: Option<(Arc<Unavailability>, usize)>,
@@ -101,6 +102,7 @@ impl Machine {
             }),
             swaps: AtomicU32::new(0),
             restarts: AtomicU32::new(0),
+            delayed_ms: AtomicU64::new(0),
             crash_armed: AtomicBool::new(crash),
             hang_armed: AtomicBool::new(hang),
             unavailability: None,
@@ -168,8 +170,15 @@ impl Machine {
 
     async fn step_delay(&self) {
         if self.plan.step_latency_ms > 0 {
+            self.delayed_ms.fetch_add(self.plan.step_latency_ms, Ordering::Relaxed);
             tokio::time::sleep(self.plan.step_latency()).await;
         }
+    }
+
+    /// The step latencies the machine has been planned to wait, summed over
+    /// the steps that ran.
+    pub fn planned_delay_ms(&self) -> u64 {
+        self.delayed_ms.load(Ordering::Relaxed)
     }
 
     fn runs_new_binary(&self) -> bool {

@@ -13,6 +13,7 @@
 //! - [`run`]: one rollout: calibration, the coordinator, the checks.
 //! - [`serve`]: one shard of a large fleet, for a coordinator in another process.
 //! - [`checks`]: the end-of-run invariants, apart from the driving code.
+//! - [`efficiency`]: the ideal wall time, efficiency and stretch of a rollout.
 //! - [`report`]: the JSON report and the HTML page.
 //! - [`kube_api`]: a fake Kubernetes API server over real HTTPS (Nodes, Pods,
 //!   Eviction, `/version`), scriptable for disruption budgets, slow pods and
@@ -21,6 +22,7 @@
 
 pub mod availability;
 pub mod checks;
+pub mod efficiency;
 pub mod fake_apiserver;
 pub mod faults;
 pub mod fleet;

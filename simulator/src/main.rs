@@ -346,6 +346,10 @@ fn print_summary(report: &Report) {
         report.requests_per_node
     );
     println!(
+        "efficiency {:.2} (ideal {:.2} s); stretch p50 {:.2}, p99 {:.2}",
+        report.efficiency, report.ideal_wall_s, report.stretch.p50, report.stretch.p99
+    );
+    println!(
         "memory: peak RSS {:.1} MiB, {:.1} KiB per node",
         report.rss_peak_bytes as f64 / 1048576.0,
         report.rss_per_node_bytes as f64 / 1024.0

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use upkeep_common::Version;
-use upkeep_common::api::{NodePhase, OperationKind, OperationPhase};
+use upkeep_common::api::{NodePhase, NodeRole, OperationKind, OperationPhase};
 use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
 use upkeep_coordinator::journal::Journal;
 use upkeep_coordinator::plan::Limit;
@@ -16,6 +16,7 @@ use upkeep_coordinator::report::{Event, EventSink};
 use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec};
 
 use crate::checks::{FinalNode, check_run};
+use crate::efficiency::{self, NodeTiming};
 use crate::faults::{FaultKind, FaultPlan, LatencyRange};
 use crate::fleet::{Fleet, FleetPki, FleetSpec};
 use crate::host::target_artifact;
@@ -81,7 +82,7 @@ pub enum RunError {
 struct Recorder {
     start: Instant,
     started: BTreeMap<String, Instant>,
-    durations: Vec<f64>,
+    durations: BTreeMap<String, f64>,
     timeline: Vec<TimelinePoint>,
     done: usize,
     failed: usize,
@@ -109,7 +110,7 @@ impl EventSink for Recorder {
             }
             Event::NodeFinished { node, outcome, counters, .. } => {
                 if let Some(started) = self.started.remove(node) {
-                    self.durations.push(started.elapsed().as_secs_f64() * 1000.0);
+                    self.durations.insert(node.clone(), started.elapsed().as_secs_f64() * 1000.0);
                 }
                 self.done = counters.patched + counters.skipped;
                 self.failed = counters.error;
@@ -195,7 +196,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     let mut recorder = Recorder {
         start: Instant::now(),
         started: BTreeMap::new(),
-        durations: Vec::new(),
+        durations: BTreeMap::new(),
         timeline: Vec::new(),
         done: 0,
         failed: 0,
@@ -206,6 +207,20 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     let summary = rollout.run(&mut recorder).await.map_err(|e| RunError::Coordinator(e.to_string()))?;
     let wall_s = started.elapsed().as_secs_f64();
     let requests = fleet.requests_served().saturating_sub(requests_before);
+    let timings: Vec<NodeTiming> = fleet
+        .nodes
+        .iter()
+        .map(|node| NodeTiming {
+            control_plane: node.role == NodeRole::ControlPlane,
+            planned_ms: node.machine.planned_delay_ms() as f64,
+            measured_ms: recorder
+                .durations
+                .get(node.name.as_str())
+                .copied()
+                .filter(|_| node.machine.plan().fault.is_none()),
+        })
+        .collect();
+    let ideal_wall_s = efficiency::ideal_wall_s(&timings, limit, bare_protocol_s);
     for task in crash_watchers.into_iter().chain(outages) {
         task.abort();
     }
@@ -228,7 +243,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         counters: summary.counters,
         wall_s,
         nodes_per_s: total as f64 / wall_s.max(f64::EPSILON),
-        duration_ms: Percentiles::of(recorder.durations),
+        duration_ms: Percentiles::of(recorder.durations.into_values().collect()),
         max_unavailable: limit,
         peak_unavailable,
         errors: groups.into_iter().map(|((step, code), count)| ErrorGroup { step, code, count }).collect(),
@@ -239,6 +254,9 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
             overhead_ratio: if bare_protocol_s > 0.0 { wall_s / bare_protocol_s } else { 0.0 },
         },
         requests_per_node: requests as f64 / total.max(1) as f64,
+        ideal_wall_s,
+        efficiency: efficiency::efficiency(ideal_wall_s, wall_s),
+        stretch: efficiency::stretch(&timings),
         checks: ChecksReport { passed: violations.is_empty(), violations },
         faults: plan.counts().into_iter().map(|(kind, count)| (kind.to_string(), count)).collect(),
         timeline: recorder.timeline,

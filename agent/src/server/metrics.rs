@@ -53,6 +53,7 @@ pub struct Metrics {
     handshake_failures: Family<HandshakeLabels, Counter>,
     component_versions: Family<VersionLabels, Gauge>,
     open_connections: Gauge,
+    waiting_requests: Gauge,
     operations: Family<OperationLabels, Counter>,
     step_durations: Family<StepLabels, Histogram>,
 }
@@ -65,6 +66,7 @@ impl Metrics {
         let handshake_failures = Family::<HandshakeLabels, Counter>::default();
         let component_versions = Family::<VersionLabels, Gauge>::default();
         let open_connections = Gauge::default();
+        let waiting_requests = Gauge::default();
         let operations = Family::<OperationLabels, Counter>::default();
         let step_durations =
             Family::<StepLabels, Histogram>::new_with_constructor(|| Histogram::new(STEP_BUCKETS.iter().copied()));
@@ -83,6 +85,11 @@ impl Metrics {
         );
         registry.register("open_connections", "Client connections open now", open_connections.clone());
         registry.register(
+            "waiting_requests",
+            "Requests holding their answer until an operation moves on (long polls)",
+            waiting_requests.clone(),
+        );
+        registry.register(
             "build",
             "Build information",
             Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
@@ -94,6 +101,7 @@ impl Metrics {
             handshake_failures,
             component_versions,
             open_connections,
+            waiting_requests,
             operations,
             step_durations,
         }
@@ -126,6 +134,11 @@ impl Metrics {
     /// Tracks a connection opening (`+1`) or closing (`-1`).
     pub fn add_open_connections(&self, delta: i64) {
         self.open_connections.inc_by(delta);
+    }
+
+    /// Tracks a request starting (`+1`) or ending (`-1`) a wait for an operation.
+    pub fn add_waiting_requests(&self, delta: i64) {
+        self.waiting_requests.inc_by(delta);
     }
 
     /// Counts an operation that ended.

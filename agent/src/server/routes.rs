@@ -234,7 +234,7 @@ async fn dispatch(
                 None => app.engine.operation(&id),
                 Some(query) => {
                     let shutdown = request.extensions().get::<ShutdownSignal>().cloned();
-                    wait::operation_when_past(&app.engine, &app.waiting, &id, query, shutdown).await
+                    wait::operation_when_past(&app.engine, &app.waiting, &app.metrics, &id, query, shutdown).await
                 }
             };
             Ok(response::json(StatusCode::OK, &operation.ok_or_else(|| not_found(&id))?))

@@ -15,6 +15,7 @@ use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail};
 use upkeep_net::connection::ShutdownSignal;
 
 use crate::engine::Engine;
+use crate::server::metrics::Metrics;
 
 /// The longest wait a request may ask for, in seconds.
 pub const MAX_WAIT_SECS: u64 = 30;
@@ -83,7 +84,11 @@ pub fn parse_query(query: Option<&str>) -> Result<Option<WaitQuery>, ErrorBody> 
     }
     if wait.is_none() && after.is_some() {
         let detail = ErrorDetail::new("after", "needs_wait", "after is only meaningful with wait");
-        return Err(ErrorBody::with_details(ErrorCode::ValidationFailed, "the query has invalid parameters", vec![detail]));
+        return Err(ErrorBody::with_details(
+            ErrorCode::ValidationFailed,
+            "the query has invalid parameters",
+            vec![detail],
+        ));
     }
     Ok(wait.map(|wait| WaitQuery { wait, after }))
 }
@@ -93,6 +98,7 @@ pub fn parse_query(query: Option<&str>) -> Result<Option<WaitQuery>, ErrorBody> 
 pub async fn operation_when_past(
     engine: &Engine,
     waiting: &Semaphore,
+    metrics: &Metrics,
     id: &OperationId,
     query: WaitQuery,
     mut shutdown: Option<ShutdownSignal>,
@@ -107,6 +113,7 @@ pub async fn operation_when_past(
     let Ok(_permit) = waiting.try_acquire() else {
         return Some(operation);
     };
+    let _counted = Waiting::start(metrics);
     let deadline = tokio::time::Instant::now() + query.wait;
     loop {
         let shutting_down = async {
@@ -125,6 +132,22 @@ pub async fn operation_when_past(
             _ = tokio::time::sleep_until(deadline) => return engine.operation(id),
             _ = shutting_down => return engine.operation(id),
         }
+    }
+}
+
+/// A request counted in the waiting-requests gauge until it drops.
+struct Waiting<'m>(&'m Metrics);
+
+impl<'m> Waiting<'m> {
+    fn start(metrics: &'m Metrics) -> Self {
+        metrics.add_waiting_requests(1);
+        Waiting(metrics)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.add_waiting_requests(-1);
     }
 }
 

@@ -30,8 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use upkeep_common::ErrorDetail;
 use upkeep_common::api::{
-    DrainOptions, DrainRequest, NodeState, Operation, OperationList, OperationPhase, OperationRequest,
-    UpgradeRequest,
+    DrainOptions, DrainRequest, NodeState, Operation, OperationList, OperationPhase, OperationRequest, UpgradeRequest,
 };
 use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_net::client::mutual_tls_client;

@@ -105,6 +105,12 @@ pub struct Report {
     /// HTTP requests the agents answered during the rollout, per node (an
     /// agent restarted by a fault counts from its restart).
     pub requests_per_node: f64,
+    /// The fastest the rollout could have been (see [`crate::efficiency`]), in seconds.
+    pub ideal_wall_s: f64,
+    /// The ideal wall time over the measured one.
+    pub efficiency: f64,
+    /// Each fault-free node's measured duration over its planned step latencies.
+    pub stretch: Percentiles,
     /// The end-of-run checks.
     pub checks: ChecksReport,
     /// Faults planned, by kind.

@@ -1,0 +1,101 @@
+//! The long poll of `GET /v1/operations/{id}?wait=SECONDS&after=PHASE` on a
+//! real agent process: the answer comes when the operation ends, not before;
+//! an idle timeout shorter than the wait does not cut it and the connection
+//! stays usable; the agent's shutdown ends a wait; a bad query is a 422
+//! naming the key.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use upkeep_tests::fake_kubelet::start_health_server;
+use upkeep_tests::upgrades::{UpgradeNode, setup, upgrade_body};
+
+/// An agent whose kubelet restart takes `seconds`, with `extra` TOML.
+async fn slow_agent(seconds: u32, extra: &str) -> UpgradeNode {
+    let port = start_health_server().await;
+    let mut slow = setup("v1.30.2", port, extra);
+    slow.component_extra =
+        slow.component_extra.replace("echo restart >>", &format!("sleep {seconds}; echo restart >>"));
+    UpgradeNode::start_with(&slow)
+}
+
+/// Starts an upgrade to v1.30.3 and returns its operation id.
+async fn start_upgrade(node: &UpgradeNode) -> String {
+    let mut client = node.client("operator").await;
+    let body = upgrade_body("v1.30.3", &node.artifact("v1.30.3", true), None).to_string();
+    let reply = client.post_json("/v1/upgrades", &body).await.expect("reply");
+    assert_eq!(reply.status, 202, "{}", reply.json());
+    reply.json()["id"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_answers_when_the_operation_ends_even_past_the_idle_timeout() {
+    let node = slow_agent(3, "[server]\nidle_timeout_secs = 1\n").await;
+    let id = start_upgrade(&node).await;
+    let mut reader = node.client("reader").await;
+    let asked = Instant::now();
+    let reply = reader.get(&format!("/v1/operations/{id}?wait=30&after=Running")).await.expect("a reply");
+    let waited = asked.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.json());
+    assert_eq!(reply.json()["phase"], "Succeeded", "the answer came when the operation ended: {}", reply.json());
+    assert!(waited >= Duration::from_secs(1), "the restart alone takes 3 s, yet the answer came after {waited:?}");
+    let again = reader.get(&format!("/v1/operations/{id}?wait=30")).await.expect("the same connection still works");
+    assert_eq!(again.json()["phase"], "Succeeded", "an ended operation is answered at once");
+    let metrics = reader.get("/metrics").await.expect("metrics").body;
+    let text = String::from_utf8_lossy(&metrics);
+    let gets = text
+        .lines()
+        .filter(|line| line.starts_with("upkeep_agent_http_requests_total{route=\"/v1/operations/{id}\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert_eq!(gets, 2, "one request waited for the whole upgrade:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_shutdown_ends_a_wait() {
+    let mut node = slow_agent(20, "").await;
+    let id = start_upgrade(&node).await;
+    let mut reader = node.client("reader").await;
+    let wait = tokio::spawn(async move { reader.get(&format!("/v1/operations/{id}?wait=30&after=Running")).await });
+    let mut watcher = node.client("reader").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = watcher.get("/metrics").await.expect("metrics").body;
+        if String::from_utf8_lossy(&page).lines().any(|line| line == "upkeep_agent_waiting_requests 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request never started waiting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.agent.signal(Signal::SIGTERM);
+    let reply = tokio::time::timeout(Duration::from_secs(25), wait)
+        .await
+        .expect("the wait ended before its 30 s")
+        .expect("the task")
+        .expect("a reply");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["phase"], "Running", "answered as it was when the agent stopped: {}", reply.json());
+    assert!(node.agent.wait_exit(Duration::from_secs(40)).is_some(), "the agent exits");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_query_is_a_422_naming_the_key() {
+    let node = slow_agent(0, "").await;
+    let id = start_upgrade(&node).await;
+    let mut reader = node.client("reader").await;
+    for (query, key) in [
+        ("wait=31", "wait"),
+        ("wait=-1", "wait"),
+        ("wait=1&after=Succeeded", "after"),
+        ("after=Running", "after"),
+        ("wait=1&wait=2", "wait"),
+        ("wait=1&pretty=true", "pretty"),
+    ] {
+        let reply = reader.get(&format!("/v1/operations/{id}?{query}")).await.expect("a reply");
+        assert_eq!(reply.status, 422, "{query}: {}", reply.json());
+        assert_eq!(reply.json()["error"]["code"], "validation_failed", "{query}");
+        assert_eq!(reply.json()["error"]["details"][0]["field"], key, "{query}: {}", reply.json());
+    }
+    let missing = reader.get("/v1/operations/op-unknown?wait=5").await.expect("a reply");
+    assert_eq!(missing.status, 404, "{}", missing.json());
+}
