@@ -178,6 +178,15 @@ async fn real_responses_validate_against_the_document() {
         assert_conforms(&doc, template, "post", &reply);
     }
 
+    let listed = reader.get("/v1/operations").await.expect("reply").json();
+    let newest = listed["operations"][0]["id"].as_str().expect("an operation from the writes above").to_owned();
+    let waited = reader.get(&format!("/v1/operations/{newest}?wait=10&after=Running")).await.expect("reply");
+    assert_eq!(waited.status, 200, "a long poll answers the operation");
+    assert_conforms(&doc, "/v1/operations/{id}", "get", &waited);
+    let bad_wait = reader.get(&format!("/v1/operations/{newest}?wait=31")).await.expect("reply");
+    assert_eq!(bad_wait.status, 422, "a wait past its bound is refused");
+    assert_conforms(&doc, "/v1/operations/{id}", "get", &bad_wait);
+
     let wrong_method = reader.send(request(Method::DELETE, "/v1/node", &[], Bytes::new())).await.expect("reply");
     assert_eq!(wrong_method.status, 405);
     assert_conforms(&doc, "/v1/node", "get", &wrong_method);
