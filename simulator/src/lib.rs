@@ -14,6 +14,7 @@
 //! - [`serve`]: one shard of a large fleet, for a coordinator in another process.
 //! - [`checks`]: the end-of-run invariants, apart from the driving code.
 //! - [`efficiency`]: the ideal wall time, efficiency and stretch of a rollout.
+//! - [`coordinator_cpu`]: the coordinator on threads of its own, and the CPU they spend.
 //! - [`report`]: the JSON report and the HTML page.
 //! - [`kube_api`]: a fake Kubernetes API server over real HTTPS (Nodes, Pods,
 //!   Eviction, `/version`), scriptable for disruption budgets, slow pods and
@@ -22,6 +23,7 @@
 
 pub mod availability;
 pub mod checks;
+pub mod coordinator_cpu;
 pub mod efficiency;
 pub mod fake_apiserver;
 pub mod faults;

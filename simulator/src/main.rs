@@ -346,8 +346,12 @@ fn print_summary(report: &Report) {
         report.requests_per_node
     );
     println!(
-        "efficiency {:.2} (ideal {:.2} s); stretch p50 {:.2}, p99 {:.2}",
-        report.efficiency, report.ideal_wall_s, report.stretch.p50, report.stretch.p99
+        "efficiency {:.2} (ideal {:.2} s); stretch p50 {:.2}, p99 {:.2}; coordinator CPU {:.2} ms per node",
+        report.efficiency,
+        report.ideal_wall_s,
+        report.stretch.p50,
+        report.stretch.p99,
+        report.coordinator_cpu_ms_per_node
     );
     println!(
         "memory: peak RSS {:.1} MiB, {:.1} KiB per node",

@@ -16,6 +16,7 @@ use upkeep_coordinator::report::{Event, EventSink};
 use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec};
 
 use crate::checks::{FinalNode, check_run};
+use crate::coordinator_cpu;
 use crate::efficiency::{self, NodeTiming};
 use crate::faults::{FaultKind, FaultPlan, LatencyRange};
 use crate::fleet::{Fleet, FleetPki, FleetSpec};
@@ -204,7 +205,12 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     };
     let requests_before = fleet.requests_served();
     let started = Instant::now();
-    let summary = rollout.run(&mut recorder).await.map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let driven = coordinator_cpu::run_measured(async move {
+        let summary = rollout.run(&mut recorder).await;
+        (summary, recorder)
+    });
+    let ((summary, recorder), coordinator_cpu_ms) = driven.await.map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let summary = summary.map_err(|e| RunError::Coordinator(e.to_string()))?;
     let wall_s = started.elapsed().as_secs_f64();
     let requests = fleet.requests_served().saturating_sub(requests_before);
     let timings: Vec<NodeTiming> = fleet
@@ -254,6 +260,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
             overhead_ratio: if bare_protocol_s > 0.0 { wall_s / bare_protocol_s } else { 0.0 },
         },
         requests_per_node: requests as f64 / total.max(1) as f64,
+        coordinator_cpu_ms_per_node: coordinator_cpu_ms / total.max(1) as f64,
         ideal_wall_s,
         efficiency: efficiency::efficiency(ideal_wall_s, wall_s),
         stretch: efficiency::stretch(&timings),

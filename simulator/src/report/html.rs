@@ -85,6 +85,7 @@ pub fn render(report: &Report) -> String {
             format!("{:.2} s / {:.2}x", report.calibration.bare_protocol_s, report.calibration.overhead_ratio),
         ),
         ("requests per node", format!("{:.1}", report.requests_per_node)),
+        ("coordinator CPU per node", format!("{:.2} ms", report.coordinator_cpu_ms_per_node)),
         ("ideal wall time / efficiency", format!("{:.2} s / {:.2}", report.ideal_wall_s, report.efficiency)),
         ("stretch p50 / p99", format!("{:.2} / {:.2}", report.stretch.p50, report.stretch.p99)),
         (
@@ -145,6 +146,7 @@ mod tests {
             rss_per_node_bytes: 0,
             calibration: Calibration::default(),
             requests_per_node: 4.0,
+            coordinator_cpu_ms_per_node: 1.0,
             ideal_wall_s: 0.5,
             efficiency: 0.5,
             stretch: Percentiles::default(),

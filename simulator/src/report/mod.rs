@@ -105,6 +105,8 @@ pub struct Report {
     /// HTTP requests the agents answered during the rollout, per node (an
     /// agent restarted by a fault counts from its restart).
     pub requests_per_node: f64,
+    /// CPU milliseconds the coordinator's own threads spent per node.
+    pub coordinator_cpu_ms_per_node: f64,
     /// The fastest the rollout could have been (see [`crate::efficiency`]), in seconds.
     pub ideal_wall_s: f64,
     /// The ideal wall time over the measured one.
