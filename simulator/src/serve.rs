@@ -7,10 +7,12 @@ use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use upkeep_common::Version;
+use upkeep_coordinator::inventory::Inventory;
+
 use crate::faults::{FaultKind, FaultPlan, LatencyRange};
 use crate::fleet::{Fleet, FleetError, FleetPki, FleetSpec};
 use crate::host::target_artifact;
-use upkeep_common::Version;
 
 /// What one shard hosts.
 #[derive(Debug, Clone)]
@@ -72,7 +74,7 @@ pub async fn serve(
         upkeep_coordinator::certs::write_file(path, &text, 0o644, true).map_err(FleetError::from)
     };
     let inventory_path = config.dir.join(format!("inventory-{index}.toml"));
-    write(&inventory_path, fleet.inventory.to_toml())?;
+    write(&inventory_path, beside_its_files(&fleet.inventory).to_toml())?;
     let artifacts_file = format!(
         "[[artifacts]]\ncomponent = \"{}\"\nsource = \"{}\"\nsha256 = \"{}\"\n",
         artifact.component, artifact.source, artifact.sha256
@@ -86,6 +88,19 @@ pub async fn serve(
     }
     fleet.shutdown().await;
     Ok(())
+}
+
+/// The inventory as written into the fleet's directory, beside the TLS files
+/// it names: an inventory's paths are read relative to the inventory file, so
+/// it names them by file name alone, whatever `--dir` was relative to.
+fn beside_its_files(inventory: &Inventory) -> Inventory {
+    let file_name = |path: &PathBuf| path.file_name().map_or_else(|| path.clone(), PathBuf::from);
+    Inventory {
+        ca: file_name(&inventory.ca),
+        client_cert: file_name(&inventory.client_cert),
+        client_key: file_name(&inventory.client_key),
+        ..inventory.clone()
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! A fleet spread over two `upkeep-sim serve` processes, rolled by one `upkeep`
-//! given both shards' inventories.
+//! given both shards' inventories, run as the README shows: from one working
+//! directory, with a relative `--dir`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -15,10 +16,10 @@ impl Drop for Shard {
     }
 }
 
-fn serve(dir: &std::path::Path, shard: &str) -> Shard {
+fn serve(working_dir: &std::path::Path, shard: &str) -> Shard {
     let mut child = Command::new(binaries::path("upkeep-sim"))
-        .args(["serve", "--nodes", "12", "--control-planes", "1", "--shard", shard, "--dir"])
-        .arg(dir)
+        .current_dir(working_dir)
+        .args(["serve", "--nodes", "12", "--control-planes", "1", "--shard", shard, "--dir", "fleet"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -34,17 +35,11 @@ fn one_coordinator_rolls_a_fleet_spread_over_two_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = serve(dir.path(), "0/2");
     let _second = serve(dir.path(), "1/2");
-    let inventory = |i: usize| dir.path().join(format!("inventory-{i}.toml"));
     let output = Command::new(binaries::path("upkeep"))
-        .arg("rollout")
-        .arg("--inventory")
-        .arg(inventory(0))
-        .arg("--inventory")
-        .arg(inventory(1))
-        .args(["--to", "v1.30.3", "--artifacts"])
-        .arg(dir.path().join("artifacts.toml"))
-        .args(["--max-unavailable", "3", "--output", "json", "--poll-ms", "20", "--journal"])
-        .arg(dir.path().join("journal.json"))
+        .current_dir(dir.path())
+        .args(["rollout", "--inventory", "fleet/inventory-0.toml", "--inventory", "fleet/inventory-1.toml"])
+        .args(["--to", "v1.30.3", "--artifacts", "fleet/artifacts.toml"])
+        .args(["--max-unavailable", "3", "--output", "json", "--poll-ms", "20", "--journal", "journal.json"])
         .output()
         .expect("upkeep runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
