@@ -209,6 +209,11 @@ impl AgentProcess {
         self.dir.path().join("kubelet")
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal to the agent.
     pub fn signal(&self, signal: Signal) {
         let pid = i32::try_from(self.child.id()).expect("pid fits");
