@@ -26,7 +26,10 @@ mod open;
 mod settings;
 
 use node::{NodeJob, NodeOutcome};
-pub use settings::{DriverSettings, JOURNAL_FLUSH_INTERVAL, NODE_TIMEOUT_RANGE, RolloutError, RolloutSpec};
+pub use settings::{
+    CONTROL_INTERVAL, DriverSettings, JOURNAL_FLUSH_INTERVAL, NODE_TIMEOUT_RANGE, PLAN_INTERVAL, RolloutError,
+    RolloutSpec,
+};
 
 /// A rollout in progress.
 pub struct Rollout {
@@ -121,13 +124,21 @@ impl Rollout {
         let mut reported_halt = None;
         let mut last_flush = Instant::now();
         let mut stop_since: Option<Instant> = None;
+        let mut last_plan;
+        let mut control = read_control(&self.journal_path);
+        let mut control_read = Instant::now();
         loop {
             let signalled = self.stop.load(Ordering::Relaxed);
             if signalled && stop_since.is_none() {
                 stop_since = Some(Instant::now());
             }
-            let stopped = signalled || read_control(&self.journal_path) != Control::Run;
+            if control_read.elapsed() >= CONTROL_INTERVAL {
+                control = read_control(&self.journal_path);
+                control_read = Instant::now();
+            }
+            let stopped = signalled || control != Control::Run;
             let now_ms = millis_since(clock);
+            last_plan = Instant::now();
             self.refresh_plan_view();
             let decision = plan(&self.plan_view, &self.journal.limits, stopped, now_ms);
             for &index in &decision.end_soak {
@@ -173,22 +184,12 @@ impl Rollout {
             }
             tokio::select! {
                 finished = tasks.join_next(), if !tasks.is_empty() => {
-                    let now_ms = millis_since(clock);
-                    let mut next = finished;
-                    while let Some(result) = next {
-                        if let Ok((index, finished)) = result {
-                            let (outcome, soak_over) = match finished {
-                                Finished::Upgrade(outcome) => (outcome, false),
-                                Finished::Soak { ready } => {
-                                    soak_checks.remove(&index);
-                                    (self.soak_outcome(index, ready), true)
-                                }
-                            };
-                            if let Some(event) = self.record_outcome(index, outcome, now_ms, soak_over) {
-                                sink.event(&event);
-                            }
-                        }
-                        next = tasks.try_join_next();
+                    self.absorb(finished, &mut tasks, &mut soak_checks, clock, sink);
+                    // Nodes finish in bursts: gather a few milliseconds of them into one decision.
+                    if let Some(rest) = PLAN_INTERVAL.checked_sub(last_plan.elapsed()) {
+                        tokio::time::sleep(rest).await;
+                        let more = tasks.try_join_next();
+                        self.absorb(more, &mut tasks, &mut soak_checks, clock, sink);
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -199,6 +200,35 @@ impl Rollout {
             }
         }
         Ok(reported_halt)
+    }
+
+    /// Records the driver tasks that ended, `first` and every other one
+    /// already done, and reports each.
+    fn absorb(
+        &mut self,
+        first: Option<Result<(usize, Finished), tokio::task::JoinError>>,
+        tasks: &mut JoinSet<(usize, Finished)>,
+        soak_checks: &mut HashSet<usize>,
+        clock: Instant,
+        sink: &mut dyn EventSink,
+    ) {
+        let now_ms = millis_since(clock);
+        let mut next = first;
+        while let Some(result) = next {
+            if let Ok((index, finished)) = result {
+                let (outcome, soak_over) = match finished {
+                    Finished::Upgrade(outcome) => (outcome, false),
+                    Finished::Soak { ready } => {
+                        soak_checks.remove(&index);
+                        (self.soak_outcome(index, ready), true)
+                    }
+                };
+                if let Some(event) = self.record_outcome(index, outcome, now_ms, soak_over) {
+                    sink.event(&event);
+                }
+            }
+            next = tasks.try_join_next();
+        }
     }
 
     /// Copies each node's progress from the journal into the planner's view.

@@ -16,6 +16,13 @@ use crate::plan::Limit;
 /// driver's loop, 100 ms).
 pub const JOURNAL_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 
+/// The shortest time between two decisions of the planner: nodes that finish
+/// within it are decided on together (each decision reads the whole fleet).
+pub const PLAN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often the operator's control file (pause, abort) is read.
+pub const CONTROL_INTERVAL: Duration = Duration::from_millis(250);
+
 /// The node timeouts a rollout accepts.
 pub const NODE_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600);
