@@ -154,8 +154,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     let settings = ClientSettings {
         idle_per_node: 1,
         pool_idle_timeout: Duration::from_millis(250),
-        tls_sessions: config.nodes * 4,
-        ..ClientSettings::default()
+        ..ClientSettings::for_fleet(config.nodes)
     };
     let bare_protocol_s = calibrate(&fleet, AgentClient::new(tls.clone(), settings.clone()), config.concurrency).await;
 

@@ -278,8 +278,10 @@ fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode, Failure>
 fn connect(connection: &Connection) -> Result<(Inventory, AgentClient), Failure> {
     let inventory = Inventory::load_all(&connection.inventory).map_err(|e| e.to_string())?;
     let tls = tls_config(&inventory.ca, &inventory.client_cert, &inventory.client_key).map_err(|e| e.to_string())?;
-    let settings =
-        ClientSettings { timeout: Duration::from_secs(connection.timeout_secs), ..ClientSettings::default() };
+    let settings = ClientSettings {
+        timeout: Duration::from_secs(connection.timeout_secs),
+        ..ClientSettings::for_fleet(inventory.nodes.len())
+    };
     Ok((inventory, AgentClient::new(tls, settings)))
 }
 

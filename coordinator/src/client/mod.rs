@@ -52,9 +52,22 @@ pub struct ClientSettings {
     pub idle_per_node: usize,
     /// How long an idle connection is kept.
     pub pool_idle_timeout: Duration,
-    /// TLS sessions remembered for resumption (rustls keeps a few per node, so
-    /// size it at several times the fleet for every node to resume).
+    /// TLS sessions remembered for resumption. rustls sets aside room for
+    /// [`TLS_SESSIONS_PER_NODE`] tickets per server, so a fleet of `n` nodes
+    /// resumes with every node only at `n` times that (see
+    /// [`ClientSettings::for_fleet`]); fewer, and the nodes past the room pay a
+    /// full handshake every time.
     pub tls_sessions: usize,
+}
+
+/// The TLS tickets rustls keeps room for per server.
+pub const TLS_SESSIONS_PER_NODE: usize = 8;
+
+impl ClientSettings {
+    /// The default settings with room to resume TLS sessions with every one of `nodes`.
+    pub fn for_fleet(nodes: usize) -> Self {
+        Self { tls_sessions: nodes.saturating_mul(TLS_SESSIONS_PER_NODE).max(256), ..Self::default() }
+    }
 }
 
 impl Default for ClientSettings {
