@@ -50,7 +50,10 @@ pub struct ClientSettings {
     pub backoff: Duration,
     /// Idle connections kept per node.
     pub idle_per_node: usize,
-    /// How long an idle connection is kept.
+    /// How long an idle connection is kept. A node's own requests follow each
+    /// other within milliseconds (and a long poll is not idle), so a short
+    /// time keeps them on one connection while a fan-out over a large fleet
+    /// does not hold a file descriptor for every node it has read.
     pub pool_idle_timeout: Duration,
     /// TLS sessions remembered for resumption. rustls sets aside room for
     /// [`TLS_SESSIONS_PER_NODE`] tickets per server, so a fleet of `n` nodes
@@ -77,7 +80,7 @@ impl Default for ClientSettings {
             attempts: 3,
             backoff: Duration::from_millis(200),
             idle_per_node: 1,
-            pool_idle_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(1),
             tls_sessions: 256,
         }
     }
