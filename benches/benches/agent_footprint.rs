@@ -12,16 +12,8 @@ use upkeep_tests::pki::Pki;
 
 /// Resident and peak resident memory of process `pid`, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let (now, peak) = upkeep_simulator::report::memory_of(&pid.to_string());
+    (now / 1024, peak / 1024)
 }
 
 fn main() {

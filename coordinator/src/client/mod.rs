@@ -103,6 +103,38 @@ pub struct AgentClient {
     settings: ClientSettings,
 }
 
+/// One request to an agent.
+struct Call<'a> {
+    address: &'a str,
+    method: Method,
+    path: &'a str,
+    body: Option<Bytes>,
+    if_match: Option<&'a str>,
+    safety: Safety,
+    /// How long the agent may hold the answer (a long poll), on top of the client's timeout.
+    wait: Duration,
+}
+
+impl<'a> Call<'a> {
+    /// A read: always repeatable.
+    fn get(address: &'a str, path: &'a str) -> Self {
+        Call {
+            address,
+            method: Method::GET,
+            path,
+            body: None,
+            if_match: None,
+            safety: Safety::Repeatable,
+            wait: Duration::ZERO,
+        }
+    }
+
+    /// A write with a JSON body.
+    fn post(address: &'a str, path: &'a str, body: Bytes, safety: Safety) -> Self {
+        Call { method: Method::POST, body: Some(body), safety, ..Call::get(address, path) }
+    }
+}
+
 /// Whether a call may be repeated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Safety {
@@ -133,19 +165,18 @@ impl AgentClient {
 
     /// `GET /v1/node`.
     pub async fn node(&self, address: &str) -> Result<NodeState, ClientError> {
-        self.call(address, Method::GET, "/v1/node", None, None, Safety::Repeatable).await
+        self.call(Call::get(address, "/v1/node")).await
     }
 
     /// `GET /v1/operations`.
     pub async fn operations(&self, address: &str) -> Result<Vec<Operation>, ClientError> {
-        let list: OperationList =
-            self.call(address, Method::GET, "/v1/operations", None, None, Safety::Repeatable).await?;
+        let list: OperationList = self.call(Call::get(address, "/v1/operations")).await?;
         Ok(list.operations)
     }
 
     /// `GET /v1/operations/{id}`.
     pub async fn operation(&self, address: &str, id: &OperationId) -> Result<Operation, ClientError> {
-        self.call(address, Method::GET, &format!("/v1/operations/{id}"), None, None, Safety::Repeatable).await
+        self.call(Call::get(address, &format!("/v1/operations/{id}"))).await
     }
 
     /// `GET /v1/operations/{id}?wait=SECONDS&after=PHASE`: the operation once
@@ -162,7 +193,7 @@ impl AgentClient {
     ) -> Result<Operation, ClientError> {
         let after = if after == OperationPhase::Pending { "Pending" } else { "Running" };
         let path = format!("/v1/operations/{id}?wait={}&after={after}", wait.as_secs());
-        self.call_within(address, Method::GET, &path, None, None, Safety::Repeatable, wait).await
+        self.call(Call { wait, ..Call::get(address, &path) }).await
     }
 
     /// `POST /v1/upgrades`; retried only when it carries a request token.
@@ -174,13 +205,13 @@ impl AgentClient {
     ) -> Result<Operation, ClientError> {
         let safety = if request.request_token.is_some() { Safety::Repeatable } else { Safety::Once };
         let body = to_body(request)?;
-        self.call(address, Method::POST, "/v1/upgrades", Some(body), if_match, safety).await
+        self.call(Call { if_match, ..Call::post(address, "/v1/upgrades", body, safety) }).await
     }
 
     /// `POST /v1/operations/{id}/cancel` (repeatable: cancelling twice is the same).
     pub async fn cancel(&self, address: &str, id: &OperationId) -> Result<Operation, ClientError> {
         let path = format!("/v1/operations/{id}/cancel");
-        self.call(address, Method::POST, &path, Some(Bytes::from_static(b"{}")), None, Safety::Repeatable).await
+        self.call(Call::post(address, &path, Bytes::from_static(b"{}"), Safety::Repeatable)).await
     }
 
     /// `POST /v1/rollback`.
@@ -207,52 +238,28 @@ impl AgentClient {
     ) -> Result<Operation, ClientError> {
         let safety = if token.is_some() { Safety::Repeatable } else { Safety::Once };
         let body = to_body(&DrainRequest { request_token: token, drain })?;
-        self.call(address, Method::POST, "/v1/drain", Some(body), None, safety).await
+        self.call(Call::post(address, "/v1/drain", body, safety)).await
     }
 
     /// `GET /healthz`.
     pub async fn healthz(&self, address: &str) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.call(address, Method::GET, "/healthz", None, None, Safety::Repeatable).await?;
+        let _: serde_json::Value = self.call(Call::get(address, "/healthz")).await?;
         Ok(())
     }
 
     async fn simple(&self, address: &str, path: &str, token: Option<RequestToken>) -> Result<Operation, ClientError> {
         let safety = if token.is_some() { Safety::Repeatable } else { Safety::Once };
         let body = to_body(&OperationRequest { request_token: token })?;
-        self.call(address, Method::POST, path, Some(body), None, safety).await
+        self.call(Call::post(address, path, body, safety)).await
     }
 
-    async fn call<T: DeserializeOwned>(
-        &self,
-        address: &str,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-        if_match: Option<&str>,
-        safety: Safety,
-    ) -> Result<T, ClientError> {
-        self.call_within(address, method, path, body, if_match, safety, Duration::ZERO).await
-    }
-
-    /// [`AgentClient::call`] for a request the agent may hold for up to `wait`
-    /// (a long poll): its timeout is the client's plus `wait`.
-    #[allow(clippy::too_many_arguments)]
-    async fn call_within<T: DeserializeOwned>(
-        &self,
-        address: &str,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-        if_match: Option<&str>,
-        safety: Safety,
-        wait: Duration,
-    ) -> Result<T, ClientError> {
-        let attempts = if safety == Safety::Repeatable { self.settings.attempts.max(1) } else { 1 };
+    /// Makes `call`, again after a backoff while the node is unreachable if the call is repeatable.
+    async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, ClientError> {
+        let attempts = if call.safety == Safety::Repeatable { self.settings.attempts.max(1) } else { 1 };
         let mut backoff = self.settings.backoff;
         let mut attempt = 1;
         loop {
-            let result = self.call_once(address, method.clone(), path, body.clone(), if_match, wait).await;
-            match result {
+            match self.call_once(&call).await {
                 Err(error) if error.is_transient() && attempt < attempts => {
                     tracing::debug!(%error, attempt, "retrying");
                     tokio::time::sleep(backoff).await;
@@ -264,24 +271,17 @@ impl AgentClient {
         }
     }
 
-    async fn call_once<T: DeserializeOwned>(
-        &self,
-        address: &str,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-        if_match: Option<&str>,
-        wait: Duration,
-    ) -> Result<T, ClientError> {
-        let mut builder = Request::builder().method(method).uri(format!("https://{address}{path}"));
-        if body.is_some() {
+    async fn call_once<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T, ClientError> {
+        let address = call.address;
+        let mut builder = Request::builder().method(call.method.clone()).uri(format!("https://{address}{}", call.path));
+        if call.body.is_some() {
             builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        if let Some(tag) = if_match {
+        if let Some(tag) = call.if_match {
             builder = builder.header(IF_MATCH, tag);
         }
         let request = builder
-            .body(Full::new(body.unwrap_or_default()))
+            .body(Full::new(call.body.clone().unwrap_or_default()))
             .map_err(|e| ClientError::Request { address: address.to_owned(), reason: e.to_string() })?;
         let exchange = async {
             let response =
@@ -309,7 +309,7 @@ impl AgentClient {
                 .to_bytes();
             Ok::<_, ClientError>((status, bytes))
         };
-        let timeout = self.settings.timeout.saturating_add(wait);
+        let timeout = self.settings.timeout.saturating_add(call.wait);
         let (status, bytes) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| ClientError::Timeout { address: address.to_owned(), timeout })??;

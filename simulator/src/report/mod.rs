@@ -125,7 +125,13 @@ pub struct Report {
 
 /// Resident memory now and at its peak, from `/proc/self/status`.
 pub fn rss() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    memory_of("self")
+}
+
+/// Resident memory now and at its peak of process `pid` (a number, or
+/// `self`), in bytes, from `/proc/PID/status`; zeros when it cannot be read.
+pub fn memory_of(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
