@@ -3,12 +3,12 @@
 //! wrongly that they fail before they start), and at the end of a soak.
 
 use futures_util::stream::{self, StreamExt};
-use upkeep_common::api::{NodePhase, NodeState};
+use upkeep_common::api::NodePhase;
 
 use super::Rollout;
 use super::answer::{at_target, check_name, counts_unavailable};
 use super::node::NodeOutcome;
-use crate::client::{AgentClient, ClientError};
+use crate::client::AgentClient;
 use crate::journal::NodeError;
 use crate::plan::NodeStatus;
 
@@ -24,16 +24,16 @@ impl Rollout {
             .map(|i| (i, self.addresses[i].clone()))
             .collect();
         let client = self.client.clone();
-        let states: Vec<(usize, Result<NodeState, ClientError>)> = stream::iter(pending)
+        // Each answer is used as it comes and dropped: a node's state is
+        // kilobytes, and a fleet of 100,000 held at once would be half a gigabyte.
+        let mut answers = stream::iter(pending)
             .map(|(index, address)| {
                 let client = client.clone();
                 async move { (index, client.node(&address).await) }
             })
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
+            .buffer_unordered(self.settings.concurrency.max(1));
         let mut refused = Vec::new();
-        for (index, state) in states {
+        while let Some((index, state)) = answers.next().await {
             let name = self.journal.nodes[index].name.clone();
             let failed = |code: String, message: String| NodeOutcome::Failed {
                 error: NodeError { node: name.clone(), step: None, code, message },
