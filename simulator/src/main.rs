@@ -139,7 +139,8 @@ struct RunArgs {
     /// Nodes the coordinator asks at once when reading or prestaging.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Milliseconds between polls of a running operation.
+    /// Milliseconds between polls of a running operation, for an agent that
+    /// answers at once instead of holding its answer until the operation ends.
     #[arg(long, default_value_t = 20)]
     poll_ms: u64,
     /// Where to write the JSON report.

@@ -147,7 +147,8 @@ struct RolloutArgs {
 /// How the rollout follows nodes; the same for a start and a resume.
 #[derive(Debug, Args)]
 struct DriverArgs {
-    /// Milliseconds between polls of a running operation.
+    /// Milliseconds between polls of a running operation, for an agent that
+    /// answers at once instead of holding its answer until the operation ends.
     #[arg(long, default_value_t = 200)]
     poll_ms: u64,
     /// Seconds one node's upgrade may take, from its request to the check of

@@ -51,7 +51,9 @@ pub struct RolloutSpec {
 pub struct DriverSettings {
     /// Nodes asked at once when reading state or prestaging.
     pub concurrency: usize,
-    /// How often a running operation is polled.
+    /// How often a running operation is polled when its agent answers at
+    /// once instead of holding the answer until the operation ends; also the
+    /// first wait before asking a busy or unreachable agent again.
     pub poll_interval: Duration,
     /// The longest one node's upgrade may take, from its request to the check
     /// of its versions, before it counts as an error (see [`NODE_TIMEOUT_RANGE`]).
