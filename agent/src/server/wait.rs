@@ -46,9 +46,9 @@ pub fn is_past(phase: OperationPhase, after: OperationPhase) -> bool {
 }
 
 /// Reads the query of `GET /v1/operations/{id}`: no `wait` means answer at
-/// once. Unknown keys, a repeated key, a wait that is not a whole number of
-/// seconds from 0 to [`MAX_WAIT_SECS`], or an `after` other than `Pending`
-/// or `Running` are a 422 naming the key.
+/// once (an `after` alone changes nothing). Unknown keys, a repeated key, a
+/// wait that is not a whole number of seconds from 0 to [`MAX_WAIT_SECS`], or
+/// an `after` other than `Pending` or `Running` are a 422 naming the key.
 pub fn parse_query(query: Option<&str>) -> Result<Option<WaitQuery>, ErrorBody> {
     let mut wait = None;
     let mut after = None;
@@ -81,14 +81,6 @@ pub fn parse_query(query: Option<&str>) -> Result<Option<WaitQuery>, ErrorBody> 
     }
     if !problems.is_empty() {
         return Err(ErrorBody::with_details(ErrorCode::ValidationFailed, "the query has invalid parameters", problems));
-    }
-    if wait.is_none() && after.is_some() {
-        let detail = ErrorDetail::new("after", "needs_wait", "after is only meaningful with wait");
-        return Err(ErrorBody::with_details(
-            ErrorCode::ValidationFailed,
-            "the query has invalid parameters",
-            vec![detail],
-        ));
     }
     Ok(wait.map(|wait| WaitQuery { wait, after }))
 }
@@ -175,7 +167,7 @@ mod tests {
         assert_eq!(field("wait=1.5"), ["wait"]);
         assert_eq!(field("wait=1&after=Succeeded"), ["after"]);
         assert_eq!(field("wait=1&wait=2"), ["wait"]);
-        assert_eq!(field("after=Running"), ["after"]);
+        assert_eq!(parse_query(Some("after=Running")), Ok(None), "without a wait, the answer comes at once");
         assert_eq!(field("wait=1&pretty=1"), ["pretty"]);
     }
 
