@@ -31,20 +31,6 @@ pub struct WaitQuery {
     pub after: Option<OperationPhase>,
 }
 
-/// How far a phase is: Pending, then Running, then an end.
-fn rank(phase: OperationPhase) -> u8 {
-    match phase {
-        OperationPhase::Pending => 0,
-        OperationPhase::Running => 1,
-        _ => 2,
-    }
-}
-
-/// Whether `phase` is past `after`.
-pub fn is_past(phase: OperationPhase, after: OperationPhase) -> bool {
-    rank(phase) > rank(after)
-}
-
 /// Reads the query of `GET /v1/operations/{id}`: no `wait` means answer at
 /// once (an `after` alone changes nothing). Unknown keys, a repeated key, a
 /// wait that is not a whole number of seconds from 0 to [`MAX_WAIT_SECS`], or
@@ -99,7 +85,7 @@ pub async fn operation_when_past(
     changes.borrow_and_update();
     let operation = engine.operation(id)?;
     let after = query.after.unwrap_or(operation.phase);
-    if is_past(operation.phase, after) || operation.phase.is_terminal() || query.wait.is_zero() {
+    if operation.phase.is_past(after) || operation.phase.is_terminal() || query.wait.is_zero() {
         return Some(operation);
     }
     let Ok(_permit) = waiting.try_acquire() else {
@@ -117,7 +103,7 @@ pub async fn operation_when_past(
         tokio::select! {
             changed = changes.changed() => {
                 let latest = engine.operation(id)?;
-                if changed.is_err() || is_past(latest.phase, after) {
+                if changed.is_err() || latest.phase.is_past(after) {
                     return Some(latest);
                 }
             }
@@ -169,14 +155,5 @@ mod tests {
         assert_eq!(field("wait=1&wait=2"), ["wait"]);
         assert_eq!(parse_query(Some("after=Running")), Ok(None), "without a wait, the answer comes at once");
         assert_eq!(field("wait=1&pretty=1"), ["pretty"]);
-    }
-
-    #[test]
-    fn past_means_further_along() {
-        assert!(is_past(OperationPhase::Running, OperationPhase::Pending));
-        assert!(is_past(OperationPhase::Succeeded, OperationPhase::Running));
-        assert!(is_past(OperationPhase::RolledBack, OperationPhase::Pending));
-        assert!(!is_past(OperationPhase::Running, OperationPhase::Running));
-        assert!(!is_past(OperationPhase::Pending, OperationPhase::Running));
     }
 }

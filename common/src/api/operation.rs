@@ -45,6 +45,20 @@ impl OperationPhase {
     pub fn is_terminal(self) -> bool {
         !matches!(self, OperationPhase::Pending | OperationPhase::Running)
     }
+
+    /// Whether this phase is further along than `other`: Pending, then
+    /// Running, then any end (the ends are equally far).
+    pub fn is_past(self, other: OperationPhase) -> bool {
+        self.progress() > other.progress()
+    }
+
+    fn progress(self) -> u8 {
+        match self {
+            OperationPhase::Pending => 0,
+            OperationPhase::Running => 1,
+            _ => 2,
+        }
+    }
 }
 
 /// The steps of an upgrade, in order.
@@ -171,6 +185,16 @@ pub struct OperationList {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn past_means_further_along() {
+        assert!(OperationPhase::Running.is_past(OperationPhase::Pending));
+        assert!(OperationPhase::Succeeded.is_past(OperationPhase::Running));
+        assert!(OperationPhase::RolledBack.is_past(OperationPhase::Pending));
+        assert!(!OperationPhase::Running.is_past(OperationPhase::Running));
+        assert!(!OperationPhase::Pending.is_past(OperationPhase::Running));
+        assert!(!OperationPhase::Failed.is_past(OperationPhase::Succeeded), "the ends are equally far");
+    }
 
     #[test]
     fn operation_field_names_are_fixed() {

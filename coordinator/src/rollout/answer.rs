@@ -28,15 +28,6 @@ impl Problem {
     }
 }
 
-/// How far a phase is: an operation's phase may only move forward.
-fn rank(phase: OperationPhase) -> u8 {
-    match phase {
-        OperationPhase::Pending => 0,
-        OperationPhase::Running => 1,
-        _ => 2,
-    }
-}
-
 /// Checks an answer about the operation started by `request`: the same id as
 /// before (once known), kind Upgrade, the asked target and token, and a phase
 /// that does not go back.
@@ -76,7 +67,7 @@ pub fn check_operation(
         }
     }
     let went_back =
-        |before: OperationPhase| rank(answer.phase) < rank(before) || (before.is_terminal() && answer.phase != before);
+        |before: OperationPhase| before.is_past(answer.phase) || (before.is_terminal() && answer.phase != before);
     if let Some((_, before)) = known.filter(|(_, before)| went_back(*before)) {
         return Err(Problem::new(
             "operation_phase_regressed",
