@@ -11,6 +11,8 @@ use upkeep_common::api::{
 };
 use upkeep_common::ids::{NodeName, OperationId};
 
+use crate::client::ClientError;
+
 /// A node's problem as a stable code and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -23,8 +25,14 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(code: &str, message: String) -> Problem {
+    /// A problem no step is named for.
+    pub fn new(code: &str, message: String) -> Problem {
         Problem { step: None, code: code.to_owned(), message }
+    }
+
+    /// A call that failed: its report code and what it says.
+    pub fn of_call(error: &ClientError) -> Problem {
+        Problem::new(&error.report_code(), error.to_string())
     }
 }
 

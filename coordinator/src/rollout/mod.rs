@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use upkeep_common::api::UpgradeRequest;
 
 use crate::client::AgentClient;
-use crate::journal::{Control, Journal, NodeError, read_control};
+use crate::journal::{Control, Journal, read_control};
 use crate::plan::{Halt, NodeStatus, PlanNode, plan};
 use crate::report::{Counters, Event, EventSink, Summary};
 
@@ -25,6 +25,7 @@ mod observe;
 mod open;
 mod settings;
 
+use answer::Problem;
 use node::{NodeJob, NodeOutcome};
 pub use settings::{
     CONTROL_INTERVAL, DriverSettings, JOURNAL_FLUSH_INTERVAL, NODE_TIMEOUT_RANGE, PLAN_INTERVAL, RolloutError,
@@ -239,24 +240,13 @@ impl Rollout {
         }
     }
 
-    fn error(&self, index: usize, step: Option<String>, code: &str, message: &str) -> NodeError {
-        NodeError {
-            node: self.journal.nodes[index].name.clone(),
-            step,
-            code: code.to_owned(),
-            message: message.to_owned(),
-        }
-    }
-
     /// What the end of a node's soak means: patched when it is still Ready.
     fn soak_outcome(&self, index: usize, ready: bool) -> NodeOutcome {
         if ready {
             return NodeOutcome::Patched;
         }
-        NodeOutcome::Failed {
-            error: self.error(index, None, "soak_failed", "the node did not stay Ready while it soaked"),
-            unavailable: true,
-        }
+        let problem = Problem::new("soak_failed", "the node did not stay Ready while it soaked".to_owned());
+        NodeOutcome::failed(&self.journal.nodes[index].name, problem, true)
     }
 
     /// Records how a node ended, saves the journal, then reports it.

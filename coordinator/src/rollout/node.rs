@@ -28,6 +28,14 @@ pub(super) enum NodeOutcome {
     Failed { error: NodeError, unavailable: bool },
 }
 
+impl NodeOutcome {
+    /// Node `node` failed with `problem`; `unavailable` when it may be left unable to serve.
+    pub(super) fn failed(node: &NodeName, problem: Problem, unavailable: bool) -> NodeOutcome {
+        let Problem { step, code, message } = problem;
+        NodeOutcome::Failed { error: NodeError { node: node.clone(), step, code, message }, unavailable }
+    }
+}
+
 /// Everything one node's upgrade needs.
 pub(super) struct NodeJob {
     pub client: AgentClient,
@@ -70,7 +78,9 @@ impl NodeJob {
             Ending::Succeeded if request.stage_only => return Ok(NodeOutcome::Patched),
             Ending::Succeeded => NodeOutcome::Patched,
             Ending::AlreadyThere => NodeOutcome::Skipped,
-            Ending::Failed { problem, rolled_back } => return Ok(self.failed_with(problem, rolled_back)),
+            Ending::Failed { problem, rolled_back } => {
+                return Ok(NodeOutcome::failed(&self.name, problem, rolled_back));
+            }
         };
         let state: NodeState =
             persist(deadline, self.poll_interval, "the node's state", || client.node(address)).await?;
@@ -110,26 +120,17 @@ impl NodeJob {
         Ok(operation)
     }
 
-    fn failed_with(&self, problem: Problem, unavailable: bool) -> NodeOutcome {
-        let Problem { step, code, message } = problem;
-        NodeOutcome::Failed { error: NodeError { node: self.name.clone(), step, code, message }, unavailable }
-    }
-
     fn failed(&self, stop: Stop) -> NodeOutcome {
-        let problem = |code: String, message: String| Problem { step: None, code, message };
         match stop {
-            Stop::Client(error) => {
-                let unavailable = error.is_transient();
-                self.failed_with(problem(error.report_code(), error.to_string()), unavailable)
-            }
-            Stop::Answer(found) => self.failed_with(found, true),
+            Stop::Client(error) => NodeOutcome::failed(&self.name, Problem::of_call(&error), error.is_transient()),
+            Stop::Answer(found) => NodeOutcome::failed(&self.name, found, true),
             Stop::Deadline { last, waiting_for } => {
                 let limit = format!("the node's deadline of {}s passed", self.node_timeout.as_secs());
                 let found = match last {
-                    Some(error) => problem(error.report_code(), format!("{error}; still so when {limit}")),
-                    None => problem("timeout".to_owned(), format!("{limit} waiting for {waiting_for}")),
+                    Some(error) => Problem::new(&error.report_code(), format!("{error}; still so when {limit}")),
+                    None => Problem::new("timeout", format!("{limit} waiting for {waiting_for}")),
                 };
-                self.failed_with(found, true)
+                NodeOutcome::failed(&self.name, found, true)
             }
         }
     }

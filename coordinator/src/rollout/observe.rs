@@ -6,10 +6,9 @@ use futures_util::stream::{self, StreamExt};
 use upkeep_common::api::NodePhase;
 
 use super::Rollout;
-use super::answer::{at_target, check_name, counts_unavailable};
+use super::answer::{Problem, at_target, check_name, counts_unavailable};
 use super::node::NodeOutcome;
 use crate::client::AgentClient;
-use crate::journal::NodeError;
 use crate::plan::NodeStatus;
 
 impl Rollout {
@@ -34,15 +33,11 @@ impl Rollout {
             .buffer_unordered(self.settings.concurrency.max(1));
         let mut refused = Vec::new();
         while let Some((index, state)) = answers.next().await {
-            let name = self.journal.nodes[index].name.clone();
-            let failed = |code: String, message: String| NodeOutcome::Failed {
-                error: NodeError { node: name.clone(), step: None, code, message },
-                unavailable: true,
-            };
+            let name = &self.journal.nodes[index].name;
             match state {
                 Ok(state) => {
-                    if let Err(problem) = check_name(&name, &self.addresses[index], &state) {
-                        refused.push((index, failed(problem.code, problem.message)));
+                    if let Err(problem) = check_name(name, &self.addresses[index], &state) {
+                        refused.push((index, NodeOutcome::failed(name, problem, true)));
                         continue;
                     }
                     let node = &mut self.journal.nodes[index];
@@ -52,7 +47,7 @@ impl Rollout {
                     }
                 }
                 Err(error) if error.is_transient() || error.is_busy() => self.journal.nodes[index].unavailable = true,
-                Err(error) => refused.push((index, failed(error.report_code(), error.to_string()))),
+                Err(error) => refused.push((index, NodeOutcome::failed(name, Problem::of_call(&error), true))),
             }
         }
         refused.sort_by_key(|(index, _)| *index);
