@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
 use tokio::sync::Semaphore;
 use upkeep_common::api::{Operation, OperationPhase};
 use upkeep_common::ids::OperationId;
@@ -39,10 +38,8 @@ pub fn parse_query(query: Option<&str>) -> Result<Option<WaitQuery>, ErrorBody> 
     let mut wait = None;
     let mut after = None;
     let mut problems = Vec::new();
-    for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode_str(value).decode_utf8_lossy();
-        match key {
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
             "wait" if wait.is_none() => match value.parse::<u64>() {
                 Ok(seconds) if seconds <= MAX_WAIT_SECS => wait = Some(Duration::from_secs(seconds)),
                 _ => problems.push(ErrorDetail::new(
@@ -57,10 +54,10 @@ pub fn parse_query(query: Option<&str>) -> Result<Option<WaitQuery>, ErrorBody> 
                 _ => problems.push(ErrorDetail::new("after", "invalid_value", "after is Pending or Running")),
             },
             "wait" | "after" => {
-                problems.push(ErrorDetail::new(key, "repeated", format!("{key} is given more than once")));
+                problems.push(ErrorDetail::new(key.as_ref(), "repeated", format!("{key} is given more than once")));
             }
             other => {
-                let name: String = percent_decode_str(other).decode_utf8_lossy().chars().take(64).collect();
+                let name: String = other.chars().take(64).collect();
                 problems.push(ErrorDetail::new(name, "unknown_parameter", "the query takes wait and after only"));
             }
         }
