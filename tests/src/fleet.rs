@@ -48,6 +48,18 @@ impl Fleet {
         Fleet { pki, nodes: started, dir: tempfile::tempdir().expect("tempdir") }
     }
 
+    /// `count` workers, `worker-1` onwards in zone `a`, each a kubelet at
+    /// `version` that restarts and answers its health check on `health_port`.
+    pub fn workers(version: &str, health_port: u16, count: usize) -> Fleet {
+        let names: Vec<String> = (1..=count).map(|n| format!("worker-{n}")).collect();
+        Fleet::start(
+            names
+                .iter()
+                .map(|name| (name.as_str(), "worker", "a", crate::upgrades::setup(version, health_port, "")))
+                .collect(),
+        )
+    }
+
     /// Writes the inventory (client role `operator`), plus `extra` node entries.
     pub fn write_inventory(&self, extra: &str) -> PathBuf {
         let client = self.pki.client("operator");

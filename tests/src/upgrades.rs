@@ -65,6 +65,15 @@ pub fn setup(version: &str, health_port: u16, extra: &str) -> AgentSetup {
     }
 }
 
+/// Like [`setup`], with a kubelet restart that takes `seconds` (a `sleep`
+/// argument, such as `0.5`): long enough to catch an operation running.
+pub fn slow_setup(version: &str, health_port: u16, seconds: &str, extra: &str) -> AgentSetup {
+    let mut slow = setup(version, health_port, extra);
+    slow.component_extra =
+        slow.component_extra.replace("echo restart >>", &format!("sleep {seconds}; echo restart >>"));
+    slow
+}
+
 /// A real agent process set up by [`setup`], its PKI, and a directory for
 /// artifacts (inside the agent's file root).
 pub struct UpgradeNode {

@@ -8,15 +8,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use upkeep_tests::fake_kubelet::start_health_server;
-use upkeep_tests::upgrades::{UpgradeNode, setup, upgrade_body};
+use upkeep_tests::upgrades::{UpgradeNode, slow_setup, upgrade_body};
 
 /// An agent whose kubelet restart takes `seconds`, with `extra` TOML.
 async fn slow_agent(seconds: u32, extra: &str) -> UpgradeNode {
     let port = start_health_server().await;
-    let mut slow = setup("v1.30.2", port, extra);
-    slow.component_extra =
-        slow.component_extra.replace("echo restart >>", &format!("sleep {seconds}; echo restart >>"));
-    UpgradeNode::start_with(&slow)
+    UpgradeNode::start_with(&slow_setup("v1.30.2", port, &seconds.to_string(), extra))
 }
 
 /// Starts an upgrade to v1.30.3 and returns its operation id.

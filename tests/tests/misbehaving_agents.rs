@@ -20,7 +20,6 @@ use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::fleet::Fleet;
 use upkeep_tests::scripted_agent::{Behaviour, ScriptedAgent};
-use upkeep_tests::upgrades::setup;
 
 /// A running `upkeep` whose JSON lines are read as they come, each with the time it arrived.
 struct Coordinator {
@@ -122,10 +121,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Two real agents (worker-1, worker-2) at v1.30.2 with a healthy kubelet.
 fn real_fleet(runtime: &tokio::runtime::Runtime) -> Fleet {
     let port = runtime.block_on(start_health_server());
-    Fleet::start(vec![
-        ("worker-1", "worker", "a", setup("v1.30.2", port, "")),
-        ("worker-2", "worker", "a", setup("v1.30.2", port, "")),
-    ])
+    Fleet::workers("v1.30.2", port, 2)
 }
 
 /// Starts one scripted agent per behaviour, each on its own 127.0.1.x, named

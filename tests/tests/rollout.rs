@@ -12,7 +12,7 @@ use upkeep_tests::binaries;
 use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::fleet::Fleet;
-use upkeep_tests::upgrades::setup;
+use upkeep_tests::upgrades::{setup, slow_setup};
 
 fn upkeep(args: &[&str]) -> std::process::Output {
     Command::new(binaries::path("upkeep")).args(args).output().expect("upkeep runs")
@@ -142,11 +142,7 @@ fn a_rollout_patches_skips_and_reports_a_failure_with_its_step_and_code() {
 fn a_killed_coordinator_resumes_without_upgrading_any_node_twice() {
     let runtime = runtime();
     let port = runtime.block_on(start_health_server());
-    let slow = || {
-        let mut slow = setup("v1.30.2", port, "");
-        slow.component_extra = slow.component_extra.replace("echo restart >>", "sleep 0.5; echo restart >>");
-        slow
-    };
+    let slow = || slow_setup("v1.30.2", port, "0.5", "");
     let fleet = Fleet::start(vec![
         ("worker-1", "worker", "a", slow()),
         ("worker-2", "worker", "a", slow()),
@@ -218,11 +214,7 @@ fn a_killed_coordinator_resumes_without_upgrading_any_node_twice() {
 fn pause_stops_new_nodes_and_resume_finishes() {
     let runtime = runtime();
     let port = runtime.block_on(start_health_server());
-    let fleet = Fleet::start(vec![
-        ("worker-1", "worker", "a", setup("v1.30.2", port, "")),
-        ("worker-2", "worker", "a", setup("v1.30.2", port, "")),
-        ("worker-3", "worker", "a", setup("v1.30.2", port, "")),
-    ]);
+    let fleet = Fleet::workers("v1.30.2", port, 3);
     let journal = fleet.journal();
     let journal_arg = journal.as_str();
     assert!(upkeep(&["rollout", "pause", "--journal", journal_arg]).status.success());
@@ -252,10 +244,7 @@ fn pause_stops_new_nodes_and_resume_finishes() {
 fn abort_is_final_and_a_later_resume_refuses_the_journal() {
     let runtime = runtime();
     let port = runtime.block_on(start_health_server());
-    let fleet = Fleet::start(vec![
-        ("worker-1", "worker", "a", setup("v1.30.2", port, "")),
-        ("worker-2", "worker", "a", setup("v1.30.2", port, "")),
-    ]);
+    let fleet = Fleet::workers("v1.30.2", port, 2);
     let journal = fleet.journal();
     let journal_arg = journal.as_str();
     assert!(upkeep(&["rollout", "abort", "--journal", journal_arg]).status.success());

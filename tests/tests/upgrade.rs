@@ -12,7 +12,8 @@ use hyper::Method;
 use upkeep_tests::client::{ApiClient, Reply, request};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::upgrades::{
-    Artifact, UpgradeNode as Node, component_artifact, setup, step_statuses, upgrade_body, wait_for_end, wait_for_step,
+    Artifact, UpgradeNode as Node, component_artifact, setup, slow_setup, step_statuses, upgrade_body, wait_for_end,
+    wait_for_step,
 };
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -227,9 +228,7 @@ async fn an_unhealthy_new_binary_is_rolled_back_and_the_node_degraded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_operation_while_one_runs_is_409_and_cancel_after_swap_rolls_back() {
     let port = start_health_server().await;
-    let mut slow = setup("v1.30.2", port, "");
-    slow.component_extra = slow.component_extra.replace("echo restart >>", "sleep 3; echo restart >>");
-    let node = Node::start_with(&slow);
+    let node = Node::start_with(&slow_setup("v1.30.2", port, "3", ""));
     let mut operator = node.client("operator").await;
     let original = node.installed();
     let artifact = node.artifact("v1.30.3", true);
