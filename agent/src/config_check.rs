@@ -33,10 +33,10 @@ pub async fn check(config: &AgentConfig) -> Vec<ConfigProblem> {
         if let Some(message) = component.version_command.first().and_then(|program| not_a_file(Path::new(program))) {
             add(key("version_command"), message);
         }
-        if let RestartMethod::Command(command) = &component.restart {
-            if let Some(message) = command.first().and_then(|program| not_a_file(Path::new(program))) {
-                add(key("restart_command"), message);
-            }
+        if let RestartMethod::Command(command) = &component.restart
+            && let Some(message) = command.first().and_then(|program| not_a_file(Path::new(program)))
+        {
+            add(key("restart_command"), message);
         }
     }
     if let Some(kubernetes) = &config.kubernetes {
@@ -51,10 +51,10 @@ pub async fn check(config: &AgentConfig) -> Vec<ConfigProblem> {
             add(key.to_owned(), error.to_string());
         }
     }
-    if let Some(ca_file) = &config.artifacts.ca_file {
-        if let Err(error) = ArtifactReader::new(Some(ca_file)) {
-            add("artifacts.ca_file".to_owned(), error.to_string());
-        }
+    if let Some(ca_file) = &config.artifacts.ca_file
+        && let Err(error) = ArtifactReader::new(Some(ca_file))
+    {
+        add("artifacts.ca_file".to_owned(), error.to_string());
     }
     for (index, root) in config.artifacts.file_roots.iter().enumerate() {
         match std::fs::metadata(root) {

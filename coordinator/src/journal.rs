@@ -1,15 +1,13 @@
 //! The rollout journal: everything needed to resume a rollout after the
-//! coordinator is killed. A snapshot is written atomically (temporary file,
-//! fsync, rename, fsync of the directory) at the start and the end; between
-//! them each change to a node is appended, fsynced, to `JOURNAL.log` before it
-//! is acted on, so a write costs the nodes that changed, not the whole fleet.
-//! Loading applies the log of the snapshot's generation; a torn last line is
-//! ignored. Beside it, `JOURNAL.control` holds `pause` or `abort` when an
-//! operator asks the running rollout to stop starting new nodes.
+//! coordinator is killed, kept in a [`Store`]. The header (target, artifacts,
+//! limits) is one key and each node another, so recording a change costs the
+//! nodes that changed, not the whole fleet: every group of changes is one
+//! atomic, durable batch, written before it is acted on. The one-shot CLI's
+//! `--journal` is an embedded store file holding one rollout; the service keeps
+//! each update's rollout under its own prefix of the service's store.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +17,8 @@ use upkeep_common::api::Artifact;
 use upkeep_common::ids::{NodeName, OperationId, RequestToken};
 
 use crate::plan::{Limits, NodeStatus};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{Batch, Store, StoreError, get_json, json, scan_json};
 
 /// An error of one node, as reported at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,52 +61,32 @@ pub struct Journal {
     pub limits: Limits,
     /// Whether nodes only stage first.
     pub prestage: bool,
-    /// Nodes in inventory order.
+    /// Nodes in inventory order; stored one key per node, not in the header.
+    #[serde(skip)]
     pub nodes: Vec<JournalNode>,
+    /// How many nodes the rollout has (the header's check on the node keys).
+    #[serde(default)]
+    pub node_count: usize,
     /// When the rollout started.
     pub started_at: DateTime<Utc>,
-    /// When the journal was last written.
+    /// When the header was last written.
     pub updated_at: DateTime<Utc>,
-    /// Which log belongs to this snapshot.
-    #[serde(default)]
-    pub generation: u64,
-}
-
-/// One appended change: node `index` is now `node`.
-#[derive(Debug, Serialize, Deserialize)]
-struct LogEntry {
-    generation: u64,
-    index: usize,
-    node: JournalNode,
-}
-
-/// What an operator asked of a running rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Keep going.
-    Run,
-    /// Stop starting new nodes; resume later.
-    Pause,
-    /// Stop starting new nodes for good.
-    Abort,
 }
 
 /// Why the journal could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    /// A file operation failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The journal is not valid JSON of the expected shape.
-    #[error("{path} is not a rollout journal: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store holds no rollout at this place.
+    #[error("{0} holds no rollout journal")]
+    Missing(String),
+    /// The stored journal is not whole.
+    #[error("the rollout journal at {place} is damaged: {reason}")]
+    Damaged {
+        /// Where it is.
+        place: String,
         /// Why.
         reason: String,
     },
@@ -124,105 +104,82 @@ impl Journal {
             hashed.parse().expect("h- and 64 hexadecimal digits make a valid token")
         })
     }
+}
 
-    /// Loads a journal: its snapshot and the changes logged since.
-    pub fn load(path: &Path) -> Result<Journal, JournalError> {
-        let bytes = fs::read(path).map_err(|source| JournalError::Io { path: path.to_owned(), source })?;
-        let mut journal: Journal = serde_json::from_slice(&bytes)
-            .map_err(|error| JournalError::Corrupt { path: path.to_owned(), reason: error.to_string() })?;
-        let log = fs::read(log_path(path)).unwrap_or_default();
-        for line in log.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
-            let Ok(entry) = serde_json::from_slice::<LogEntry>(line) else { continue };
-            if entry.generation == journal.generation && entry.index < journal.nodes.len() {
-                journal.nodes[entry.index] = entry.node;
-            }
+/// Where one rollout's journal lives: a store and a key prefix.
+#[derive(Clone)]
+pub struct JournalStore {
+    store: Arc<dyn Store>,
+    prefix: String,
+    /// How the place is named in errors.
+    place: String,
+}
+
+/// The key prefix of the one rollout in a journal file.
+const FILE_PREFIX: &str = "rollout/";
+
+impl JournalStore {
+    /// The journal under `prefix` (ending in `/`) of `store`.
+    pub fn new(store: Arc<dyn Store>, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        Self { store, place: prefix.clone(), prefix }
+    }
+
+    /// The one-shot CLI's journal: an embedded store file holding one rollout.
+    pub fn open_file(path: &Path) -> Result<Self, JournalError> {
+        let store = EmbeddedStore::open(path)?;
+        Ok(Self { store: Arc::new(store), prefix: FILE_PREFIX.to_owned(), place: path.display().to_string() })
+    }
+
+    fn header_key(&self) -> String {
+        format!("{}header", self.prefix)
+    }
+
+    fn node_key(&self, index: usize) -> String {
+        format!("{}nodes/{index:08}", self.prefix)
+    }
+
+    /// Loads the journal: its header and every node.
+    pub async fn load(&self) -> Result<Journal, JournalError> {
+        let mut journal: Journal = get_json(self.store.as_ref(), &self.header_key())
+            .await?
+            .ok_or_else(|| JournalError::Missing(self.place.clone()))?;
+        let nodes: Vec<(String, JournalNode)> =
+            scan_json(self.store.as_ref(), &format!("{}nodes/", self.prefix)).await?;
+        if nodes.len() != journal.node_count {
+            return Err(JournalError::Damaged {
+                place: self.place.clone(),
+                reason: format!("the header counts {} nodes, the store holds {}", journal.node_count, nodes.len()),
+            });
         }
+        journal.nodes = nodes.into_iter().map(|(_, node)| node).collect();
         Ok(journal)
     }
 
-    /// Writes a new snapshot atomically and starts a new log generation.
-    pub fn save(&mut self, path: &Path) -> Result<(), JournalError> {
-        self.updated_at = Utc::now();
-        self.generation += 1;
-        let bytes = serde_json::to_vec(self)
-            .map_err(|error| JournalError::Corrupt { path: path.to_owned(), reason: error.to_string() })?;
-        write_atomic(path, &bytes)?;
-        let log = log_path(path);
-        match fs::remove_file(&log) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(JournalError::Io { path: log, source }),
+    /// Writes the header and every node in one batch.
+    pub async fn save(&self, journal: &mut Journal) -> Result<(), JournalError> {
+        journal.updated_at = Utc::now();
+        journal.node_count = journal.nodes.len();
+        let mut batch = Batch::new();
+        batch.put(self.header_key(), json(journal));
+        for (index, node) in journal.nodes.iter().enumerate() {
+            batch.put(self.node_key(index), json(node));
         }
+        self.store.commit(batch).await?;
+        Ok(())
     }
 
-    /// Appends the current state of nodes `indexes` to the log, durably.
-    pub fn log_nodes(&self, path: &Path, indexes: &[usize]) -> Result<(), JournalError> {
-        if indexes.is_empty() {
-            return Ok(());
-        }
-        let log = log_path(path);
-        let io = |source| JournalError::Io { path: log.clone(), source };
-        let mut text = Vec::new();
+    /// Writes the current state of nodes `indexes` in one batch.
+    pub async fn log_nodes(&self, journal: &Journal, indexes: &[usize]) -> Result<(), JournalError> {
+        let mut batch = Batch::new();
         for &index in indexes {
-            let entry = LogEntry { generation: self.generation, index, node: self.nodes[index].clone() };
-            serde_json::to_writer(&mut text, &entry)
-                .map_err(|error| JournalError::Corrupt { path: log.clone(), reason: error.to_string() })?;
-            text.push(b'\n');
+            if let Some(node) = journal.nodes.get(index) {
+                batch.put(self.node_key(index), json(node));
+            }
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&log).map_err(io)?;
-        file.write_all(&text).map_err(io)?;
-        file.sync_data().map_err(io)
+        self.store.commit(batch).await?;
+        Ok(())
     }
-}
-
-/// The change log beside a journal.
-fn log_path(journal: &Path) -> PathBuf {
-    let mut name = journal.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".log");
-    journal.with_file_name(name)
-}
-
-/// The control file beside a journal.
-pub fn control_path(journal: &Path) -> PathBuf {
-    let mut name = journal.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".control");
-    journal.with_file_name(name)
-}
-
-/// Reads what the operator asked (`Run` when there is no control file).
-pub fn read_control(journal: &Path) -> Control {
-    match fs::read_to_string(control_path(journal)).map(|text| text.trim().to_owned()).as_deref() {
-        Ok("pause") => Control::Pause,
-        Ok("abort") => Control::Abort,
-        _ => Control::Run,
-    }
-}
-
-/// Asks a running rollout to pause or abort, or clears the request (`Run`).
-pub fn write_control(journal: &Path, control: Control) -> Result<(), JournalError> {
-    let path = control_path(journal);
-    match control {
-        Control::Run => match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(JournalError::Io { path, source }),
-        },
-        Control::Pause => write_atomic(&path, b"pause\n"),
-        Control::Abort => write_atomic(&path, b"abort\n"),
-    }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let io = |source| JournalError::Io { path: path.to_owned(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.tmp"));
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&temporary).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    fs::rename(&temporary, path).map_err(io)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
 #[cfg(test)]
@@ -236,49 +193,60 @@ mod tests {
             artifacts: vec![],
             limits: Limits { max_unavailable: 1, max_failures: 0, per_zone: None, soak_ms: 0 },
             prestage: false,
-            nodes: vec![JournalNode {
-                name: "worker-1".parse().expect("valid"),
-                status: NodeStatus::Soaking { until_ms: 5 },
-                operation: None,
-                error: None,
-                unavailable: false,
-            }],
+            nodes: ["worker-1", "worker-2"]
+                .into_iter()
+                .map(|name| JournalNode {
+                    name: name.parse().expect("valid"),
+                    status: NodeStatus::Soaking { until_ms: 5 },
+                    operation: None,
+                    error: None,
+                    unavailable: false,
+                })
+                .collect(),
+            node_count: 0,
             started_at: Utc::now(),
             updated_at: Utc::now(),
-            generation: 0,
         }
     }
 
-    #[test]
-    fn saves_loads_and_controls() {
+    #[tokio::test]
+    async fn saves_logs_and_loads_across_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("rollout.json");
+        let path = dir.path().join("rollout.redb");
+        let journals = JournalStore::open_file(&path).expect("opens");
+        assert!(matches!(journals.load().await, Err(JournalError::Missing(_))), "nothing saved yet");
         let mut journal = sample_journal();
-        journal.save(&path).expect("saves");
-        let loaded = Journal::load(&path).expect("loads");
-        assert_eq!(loaded, journal);
-        journal.nodes[0].status = NodeStatus::Patched;
-        journal.log_nodes(&path, &[0]).expect("logs");
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("rollout.json.log"))
-            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"torn"))
-            .expect("torn line");
-        assert_eq!(Journal::load(&path).expect("loads").nodes[0].status, NodeStatus::Patched, "the log is applied");
-        journal.save(&path).expect("a new snapshot");
-        assert!(!dir.path().join("rollout.json.log").exists(), "a snapshot starts a new log");
-        assert_eq!(Journal::load(&path).expect("loads").nodes[0].status, NodeStatus::Patched);
+        journals.save(&mut journal).await.expect("saves");
+        assert_eq!(journals.load().await.expect("loads"), journal);
+        journal.nodes[1].status = NodeStatus::Patched;
+        journal.nodes[0].status = NodeStatus::Failed;
+        journals.log_nodes(&journal, &[1]).await.expect("logs");
+        drop(journals);
+
+        let loaded = JournalStore::open_file(&path).expect("reopens").load().await.expect("loads");
+        assert_eq!(loaded.nodes[1].status, NodeStatus::Patched, "the logged node");
+        assert_eq!(loaded.nodes[0].status, NodeStatus::Soaking { until_ms: 5 }, "an unlogged change is not stored");
         assert_eq!(loaded.token_for(&loaded.nodes[0].name, false).as_str(), "r1:worker-1");
         assert_eq!(loaded.token_for(&loaded.nodes[0].name, true).as_str(), "r1:worker-1:stage");
-        assert_eq!(read_control(&path), Control::Run);
-        write_control(&path, Control::Pause).expect("pause");
-        assert_eq!(read_control(&path), Control::Pause);
-        write_control(&path, Control::Abort).expect("abort");
-        assert_eq!(read_control(&path), Control::Abort);
-        write_control(&path, Control::Run).expect("clear");
-        assert_eq!(read_control(&path), Control::Run);
-        std::fs::write(&path, b"{").expect("corrupt");
-        assert!(matches!(Journal::load(&path), Err(JournalError::Corrupt { .. })));
+    }
+
+    #[tokio::test]
+    async fn two_journals_share_a_store_under_their_prefixes_and_a_missing_node_is_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).expect("opens"));
+        let first = JournalStore::new(store.clone(), "updates/u1/");
+        let second = JournalStore::new(store.clone(), "updates/u2/");
+        let mut one = sample_journal();
+        let mut two = Journal { rollout_id: "r2".into(), ..sample_journal() };
+        two.nodes.truncate(1);
+        first.save(&mut one).await.expect("saves");
+        second.save(&mut two).await.expect("saves");
+        assert_eq!(first.load().await.expect("loads").nodes.len(), 2);
+        assert_eq!(second.load().await.expect("loads").rollout_id, "r2");
+        let mut removal = Batch::new();
+        removal.delete("updates/u1/nodes/00000001");
+        store.commit(removal).await.expect("commits");
+        assert!(matches!(first.load().await, Err(JournalError::Damaged { .. })));
     }
 
     #[test]

@@ -8,16 +8,20 @@
 //! - [`inventory`]: the fleet file (nodes, roles, zones, TLS files).
 //! - [`status`]: `upkeep status`, the fan-out read of every node.
 //! - [`plan`]: the pure rollout planner.
-//! - [`journal`]: the rollout's saved state and the pause/abort control file.
+//! - [`journal`]: the rollout's saved state, kept in the store.
+//! - [`control`]: pause and abort of a running rollout.
 //! - [`rollout`]: the driver that runs a rollout through the planner.
 //! - [`report`]: counters, events, JSON lines and the progress bar.
+//! - [`store`]: the key-value store (embedded redb by default) that holds rollouts and updates.
 //! - [`certs`]: development CA, node server and role-carrying client certificates.
 
 pub mod certs;
 pub mod client;
+pub mod control;
 pub mod inventory;
 pub mod journal;
 pub mod plan;
 pub mod report;
 pub mod rollout;
 pub mod status;
+pub mod store;

@@ -225,10 +225,10 @@ impl Files for SimFiles {
             let Some(mut bytes) = self.0.artifacts.get(source).cloned() else {
                 return Err(FileError::Fetch { source_url: source.to_owned(), reason: "not found".to_owned() });
             };
-            if self.0.fault() == Some(FaultKind::CorruptArtifact) {
-                if let Some(last) = bytes.last_mut() {
-                    *last ^= 0xff;
-                }
+            if self.0.fault() == Some(FaultKind::CorruptArtifact)
+                && let Some(last) = bytes.last_mut()
+            {
+                *last ^= 0xff;
             }
             if bytes.len() as u64 > max_bytes {
                 return Err(FileError::TooLarge { limit: max_bytes });

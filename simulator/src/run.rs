@@ -13,7 +13,7 @@ use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
 use upkeep_coordinator::journal::Journal;
 use upkeep_coordinator::plan::Limit;
 use upkeep_coordinator::report::{Event, EventSink};
-use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec};
+use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec, RolloutStorage};
 
 use crate::checks::{FinalNode, check_run};
 use crate::coordinator_cpu;
@@ -161,6 +161,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     let total = config.nodes;
     let limit = config.max_unavailable.resolve_nonzero(total).max(1);
     let mut spec = RolloutSpec {
+        id: None,
         target: config.to.clone(),
         artifacts: vec![artifact],
         max_unavailable: Limit::Count(limit + config.limit_overshoot),
@@ -173,7 +174,9 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         spec.max_unavailable = config.max_unavailable;
     }
     let journal_dir = tempfile::tempdir().map_err(|e| RunError::Coordinator(e.to_string()))?;
-    let journal_path = journal_dir.path().join("rollout.json");
+    let storage = RolloutStorage::file(&journal_dir.path().join("rollout.redb"))
+        .map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let journals = storage.journal.clone();
     let driver = DriverSettings {
         concurrency: config.concurrency,
         poll_interval: config.poll_interval,
@@ -181,7 +184,8 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         ..DriverSettings::default()
     };
     let client = AgentClient::new(tls, settings);
-    let mut rollout = Rollout::new(client, &fleet.inventory, spec, &journal_path, driver)
+    let mut rollout = Rollout::new(client, &fleet.inventory, spec, storage, driver)
+        .await
         .map_err(|e| RunError::Coordinator(e.to_string()))?;
 
     let crash_watchers = fleet.restart_crashed_agents();
@@ -230,7 +234,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         task.abort();
     }
 
-    let journal = Journal::load(&journal_path).map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let journal = journals.load().await.map_err(|e| RunError::Coordinator(e.to_string()))?;
     let finals = final_nodes(&fleet, &journal, &config.to).await;
     let peak_unavailable = fleet.unavailability.peak();
     let violations = check_run(&finals, &summary.counters, &config.to, limit, peak_unavailable);

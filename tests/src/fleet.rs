@@ -102,7 +102,7 @@ impl Fleet {
 
     /// The rollout journal's path in the fleet's directory.
     pub fn journal(&self) -> String {
-        self.dir.path().join("journal.json").display().to_string()
+        self.dir.path().join("journal.redb").display().to_string()
     }
 
     /// Writes an artifacts file for the kubelet.

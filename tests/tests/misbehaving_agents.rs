@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use upkeep_coordinator::journal::Journal;
+use upkeep_coordinator::journal::JournalStore;
 use upkeep_coordinator::plan::NodeStatus;
 use upkeep_tests::binaries;
 use upkeep_tests::client::{ApiClient, client_config};
@@ -296,7 +296,9 @@ fn after_a_sigkill_the_journal_lists_every_node_that_finished_before() {
     let killed_at = Instant::now();
     coordinator.child.kill().expect("SIGKILL");
     let _ = coordinator.child.wait();
-    let journal = Journal::load(journal_path.as_ref()).expect("the journal loads");
+    let journals = JournalStore::open_file(journal_path.as_ref()).expect("the journal opens after the kill");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let journal = runtime.block_on(journals.load()).expect("the journal loads");
     let status_of =
         |name: &str| journal.nodes.iter().find(|n| n.name.as_str() == name).map(|n| n.status).expect("listed");
     for (arrived, line) in coordinator.seen.iter().filter(|(_, l)| l["event"] == "node_finished") {

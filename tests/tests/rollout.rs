@@ -241,7 +241,7 @@ fn pause_stops_new_nodes_and_resume_finishes() {
 }
 
 #[test]
-fn abort_is_final_and_a_later_resume_refuses_the_journal() {
+fn abort_is_final_and_neither_a_resume_nor_a_new_rollout_takes_the_journal() {
     let runtime = runtime();
     let port = runtime.block_on(start_health_server());
     let fleet = Fleet::workers("v1.30.2", port, 2);
@@ -258,6 +258,10 @@ fn abort_is_final_and_a_later_resume_refuses_the_journal() {
     assert!(stderr.contains("was aborted"), "{stderr}");
     let again = upkeep(&["rollout", "resume", "--inventory", &inventory, "--journal", journal_arg]);
     assert!(!again.status.success(), "the refusal does not clear the abort");
+    let fresh = upkeep_rollout(&fleet, &["--output", "json", "--journal", journal_arg]);
+    assert!(!fresh.status.success(), "a new rollout never overwrites a journal");
+    let stderr = String::from_utf8_lossy(&fresh.stderr);
+    assert!(stderr.contains("already holds rollout"), "{stderr}");
     let upgraded = histories(&runtime, &fleet).iter().filter(|h| !h.as_array().is_some_and(Vec::is_empty)).count();
     assert_eq!(upgraded, 0, "no node was upgraded");
 }

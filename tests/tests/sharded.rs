@@ -39,7 +39,7 @@ fn one_coordinator_rolls_a_fleet_spread_over_two_processes() {
         .current_dir(dir.path())
         .args(["rollout", "--inventory", "fleet/inventory-0.toml", "--inventory", "fleet/inventory-1.toml"])
         .args(["--to", "v1.30.3", "--artifacts", "fleet/artifacts.toml"])
-        .args(["--max-unavailable", "3", "--output", "json", "--poll-ms", "20", "--journal", "journal.json"])
+        .args(["--max-unavailable", "3", "--output", "json", "--poll-ms", "20", "--journal", "journal.redb"])
         .output()
         .expect("upkeep runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -85,20 +85,20 @@ pub async fn roll_back(engine: &Engine, id: &OperationId, reason: String, degrad
         crash_point(&format!("rollback:restore:{}", plan.name));
     }
     for plan in &restored {
-        if let Some(component) = engine.config.components.iter().find(|c| c.name == plan.name) {
-            if let Err(error) = engine.host.services.restart(component, engine.config.timeouts.restart).await {
-                failures.push(format!("{}: restart after restore failed: {error}", plan.name));
-            }
+        if let Some(component) = engine.config.components.iter().find(|c| c.name == plan.name)
+            && let Err(error) = engine.host.services.restart(component, engine.config.timeouts.restart).await
+        {
+            failures.push(format!("{}: restart after restore failed: {error}", plan.name));
         }
     }
     let targets: Vec<_> = restored
         .iter()
         .filter_map(|plan| plan.from_version.clone().map(|version| (plan.name.clone(), version)))
         .collect();
-    if failures.is_empty() {
-        if let Err(failure) = steps::verify_versions(engine, &targets, engine.config.timeouts.postcheck).await {
-            failures.push(format!("after restore: {}", failure.message));
-        }
+    if failures.is_empty()
+        && let Err(failure) = steps::verify_versions(engine, &targets, engine.config.timeouts.postcheck).await
+    {
+        failures.push(format!("after restore: {}", failure.message));
     }
     engine.refresh_versions().await;
     let rolled_back = failures.is_empty();

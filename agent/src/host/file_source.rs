@@ -93,10 +93,10 @@ pub async fn confirm_opened(roots: &[PathBuf], file: &impl AsRawFd) -> Result<()
 /// (a root that does not exist holds nothing).
 async fn inside_a_resolved_root(roots: &[PathBuf], resolved: &Path) -> bool {
     for root in roots {
-        if let Ok(root) = tokio::fs::canonicalize(root).await {
-            if inside(resolved, &root) {
-                return true;
-            }
+        if let Ok(root) = tokio::fs::canonicalize(root).await
+            && inside(resolved, &root)
+        {
+            return true;
         }
     }
     false

@@ -188,10 +188,10 @@ async fn authorize_and_dispatch(
     id: Option<String>,
     request: Request<RequestBody>,
 ) -> Response<Body> {
-    if let Some(required) = route.role {
-        if !identity.allows(required) {
-            return response::error(&forbidden(identity, required));
-        }
+    if let Some(required) = route.role
+        && !identity.allows(required)
+    {
+        return response::error(&forbidden(identity, required));
     }
     match dispatch(app, identity, route.endpoint, id, request).await {
         Ok(response) => response,

@@ -12,11 +12,11 @@ use upkeep_common::api::Artifact;
 use upkeep_common::{Role, Version};
 use upkeep_coordinator::certs::{self, CertificateAuthority, Validity};
 use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
+use upkeep_coordinator::control::{Control, write_control};
 use upkeep_coordinator::inventory::Inventory;
-use upkeep_coordinator::journal::{Control, write_control};
 use upkeep_coordinator::plan::{Limit, Limits, dry_run_waves};
 use upkeep_coordinator::report::{EventSink, Human, JsonLines, Summary};
-use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec};
+use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec, RolloutStorage};
 use upkeep_coordinator::status::{fleet_status, table};
 
 /// Roll node binaries across a Kubernetes fleet, safely.
@@ -337,6 +337,7 @@ async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
     }
     let (inventory, client) = connect(connection)?;
     let spec = RolloutSpec {
+        id: None,
         target,
         artifacts,
         max_unavailable: args.max_unavailable,
@@ -346,14 +347,16 @@ async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
         prestage: args.prestage,
     };
     let settings = driver_settings(connection, &args.driver);
-    let mut rollout = Rollout::new(client, &inventory, spec, &args.journal, settings).map_err(|e| e.to_string())?;
+    let storage = RolloutStorage::file(&args.journal).map_err(|e| e.to_string())?;
+    let mut rollout = Rollout::new(client, &inventory, spec, storage, settings).await.map_err(|e| e.to_string())?;
     drive(&mut rollout, connection.output).await
 }
 
 async fn run_resume(connection: Connection, journal: PathBuf, driver: DriverArgs) -> Result<ExitCode, Failure> {
     let (inventory, client) = connect(&connection)?;
     let settings = driver_settings(&connection, &driver);
-    let mut rollout = Rollout::resume(client, &inventory, &journal, settings).map_err(|e| e.to_string())?;
+    let storage = RolloutStorage::file(&journal).map_err(|e| e.to_string())?;
+    let mut rollout = Rollout::resume(client, &inventory, storage, settings).await.map_err(|e| e.to_string())?;
     write_control(&journal, Control::Run).map_err(|e| e.to_string())?;
     drive(&mut rollout, connection.output).await
 }

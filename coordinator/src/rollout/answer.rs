@@ -66,13 +66,13 @@ pub fn check_operation(
             ),
         ));
     }
-    if let (Some(asked), Some(answered)) = (&request.request_token, &answer.request_token) {
-        if asked != answered {
-            return Err(Problem::new(
-                "operation_mismatch",
-                format!("sent request token {asked}, the agent's operation {} carries {answered}", answer.id),
-            ));
-        }
+    if let (Some(asked), Some(answered)) = (&request.request_token, &answer.request_token)
+        && asked != answered
+    {
+        return Err(Problem::new(
+            "operation_mismatch",
+            format!("sent request token {asked}, the agent's operation {} carries {answered}", answer.id),
+        ));
     }
     let went_back =
         |before: OperationPhase| before.is_past(answer.phase) || (before.is_terminal() && answer.phase != before);

@@ -5,7 +5,6 @@
 //! answers a repeated token with the operation it already ran.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,8 @@ use tokio::task::JoinSet;
 use upkeep_common::api::UpgradeRequest;
 
 use crate::client::AgentClient;
-use crate::journal::{Control, Journal, read_control};
+use crate::control::{Control, ControlSource};
+use crate::journal::{Journal, JournalStore};
 use crate::plan::{Halt, NodeStatus, PlanNode, plan};
 use crate::report::{Counters, Event, EventSink, Summary};
 
@@ -32,10 +32,27 @@ pub use settings::{
     RolloutSpec,
 };
 
+/// Where a rollout keeps its journal and reads its operator's pause or abort.
+#[derive(Clone)]
+pub struct RolloutStorage {
+    /// The journal.
+    pub journal: JournalStore,
+    /// The pause or abort.
+    pub control: ControlSource,
+}
+
+impl RolloutStorage {
+    /// The one-shot CLI's: the journal file (an embedded store) and the
+    /// control file beside it.
+    pub fn file(path: &std::path::Path) -> Result<Self, RolloutError> {
+        Ok(Self { journal: JournalStore::open_file(path)?, control: ControlSource::File(path.to_owned()) })
+    }
+}
+
 /// A rollout in progress.
 pub struct Rollout {
     client: AgentClient,
-    journal_path: PathBuf,
+    storage: RolloutStorage,
     journal: Journal,
     settings: DriverSettings,
     stop: Arc<AtomicBool>,
@@ -67,20 +84,20 @@ impl Rollout {
         self.addresses[index].clone()
     }
 
-    fn save(&mut self) -> Result<(), RolloutError> {
+    async fn save(&mut self) -> Result<(), RolloutError> {
         self.unlogged.clear();
-        self.journal.save(&self.journal_path).map_err(RolloutError::from)
+        self.storage.journal.save(&mut self.journal).await.map_err(RolloutError::from)
     }
 
-    /// Appends every node changed since the last write to the journal's log.
-    fn log_changes(&mut self) -> Result<(), RolloutError> {
+    /// Writes every node changed since the last write to the journal, in one batch.
+    async fn log_changes(&mut self) -> Result<(), RolloutError> {
         let changed = std::mem::take(&mut self.unlogged);
-        self.journal.log_nodes(&self.journal_path, &changed).map_err(RolloutError::from)
+        self.storage.journal.log_nodes(&self.journal, &changed).await.map_err(RolloutError::from)
     }
 
     /// Runs the rollout to its end (or until stopped), reporting to `sink`.
     pub async fn run(&mut self, sink: &mut dyn EventSink) -> Result<Summary, RolloutError> {
-        self.save()?;
+        self.save().await?;
         sink.event(&Event::Started {
             rollout_id: self.journal.rollout_id.clone(),
             target: self.journal.target.to_string(),
@@ -89,14 +106,14 @@ impl Rollout {
         let refused = self.observe_pending().await;
         self.counters = Counters::of(&self.journal);
         for (index, outcome) in refused {
-            self.finish_node(index, outcome, 0, true, sink)?;
+            self.finish_node(index, outcome, 0, true, sink).await?;
         }
-        self.save()?;
+        self.save().await?;
         if self.journal.prestage {
             self.prestage(sink).await?;
         }
         let halt = self.drive(sink).await?;
-        self.save()?;
+        self.save().await?;
         let summary = Summary {
             counters: Counters::of(&self.journal),
             errors: self.journal.nodes.iter().filter_map(|n| n.error.clone()).collect(),
@@ -126,7 +143,7 @@ impl Rollout {
         let mut last_flush = Instant::now();
         let mut stop_since: Option<Instant> = None;
         let mut last_plan;
-        let mut control = read_control(&self.journal_path);
+        let mut control = self.storage.control.read();
         let mut control_read = Instant::now();
         loop {
             let signalled = self.stop.load(Ordering::Relaxed);
@@ -134,7 +151,7 @@ impl Rollout {
                 stop_since = Some(Instant::now());
             }
             if control_read.elapsed() >= CONTROL_INTERVAL {
-                control = read_control(&self.journal_path);
+                control = self.storage.control.read();
                 control_read = Instant::now();
             }
             let stopped = signalled || control != Control::Run;
@@ -156,7 +173,7 @@ impl Rollout {
                     self.unlogged.push(index);
                 }
                 // Logged before any request goes out, so a resume knows every node it may have started.
-                self.log_changes()?;
+                self.log_changes().await?;
                 last_flush = Instant::now();
                 for &index in &decision.start {
                     self.spawn_upgrade(&mut tasks, index);
@@ -196,7 +213,7 @@ impl Rollout {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             if !self.unlogged.is_empty() && last_flush.elapsed() >= JOURNAL_FLUSH_INTERVAL {
-                self.log_changes()?;
+                self.log_changes().await?;
                 last_flush = Instant::now();
             }
         }
@@ -250,7 +267,7 @@ impl Rollout {
     }
 
     /// Records how a node ended, saves the journal, then reports it.
-    fn finish_node(
+    async fn finish_node(
         &mut self,
         index: usize,
         outcome: NodeOutcome,
@@ -259,7 +276,7 @@ impl Rollout {
         sink: &mut dyn EventSink,
     ) -> Result<(), RolloutError> {
         let event = self.record_outcome(index, outcome, now_ms, soak_over);
-        self.log_changes()?;
+        self.log_changes().await?;
         if let Some(event) = event {
             sink.event(&event);
         }
@@ -341,10 +358,10 @@ impl Rollout {
             .await;
         for (index, outcome) in results {
             if let NodeOutcome::Failed { .. } = outcome {
-                self.finish_node(index, outcome, 0, true, sink)?;
+                self.finish_node(index, outcome, 0, true, sink).await?;
             }
         }
-        self.save()
+        self.save().await
     }
 }
 

@@ -2,16 +2,16 @@
 //! interrupted one from its journal (an aborted one is refused).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
 use upkeep_common::ids::NodeName;
 
-use super::{DriverSettings, NODE_TIMEOUT_RANGE, Rollout, RolloutError, RolloutSpec};
+use super::{DriverSettings, NODE_TIMEOUT_RANGE, Rollout, RolloutError, RolloutSpec, RolloutStorage};
 use crate::client::AgentClient;
+use crate::control::Control;
 use crate::inventory::Inventory;
-use crate::journal::{Control, Journal, JournalNode, read_control};
+use crate::journal::{Journal, JournalError, JournalNode};
 use crate::plan::{Limits, NodeStatus, PlanNode};
 use crate::report::Counters;
 
@@ -37,14 +37,20 @@ fn placement(inventory: &Inventory, journal: &Journal) -> Result<(Vec<String>, V
 }
 
 impl Rollout {
-    /// A new rollout; nothing is sent until [`Rollout::run`].
-    pub fn new(
+    /// A new rollout; nothing is sent until [`Rollout::run`]. A storage that
+    /// already holds a rollout is refused: that one is resumed, never overwritten.
+    pub async fn new(
         client: AgentClient,
         inventory: &Inventory,
         spec: RolloutSpec,
-        journal_path: &Path,
+        storage: RolloutStorage,
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
+        match storage.journal.load().await {
+            Err(JournalError::Missing(_)) => {}
+            Ok(existing) => return Err(RolloutError::Exists(existing.rollout_id)),
+            Err(other) => return Err(other.into()),
+        }
         let total = inventory.nodes.len();
         let max_unavailable = spec.max_unavailable.resolve_nonzero(total);
         if max_unavailable == 0 {
@@ -53,9 +59,12 @@ impl Rollout {
                 spec.max_unavailable
             )));
         }
-        let suffix: u32 = rand::random();
+        let rollout_id = spec.id.unwrap_or_else(|| {
+            let suffix: u32 = rand::random();
+            format!("r{}-{suffix:08x}", Utc::now().format("%Y%m%d%H%M%S"))
+        });
         let journal = Journal {
-            rollout_id: format!("r{}-{suffix:08x}", Utc::now().format("%Y%m%d%H%M%S")),
+            rollout_id,
             target: spec.target,
             artifacts: spec.artifacts,
             limits: Limits {
@@ -76,17 +85,17 @@ impl Rollout {
                     unavailable: false,
                 })
                 .collect(),
+            node_count: inventory.nodes.len(),
             started_at: Utc::now(),
             updated_at: Utc::now(),
-            generation: 0,
         };
-        Self::with_journal(client, inventory, journal_path, journal, settings)
+        Self::with_journal(client, inventory, storage, journal, settings)
     }
 
     fn with_journal(
         client: AgentClient,
         inventory: &Inventory,
-        journal_path: &Path,
+        storage: RolloutStorage,
         journal: Journal,
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
@@ -102,7 +111,7 @@ impl Rollout {
         let counters = Counters::of(&journal);
         Ok(Self {
             client,
-            journal_path: journal_path.to_owned(),
+            storage,
             journal,
             settings,
             stop: Arc::default(),
@@ -114,21 +123,21 @@ impl Rollout {
     }
 
     /// Reopens a journal to finish its rollout; an aborted one is refused.
-    pub fn resume(
+    pub async fn resume(
         client: AgentClient,
         inventory: &Inventory,
-        journal_path: &Path,
+        storage: RolloutStorage,
         settings: DriverSettings,
     ) -> Result<Self, RolloutError> {
-        if read_control(journal_path) == Control::Abort {
-            return Err(RolloutError::Aborted(journal_path.to_owned()));
+        let mut journal = storage.journal.load().await?;
+        if storage.control.read() == Control::Abort {
+            return Err(RolloutError::Aborted(journal.rollout_id));
         }
-        let mut journal = Journal::load(journal_path)?;
         for node in &mut journal.nodes {
             if let NodeStatus::Soaking { .. } = node.status {
                 node.status = NodeStatus::Soaking { until_ms: journal.limits.soak_ms };
             }
         }
-        Self::with_journal(client, inventory, journal_path, journal, settings)
+        Self::with_journal(client, inventory, storage, journal, settings)
     }
 }

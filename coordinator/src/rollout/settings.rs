@@ -1,7 +1,6 @@
 //! How a rollout is asked for (the spec), how the driver behaves (its
 //! settings and their bounds), and why a rollout cannot run.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use upkeep_common::Version;
@@ -30,6 +29,8 @@ pub const NODE_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
 /// How a rollout is asked for.
 #[derive(Debug, Clone)]
 pub struct RolloutSpec {
+    /// The rollout's id, from which every request token derives; a fresh one when absent.
+    pub id: Option<String>,
     /// The target version.
     pub target: Version,
     /// The artifacts every node installs.
@@ -89,7 +90,10 @@ pub enum RolloutError {
     /// The rollout's limits or settings make no sense.
     #[error("{0}")]
     BadLimits(String),
+    /// The journal already holds a rollout.
+    #[error("the journal already holds rollout {0}: resume it, or give a new journal")]
+    Exists(String),
     /// The rollout was aborted: abort is final, so it is not resumed.
-    #[error("the rollout of {} was aborted; an aborted rollout is not resumed (start a new one)", .0.display())]
-    Aborted(PathBuf),
+    #[error("rollout {0} was aborted; an aborted rollout is not resumed (start a new one)")]
+    Aborted(String),
 }

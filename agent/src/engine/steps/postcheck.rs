@@ -132,10 +132,10 @@ async fn first_problem(
                 return Some(StepFailure::new(ErrorCode::Conflict, "version_mismatch", format!("{name}: {error}")));
             }
         }
-        if let Some(url) = &component.health_url {
-            if let Err(reason) = engine.host.health.check(url, engine.config.probe.version_timeout).await {
-                return Some(StepFailure::new(ErrorCode::Conflict, "health_check_failed", format!("{name}: {reason}")));
-            }
+        if let Some(url) = &component.health_url
+            && let Err(reason) = engine.host.health.check(url, engine.config.probe.version_timeout).await
+        {
+            return Some(StepFailure::new(ErrorCode::Conflict, "health_check_failed", format!("{name}: {reason}")));
         }
     }
     None
