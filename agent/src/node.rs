@@ -242,6 +242,7 @@ mod tests {
 
     fn host(uptime_seconds: u64) -> HostFacts {
         HostFacts {
+            arch: "amd64".into(),
             os: "test".into(),
             kernel: "test".into(),
             cpus: 1,

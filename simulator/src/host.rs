@@ -376,6 +376,7 @@ struct SimFacts;
 impl HostFactsSource for SimFacts {
     fn facts(&self) -> HostFacts {
         HostFacts {
+            arch: "amd64".to_owned(),
             os: "simulated".to_owned(),
             kernel: "simulated".to_owned(),
             cpus: 4,

@@ -32,6 +32,7 @@ impl HostFactsSource for SystemFacts {
         };
         let load = System::load_average().unwrap_or(sysinfo::LoadAvg { one: 0.0, five: 0.0, fifteen: 0.0 });
         HostFacts {
+            arch: upkeep_common::api::kubernetes_arch().to_owned(),
             os: System::long_os_version().unwrap_or_else(|_| "unknown".to_owned()),
             kernel: System::kernel_version().unwrap_or_else(|_| "unknown".to_owned()),
             cpus,

@@ -163,6 +163,10 @@ pub struct LoadAverage {
 pub struct HostFacts {
     /// Operating system name and version, such as `Debian GNU/Linux 12`.
     pub os: String,
+    /// The machine architecture as Kubernetes names it (`amd64`, `arm64`...);
+    /// empty from an agent that does not report it.
+    #[serde(default)]
+    pub arch: String,
     /// Kernel version.
     pub kernel: String,
     /// Logical CPUs.
@@ -179,6 +183,18 @@ pub struct HostFacts {
     pub uptime_seconds: u64,
     /// Load averages.
     pub load: LoadAverage,
+}
+
+/// The architecture of this build as Kubernetes names it (`GOARCH`): `amd64`
+/// for `x86_64`, `arm64` for `aarch64`, and Rust's name for the others.
+pub fn kubernetes_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        "x86" => "386",
+        other => other,
+    }
 }
 
 /// The node's whole state: the body of `GET /v1/node`.
@@ -233,6 +249,7 @@ mod tests {
             current_operation: None,
             history: vec![],
             host: HostFacts {
+                arch: "amd64".into(),
                 os: "Debian GNU/Linux 12".into(),
                 kernel: "6.1.0".into(),
                 cpus: 2,
@@ -270,6 +287,7 @@ mod tests {
         assert_eq!(
             host,
             [
+                "arch",
                 "cpus",
                 "disk_free_bytes",
                 "disk_path",

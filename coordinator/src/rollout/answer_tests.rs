@@ -64,6 +64,7 @@ fn node(name: &str, kubelet: &str) -> NodeState {
         current_operation: None,
         history: vec![],
         host: HostFacts {
+            arch: "amd64".into(),
             os: "Linux".into(),
             kernel: "6".into(),
             cpus: 2,

@@ -323,6 +323,7 @@ impl Script {
             current_operation: running.map(|tracked| tracked.operation.id.clone()),
             history: Vec::new(),
             host: HostFacts {
+                arch: "amd64".to_owned(),
                 os: "Debian GNU/Linux 12".to_owned(),
                 kernel: "6.1.0".to_owned(),
                 cpus: 2,
