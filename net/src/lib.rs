@@ -13,6 +13,7 @@
 //! - [`identity`]: the caller from its certificate; a nameless one is refused.
 //! - [`body`]: request bodies within size and time limits, parsed as JSON objects.
 //! - [`response`]: JSON responses and the error envelope.
+//! - [`routing`]: methods, path templates, 405 and 403 envelopes.
 //! - [`log`]: log fields escaped so clients cannot forge lines.
 
 pub mod body;
@@ -23,6 +24,7 @@ pub mod idle;
 pub mod log;
 pub mod reload;
 pub mod response;
+pub mod routing;
 pub mod server;
 pub mod tls;
 

@@ -1,15 +1,20 @@
 //! Building responses: JSON bodies, the error envelope with its code's status,
-//! and plain text.
+//! plain text, and bodies streamed from a channel.
+
+use std::convert::Infallible;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use tokio::sync::mpsc;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use upkeep_common::{ErrorBody, ErrorCode};
 
-/// The body type of every response.
-pub type Body = Full<Bytes>;
+/// The body type of every response: whole, or streamed.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// A response with a JSON body.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
@@ -32,7 +37,20 @@ pub fn error(body: &ErrorBody) -> Response<Body> {
 
 /// A response with a body of the given content type.
 pub fn with_body(status: StatusCode, content_type: &'static str, bytes: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(bytes.into()));
+    with_content(status, content_type, Full::new(bytes.into()).boxed_unsync())
+}
+
+/// A response whose body is every chunk `chunks` yields, ending when its
+/// sender is dropped (or the connection closes, which drops the receiver).
+pub fn streamed(status: StatusCode, content_type: &'static str, chunks: mpsc::Receiver<Bytes>) -> Response<Body> {
+    let frames = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        chunks.recv().await.map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), chunks))
+    });
+    with_content(status, content_type, StreamBody::new(frames).boxed_unsync())
+}
+
+fn with_content(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response

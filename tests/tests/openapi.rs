@@ -23,6 +23,7 @@ fn method_key(method: ApiMethod) -> &'static str {
     match method {
         ApiMethod::Get => "get",
         ApiMethod::Post => "post",
+        ApiMethod::Patch => "patch",
     }
 }
 

@@ -17,10 +17,9 @@
 //! `POST /v1/upgrades` needs a body; the other writes read an empty one as `{}`.
 //! Writes answer 202 with the operation.
 
-use std::fmt;
 use std::sync::Arc;
 
-use hyper::header::{ALLOW, ETAG, HeaderValue, IF_MATCH};
+use hyper::header::{ETAG, HeaderValue, IF_MATCH};
 use hyper::{Method, Request, Response, StatusCode};
 use upkeep_common::api::{
     DrainRequest, DrainTimeoutAction, Operation, OperationKind, OperationList, OperationRequest, UpgradeRequest,
@@ -30,43 +29,12 @@ use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
 use upkeep_net::body::{BodyPresence, RequestBody, read_json};
 use upkeep_net::connection::ShutdownSignal;
 use upkeep_net::response::{self, Body};
+pub use upkeep_net::routing::ApiMethod;
+use upkeep_net::routing::{self, match_template};
 
 use crate::app::App;
 use crate::server::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use crate::server::wait;
-
-/// The HTTP methods the API uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiMethod {
-    /// Reads.
-    Get,
-    /// Writes.
-    Post,
-}
-
-impl ApiMethod {
-    /// The method's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiMethod::Get => "GET",
-            ApiMethod::Post => "POST",
-        }
-    }
-
-    fn of(method: &Method) -> Option<ApiMethod> {
-        match *method {
-            Method::GET => Some(ApiMethod::Get),
-            Method::POST => Some(ApiMethod::Post),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ApiMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,27 +95,14 @@ pub const ROUTES: &[Route] = &[
     route(ApiMethod::Post, "/v1/drain", Some(Role::Operator), Endpoint::Drain),
 ];
 
-/// Matches `path` against a template, returning the `{id}` segment if any.
-fn match_template<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
-    let mut template_segments = template.split('/');
-    let mut path_segments = path.split('/');
-    let mut id = None;
-    loop {
-        match (template_segments.next(), path_segments.next()) {
-            (None, None) => return Some(id),
-            (Some("{id}"), Some(segment)) if !segment.is_empty() => id = Some(segment),
-            (Some(expected), Some(segment)) if expected == segment => {}
-            _ => return None,
-        }
-    }
-}
-
 /// Serves one request from `identity`. Never fails: every problem becomes an envelope.
 pub async fn handle(app: &Arc<App>, identity: &Identity, request: Request<RequestBody>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    let matching: Vec<(&Route, Option<&str>)> =
-        ROUTES.iter().filter_map(|route| match_template(route.path, &path).map(|id| (route, id))).collect();
+    let matching: Vec<(&Route, Option<&str>)> = ROUTES
+        .iter()
+        .filter_map(|route| match_template(route.path, &path).map(|ids| (route, ids.first().copied())))
+        .collect();
     let api_method = ApiMethod::of(&method);
     let found = matching.iter().find(|(route, _)| Some(route.method) == api_method);
     let (route_label, response) = match (found, matching.first()) {
@@ -155,7 +110,10 @@ pub async fn handle(app: &Arc<App>, identity: &Identity, request: Request<Reques
             let id = id.map(str::to_owned);
             (route.path, authorize_and_dispatch(app, identity, route, id, request).await)
         }
-        (None, Some((route, _))) => (route.path, method_not_allowed(&matching, &method)),
+        (None, Some((route, _))) => {
+            let allowed: Vec<ApiMethod> = matching.iter().map(|(route, _)| route.method).collect();
+            (route.path, routing::method_not_allowed(&allowed, &method))
+        }
         (None, None) => {
             ("unmatched", response::error(&ErrorBody::new(ErrorCode::NotFound, format!("no route for {path}"))))
         }
@@ -164,19 +122,6 @@ pub async fn handle(app: &Arc<App>, identity: &Identity, request: Request<Reques
     app.metrics.record_request(route_label, status);
     if method == Method::POST {
         tracing::info!(target: "audit", client = %identity, route = route_label, status, "mutating request");
-    }
-    response
-}
-
-fn method_not_allowed(matching: &[(&Route, Option<&str>)], method: &Method) -> Response<Body> {
-    let allowed: Vec<&str> = matching.iter().map(|(route, _)| route.method.as_str()).collect();
-    let allow = allowed.join(", ");
-    let mut response = response::error(&ErrorBody::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{method} is not allowed here; use {allow}"),
-    ));
-    if let Ok(value) = HeaderValue::from_str(&allow) {
-        response.headers_mut().insert(ALLOW, value);
     }
     response
 }
@@ -200,11 +145,7 @@ async fn authorize_and_dispatch(
 }
 
 fn forbidden(identity: &Identity, required: Role) -> ErrorBody {
-    let has = identity.role.map_or_else(|| "no upkeep role".to_owned(), |role| role.to_string());
-    ErrorBody::new(
-        ErrorCode::Forbidden,
-        format!("this request needs {required}; the certificate of {:?} carries {has}", identity.common_name),
-    )
+    routing::forbidden(identity, required, "")
 }
 
 async fn dispatch(
@@ -341,17 +282,6 @@ fn not_found(id: &OperationId) -> ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn templates_match_whole_segments() {
-        assert_eq!(match_template("/v1/node", "/v1/node"), Some(None));
-        assert_eq!(match_template("/v1/node", "/v1/node/"), None);
-        assert_eq!(match_template("/v1/node", "/v1/nodes"), None);
-        assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/op-1"), Some(Some("op-1")));
-        assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/"), None);
-        assert_eq!(match_template("/v1/operations/{id}/cancel", "/v1/operations/op-1/cancel"), Some(Some("op-1")));
-        assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/op-1/cancel"), None);
-    }
 
     #[test]
     fn operation_ids_are_percent_decoded() {

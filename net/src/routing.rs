@@ -1,0 +1,114 @@
+//! Matching a request to a route: the methods an API uses, path templates
+//! with `{name}` segments, and the envelopes for a method a path does not
+//! allow (405 with `Allow`) and for a role a caller lacks (403).
+
+use std::fmt;
+
+use hyper::header::{ALLOW, HeaderValue};
+use hyper::{Method, Response};
+use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
+
+use crate::response::{self, Body};
+
+/// The HTTP methods upkeep's APIs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiMethod {
+    /// Reads.
+    Get,
+    /// Writes.
+    Post,
+    /// Partial updates.
+    Patch,
+}
+
+impl ApiMethod {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiMethod::Get => "GET",
+            ApiMethod::Post => "POST",
+            ApiMethod::Patch => "PATCH",
+        }
+    }
+
+    /// The API method of an HTTP method, if the APIs use it.
+    pub fn of(method: &Method) -> Option<ApiMethod> {
+        match *method {
+            Method::GET => Some(ApiMethod::Get),
+            Method::POST => Some(ApiMethod::Post),
+            Method::PATCH => Some(ApiMethod::Patch),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ApiMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Matches `path` against a template whose `{name}` segments match any one
+/// non-empty segment; returns those segments in order, still percent-encoded.
+pub fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut template_segments = template.split('/');
+    let mut path_segments = path.split('/');
+    let mut values = Vec::new();
+    loop {
+        match (template_segments.next(), path_segments.next()) {
+            (None, None) => return Some(values),
+            (Some(expected), Some(segment)) if expected.starts_with('{') && !segment.is_empty() => {
+                values.push(segment);
+            }
+            (Some(expected), Some(segment)) if expected == segment => {}
+            _ => return None,
+        }
+    }
+}
+
+/// 405 for a path that exists with other methods, naming them in `Allow`.
+pub fn method_not_allowed(allowed: &[ApiMethod], method: &Method) -> Response<Body> {
+    let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+    let mut response = response::error(&ErrorBody::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed here; use {allow}"),
+    ));
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, value);
+    }
+    response
+}
+
+/// The 403 envelope for a caller whose role is below `required`.
+pub fn forbidden(identity: &Identity, required: Role, scope: &str) -> ErrorBody {
+    let has = identity.role.map_or_else(|| "no upkeep role".to_owned(), |role| role.to_string());
+    ErrorBody::new(
+        ErrorCode::Forbidden,
+        format!("this request needs {required}{scope}; the certificate of {:?} carries {has}", identity.common_name),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_whole_segments_and_return_the_named_ones() {
+        let template = "/v1/clusters/{cluster}/updates/{id}";
+        assert_eq!(match_template(template, "/v1/clusters/a/updates/u1"), Some(vec!["a", "u1"]));
+        assert_eq!(match_template(template, "/v1/clusters//updates/u1"), None, "an empty segment is no value");
+        assert_eq!(match_template(template, "/v1/clusters/a/updates"), None);
+        assert_eq!(match_template(template, "/v1/clusters/a/updates/u1/"), None, "a trailing slash is another path");
+        assert_eq!(match_template("/v1/node", "/v1/node"), Some(vec![]));
+        assert_eq!(match_template("/v1/node", "/v1/nodes"), None);
+        assert_eq!(match_template("/v1/operations/{id}", "/v1/operations/op-1/cancel"), None);
+        assert_eq!(match_template("/v1/operations/{id}/cancel", "/v1/operations/op-1/cancel"), Some(vec!["op-1"]));
+    }
+
+    #[test]
+    fn a_wrong_method_names_the_allowed_ones() {
+        let response = method_not_allowed(&[ApiMethod::Get, ApiMethod::Patch], &Method::DELETE);
+        assert_eq!(response.status().as_u16(), 405);
+        assert_eq!(response.headers()[ALLOW], "GET, PATCH");
+    }
+}
