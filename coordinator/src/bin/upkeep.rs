@@ -11,7 +11,7 @@ use serde::Deserialize;
 use upkeep_common::api::Artifact;
 use upkeep_common::{Role, Version};
 use upkeep_coordinator::certs::{self, CertificateAuthority, Validity};
-use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
+use upkeep_coordinator::client::AgentClient;
 use upkeep_coordinator::control::{Control, write_control};
 use upkeep_coordinator::inventory::Inventory;
 use upkeep_coordinator::plan::{Limit, Limits, dry_run_waves};
@@ -278,12 +278,9 @@ fn with_runtime(job: impl std::future::Future<Output = Result<ExitCode, Failure>
 
 fn connect(connection: &Connection) -> Result<(Inventory, AgentClient), Failure> {
     let inventory = Inventory::load_all(&connection.inventory).map_err(|e| e.to_string())?;
-    let tls = tls_config(&inventory.ca, &inventory.client_cert, &inventory.client_key).map_err(|e| e.to_string())?;
-    let settings = ClientSettings {
-        timeout: Duration::from_secs(connection.timeout_secs),
-        ..ClientSettings::for_fleet(inventory.nodes.len())
-    };
-    Ok((inventory, AgentClient::new(tls, settings)))
+    let client = AgentClient::for_inventory(&inventory, Duration::from_secs(connection.timeout_secs))
+        .map_err(|e| e.to_string())?;
+    Ok((inventory, client))
 }
 
 async fn run_status(args: StatusArgs) -> Result<ExitCode, Failure> {

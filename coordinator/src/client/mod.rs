@@ -35,6 +35,8 @@ use upkeep_common::api::{
 use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_net::client::mutual_tls_client;
 
+use crate::inventory::Inventory;
+
 mod error;
 
 pub use error::{CertificateProblem, ClientError};
@@ -161,6 +163,13 @@ impl AgentClient {
             .pool_idle_timeout(settings.pool_idle_timeout)
             .build(connector);
         Self { http, settings }
+    }
+
+    /// A client for an inventory's fleet: its CA and client certificate, pool
+    /// sizes for its node count, and `timeout` for one call.
+    pub fn for_inventory(inventory: &Inventory, timeout: Duration) -> Result<Self, ClientError> {
+        let tls = tls_config(&inventory.ca, &inventory.client_cert, &inventory.client_key)?;
+        Ok(Self::new(tls, ClientSettings { timeout, ..ClientSettings::for_fleet(inventory.nodes.len()) }))
     }
 
     /// `GET /v1/node`.
