@@ -12,7 +12,10 @@
 //! - [`rollout`]: the driver that runs a rollout through the planner.
 //! - [`report`]: counters, events, JSON lines and the progress bar.
 //! - [`certs`]: development CA, node server and role-carrying client certificates.
+//! - [`catalog`]: the release catalog (versions, channels, artifacts, images, risks).
+//! - [`toml_problems`]: reading TOML files with every problem located.
 
+pub mod catalog;
 pub mod certs;
 pub mod client;
 pub mod inventory;
@@ -21,3 +24,4 @@ pub mod plan;
 pub mod report;
 pub mod rollout;
 pub mod status;
+pub mod toml_problems;
