@@ -13,6 +13,7 @@
 //! - [`report`]: counters, events, JSON lines and the progress bar.
 //! - [`certs`]: development CA, node server and role-carrying client certificates.
 //! - [`catalog`]: the release catalog (versions, channels, artifacts, images, risks).
+//! - [`service`]: `upkeep serve`, the long-running coordinator (its config first).
 //! - [`toml_problems`]: reading TOML files with every problem located.
 
 pub mod catalog;
@@ -23,5 +24,6 @@ pub mod journal;
 pub mod plan;
 pub mod report;
 pub mod rollout;
+pub mod service;
 pub mod status;
 pub mod toml_problems;
