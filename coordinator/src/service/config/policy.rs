@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use upkeep_common::ErrorDetail;
 
-use super::values::{LimitInput, format_duration, optional_duration, optional_limit, parse_duration};
+use super::values::{
+    LimitInput, duration_text, format_duration, limit_text, optional_duration, optional_limit, parse_duration,
+};
 use crate::plan::Limit;
 use crate::rollout::{DriverSettings, NODE_TIMEOUT_RANGE};
 
@@ -15,20 +17,25 @@ pub const MAX_SOAK: Duration = Duration::from_secs(24 * 3600);
 /// The largest per-zone count.
 pub const MAX_PER_ZONE: u64 = 100_000;
 
-/// How a cluster's updates roll.
+/// How a cluster's updates roll. Serialized as it is written in the config
+/// (`"10%"`, `"60s"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
     /// Nodes that may be unavailable at once (resolved with [`Limit::resolve_nonzero`]).
+    #[serde(serialize_with = "limit_text")]
     pub max_unavailable: Limit,
     /// Failures tolerated before no new node starts (resolved with [`Limit::resolve`]).
+    #[serde(serialize_with = "limit_text")]
     pub max_failures: Limit,
     /// Nodes of one zone in flight at once.
     pub per_zone: Option<usize>,
     /// How long a patched node must stay Ready before its slot is reused.
+    #[serde(serialize_with = "duration_text")]
     pub soak: Duration,
     /// Stage the artifacts on every node before any swap.
     pub prestage: bool,
     /// The longest one node's upgrade may take (within [`NODE_TIMEOUT_RANGE`]).
+    #[serde(serialize_with = "duration_text")]
     pub node_timeout: Duration,
 }
 
@@ -242,6 +249,16 @@ mod tests {
         let same =
             policy().narrowed(&overrides(serde_json::json!({"max_unavailable": "4"})), 40).expect("10% of 40 is 4");
         assert_eq!(same.max_unavailable, Limit::Count(4));
+    }
+
+    #[test]
+    fn a_policy_is_shown_as_it_is_written() {
+        let shown = serde_json::to_value(policy()).expect("serializes");
+        assert_eq!(
+            shown,
+            serde_json::json!({"max_unavailable": "10%", "max_failures": "2", "per_zone": null, "soak": "1m",
+                "prestage": false, "node_timeout": "1h"})
+        );
     }
 
     #[test]

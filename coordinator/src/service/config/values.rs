@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serializer};
 
 use crate::plan::Limit;
 
@@ -65,6 +65,16 @@ impl LimitInput {
             LimitInput::Count(count) => parse_limit(&count.to_string()),
         }
     }
+}
+
+/// Serializes a limit as it is written in the config (`"10%"`, `"3"`).
+pub fn limit_text<S: Serializer>(limit: &Limit, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(limit)
+}
+
+/// Serializes a duration as it is written in the config (`"60s"`).
+pub fn duration_text<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_duration(*duration))
 }
 
 /// Deserializes an optional limit written as text or a count.
