@@ -1,6 +1,6 @@
 //! Reading a TOML file into its raw, serde-shaped struct while keeping every
-//! problem with where it is: each unknown key by its path
-//! (`releases[2].artifacts[0].colour`), a syntax or type error by its line.
+//! problem with where it is: each unknown key by its path and line
+//! (`releases[2].artifacts[0].colour (line 31)`), a syntax or type error by its line.
 //! The inventory, the release catalog and the service's config share it.
 
 use serde::de::DeserializeOwned;
@@ -18,10 +18,11 @@ pub fn read<T: DeserializeOwned>(text: &str) -> (Option<T>, Vec<String>) {
         Ok(deserializer) => deserializer,
         Err(error) => return (None, vec![located(&lines, &error, "not valid TOML: ")]),
     };
-    let mut problems = Vec::new();
-    let read = serde_ignored::deserialize(deserializer, |path| {
-        problems.push(format!("{}: unknown key", key_path(&path)));
-    });
+    let mut unknown = Vec::new();
+    let read = serde_ignored::deserialize(deserializer, |path| unknown.push(segments(&path)));
+    let document = if unknown.is_empty() { None } else { toml::de::DeTable::parse(text).ok() };
+    let mut problems: Vec<String> =
+        unknown.iter().map(|path| unknown_key(document.as_ref().map(|d| d.get_ref()), &lines, path)).collect();
     match read {
         Ok(raw) => (Some(raw), problems),
         Err(error) => {
@@ -31,24 +32,72 @@ pub fn read<T: DeserializeOwned>(text: &str) -> (Option<T>, Vec<String>) {
     }
 }
 
+/// One step of a key's path: a table key or an array index.
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// `releases[2].colour (line 31): unknown key`, the line found in the text.
+fn unknown_key(document: Option<&toml::de::DeTable<'_>>, lines: &Lines, path: &[Segment]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        match segment {
+            Segment::Key(name) if key.is_empty() => key.push_str(name),
+            Segment::Key(name) => key = format!("{key}.{name}"),
+            Segment::Index(index) => key = format!("{key}[{index}]"),
+        }
+    }
+    match document.and_then(|document| key_start(document, path)) {
+        Some(start) => format!("{key} (line {}): unknown key", lines.line_of(start)),
+        None => format!("{key}: unknown key"),
+    }
+}
+
+/// Where the key at `path` is written, found by walking the parsed document.
+fn key_start(document: &toml::de::DeTable<'_>, path: &[Segment]) -> Option<usize> {
+    use toml::de::DeValue;
+    let mut value: Option<&DeValue<'_>> = None;
+    let mut start = None;
+    for segment in path {
+        match (segment, value) {
+            (Segment::Key(name), None) => {
+                let (key, next) = document.iter().find(|(key, _)| key.get_ref() == name)?;
+                (start, value) = (Some(key.span().start), Some(next.get_ref()));
+            }
+            (Segment::Key(name), Some(DeValue::Table(table))) => {
+                let (key, next) = table.iter().find(|(key, _)| key.get_ref() == name)?;
+                (start, value) = (Some(key.span().start), Some(next.get_ref()));
+            }
+            (Segment::Index(index), Some(DeValue::Array(array))) => value = Some(array.get(*index)?.get_ref()),
+            _ => return None,
+        }
+    }
+    start
+}
+
+/// A path as serde_ignored reports it, without the internals of `toml::Spanned`.
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<Segment> {
+    use serde_ignored::Path;
+    let mut segments = match path {
+        Path::Root => return Vec::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    };
+    match path {
+        Path::Seq { index, .. } => segments.push(Segment::Index(*index)),
+        Path::Map { key, .. } if !key.starts_with(SPANNED_KEY_PREFIX) => segments.push(Segment::Key(key.clone())),
+        _ => {}
+    }
+    segments
+}
+
 fn located(lines: &Lines, error: &toml::de::Error, prefix: &str) -> String {
     let at = error.span().map(|span| format!("line {}: ", lines.line_of(span.start))).unwrap_or_default();
     format!("{at}{prefix}{}", error.message().trim_end())
-}
-
-/// A key's path as a reader writes it: `releases[2].artifacts[0].colour`.
-fn key_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
-        Path::Map { parent, key } if key.starts_with(SPANNED_KEY_PREFIX) => key_path(parent),
-        Path::Map { parent, key } => match key_path(parent) {
-            parent if parent.is_empty() => key.clone(),
-            parent => format!("{parent}.{key}"),
-        },
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => key_path(parent),
-    }
 }
 
 /// Where each line of a text starts, to name the line of a byte offset in
@@ -92,7 +141,7 @@ mod tests {
         let raw = raw.expect("unknown keys do not stop the reading");
         assert_eq!(raw.name, "a");
         assert_eq!(raw.items[1].get_ref().size, 2);
-        assert_eq!(problems, ["colour: unknown key", "items[1].shape: unknown key"]);
+        assert_eq!(problems, ["colour (line 2): unknown key", "items[1].shape (line 7): unknown key"]);
     }
 
     #[test]

@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(file.refresh(), Refresh::Kept);
         assert_eq!(*file.current(), *first);
         let why = file.last_error().expect("the error is kept").to_string();
-        assert!(why.contains("colour: unknown key"), "{why}");
+        assert!(why.contains("releases[1].colour (line ") && why.ends_with("): unknown key"), "{why}");
         assert_eq!(file.refresh(), Refresh::Unchanged, "a broken file is not parsed again until it changes");
         assert!(file.last_error().is_some());
 

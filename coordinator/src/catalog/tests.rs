@@ -128,7 +128,7 @@ fn every_problem_is_reported_at_once_with_its_entry_and_line() {
     let second_artifact = line_of(&text, "http://mirror.example") - 3;
     let image = line_of(&text, "kube-apiserver:v1.31.2") - 2;
     assert_eq!(found.len(), 4, "{found:#?}");
-    assert_eq!(found[0], "releases[1].colour: unknown key");
+    assert_eq!(found[0], format!("releases[1].colour (line {}): unknown key", line_of(&text, "colour")));
     assert!(
         found[1].starts_with(&format!("releases[1] (line {release}).artifacts[0] (line {first_artifact}).sha256: ")),
         "{found:#?}"

@@ -78,12 +78,13 @@ fn every_problem_is_reported_at_once() {
         .replace("soak = \"250ms\"", "soak = \"a while\"\nnode_timeout = \"8d\"\nshape = 1")
         .replace("name = \"prod-eu-1\"", "name = \"Prod EU\"");
     let found = problems(&text);
-    let line = text.lines().position(|l| l == "[[clusters]]").expect("entry") + 1;
+    let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).expect("in the text") + 1;
+    let line = line_of("[[clusters]]");
     assert_eq!(
         found,
         [
-            "clusters[0].policy.shape: unknown key".to_owned(),
-            "colour: unknown key".to_owned(),
+            format!("clusters[0].policy.shape (line {}): unknown key", line_of("shape")),
+            format!("colour (line {}): unknown key", line_of("colour")),
             "listen: \"localhost\" is not IP:PORT".to_owned(),
             format!(
                 "clusters[0] (line {line}).name: \"Prod EU\" is not a cluster name \
