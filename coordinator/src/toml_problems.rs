@@ -1,7 +1,8 @@
 //! Reading a TOML file into its raw, serde-shaped struct while keeping every
 //! problem with where it is: each unknown key by its path and line
 //! (`releases[2].artifacts[0].colour (line 31)`), a syntax or type error by its line.
-//! The inventory, the release catalog and the service's config share it.
+//! The release catalog and the service's config are read through it; the
+//! inventory shares [`Lines`].
 
 use serde::de::DeserializeOwned;
 
