@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use upkeep_common::api::NodeRole;
 use upkeep_common::ids::NodeName;
 
+use crate::toml_problems::Lines;
+
 /// One node of the fleet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryNode {
@@ -231,21 +233,6 @@ impl Inventory {
     }
 }
 
-/// Where each line of a text starts, to name the line of a byte offset in
-/// logarithmic time (one pass over the text, however many entries it has).
-struct Lines(Vec<usize>);
-
-impl Lines {
-    fn of(text: &str) -> Lines {
-        Lines(text.bytes().enumerate().filter(|(_, byte)| *byte == b'\n').map(|(at, _)| at).collect())
-    }
-
-    /// The 1-based line of byte `offset`.
-    fn line_of(&self, offset: usize) -> usize {
-        self.0.partition_point(|&newline| newline < offset) + 1
-    }
-}
-
 /// An agent address in its normal form: `IP:PORT` as the standard library
 /// writes it (`[v6]:PORT` for IPv6, no leading zeros), or a host name in lower
 /// case without a trailing dot and the port as a number.
@@ -343,13 +330,6 @@ labels = { zone = "a" }
         )
         .expect_err("bad TOML");
         assert!(broken[0].starts_with("line 5: "), "{broken:?}");
-    }
-
-    #[test]
-    fn lines_are_counted_from_one_and_a_newline_ends_its_own_line() {
-        let lines = Lines::of("ab\ncd\n\ne");
-        let found: Vec<usize> = (0..9).map(|offset| lines.line_of(offset)).collect();
-        assert_eq!(found, [1, 1, 1, 2, 2, 2, 3, 4, 4]);
     }
 
     #[test]

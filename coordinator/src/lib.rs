@@ -14,7 +14,11 @@
 //! - [`report`]: counters, events, JSON lines and the progress bar.
 //! - [`store`]: the key-value store (embedded redb by default) that holds rollouts and updates.
 //! - [`certs`]: development CA, node server and role-carrying client certificates.
+//! - [`catalog`]: the release catalog (versions, channels, artifacts, images, risks).
+//! - [`service`]: `upkeep serve`, the long-running coordinator (its config first).
+//! - [`toml_problems`]: reading TOML files with every problem located.
 
+pub mod catalog;
 pub mod certs;
 pub mod client;
 pub mod control;
@@ -23,5 +27,7 @@ pub mod journal;
 pub mod plan;
 pub mod report;
 pub mod rollout;
+pub mod service;
 pub mod status;
 pub mod store;
+pub mod toml_problems;
