@@ -6,6 +6,7 @@
 //! `--journal` is an embedded store file holding one rollout; the service keeps
 //! each update's rollout under its own prefix of the service's store.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,6 +47,9 @@ pub struct JournalNode {
     pub error: Option<NodeError>,
     /// Whether it was seen unavailable.
     pub unavailable: bool,
+    /// Its architecture, when known: it picks the node's artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
 /// The whole journal.
@@ -55,12 +59,18 @@ pub struct Journal {
     pub rollout_id: String,
     /// The target version.
     pub target: Version,
-    /// The artifacts sent to every node.
+    /// The artifacts sent to every node whose architecture has none of its own.
     pub artifacts: Vec<Artifact>,
+    /// The artifacts for each architecture, from a release catalog.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artifacts_by_arch: BTreeMap<String, Vec<Artifact>>,
     /// The limits, resolved.
     pub limits: Limits,
     /// Whether nodes only stage first.
     pub prestage: bool,
+    /// Whether the staging before any swap is done.
+    #[serde(default)]
+    pub prestaged: bool,
     /// Nodes in inventory order; stored one key per node, not in the header.
     #[serde(skip)]
     pub nodes: Vec<JournalNode>,
@@ -93,6 +103,12 @@ pub enum JournalError {
 }
 
 impl Journal {
+    /// The artifacts node `index` installs: its architecture's, or the common ones.
+    pub fn artifacts_for(&self, index: usize) -> &[Artifact] {
+        let arch = self.nodes.get(index).and_then(|node| node.arch.as_ref());
+        arch.and_then(|arch| self.artifacts_by_arch.get(arch)).unwrap_or(&self.artifacts)
+    }
+
     /// The request token for a node's upgrade (or, with `stage`, its prestage):
     /// `ROLLOUT:NODE[:stage]`, or, when that is not a valid token (too long for
     /// one), `h-` and the sha256 of that text. Every request carries a token,
@@ -191,8 +207,10 @@ mod tests {
             rollout_id: "r1".into(),
             target: "v1.30.3".parse().expect("valid"),
             artifacts: vec![],
+            artifacts_by_arch: BTreeMap::new(),
             limits: Limits { max_unavailable: 1, max_failures: 0, per_zone: None, soak_ms: 0 },
             prestage: false,
+            prestaged: false,
             nodes: ["worker-1", "worker-2"]
                 .into_iter()
                 .map(|name| JournalNode {
@@ -201,6 +219,7 @@ mod tests {
                     operation: None,
                     error: None,
                     unavailable: false,
+                    arch: None,
                 })
                 .collect(),
             node_count: 0,

@@ -164,6 +164,8 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         id: None,
         target: config.to.clone(),
         artifacts: vec![artifact],
+        artifacts_by_arch: Default::default(),
+        node_arch: Default::default(),
         max_unavailable: Limit::Count(limit + config.limit_overshoot),
         max_failures: config.max_failures,
         per_zone: config.per_zone,

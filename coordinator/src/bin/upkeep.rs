@@ -337,6 +337,8 @@ async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
         id: None,
         target,
         artifacts,
+        artifacts_by_arch: Default::default(),
+        node_arch: Default::default(),
         max_unavailable: args.max_unavailable,
         max_failures: args.max_failures,
         per_zone: args.per_zone,

@@ -109,7 +109,7 @@ impl Rollout {
             self.finish_node(index, outcome, 0, true, sink).await?;
         }
         self.save().await?;
-        if self.journal.prestage {
+        if self.journal.prestage && !self.journal.prestaged {
             self.prestage(sink).await?;
         }
         let halt = self.drive(sink).await?;
@@ -319,7 +319,7 @@ impl Rollout {
         let node = &self.journal.nodes[index].name;
         UpgradeRequest {
             target_version: self.journal.target.clone(),
-            artifacts: self.journal.artifacts.clone(),
+            artifacts: self.journal.artifacts_for(index).to_vec(),
             request_token: Some(self.journal.token_for(node, stage_only)),
             force: false,
             drain: self.settings.drain.clone(),
@@ -345,7 +345,13 @@ impl Rollout {
         tasks.spawn(async move { (index, Finished::Upgrade(job.run().await)) });
     }
 
-    /// Stages the artifacts on every pending node first, a bounded number at once.
+    /// Stages the artifacts on every pending node, a bounded number at once,
+    /// and records that it is done (a node that fails is counted in error);
+    /// [`Rollout::run`] then goes straight to the upgrades.
+    pub async fn stage_everywhere(&mut self, sink: &mut dyn EventSink) -> Result<(), RolloutError> {
+        self.prestage(sink).await
+    }
+
     async fn prestage(&mut self, sink: &mut dyn EventSink) -> Result<(), RolloutError> {
         let jobs: Vec<(usize, NodeJob)> = (0..self.journal.nodes.len())
             .filter(|&i| self.journal.nodes[i].status == NodeStatus::Pending)
@@ -361,6 +367,7 @@ impl Rollout {
                 self.finish_node(index, outcome, 0, true, sink).await?;
             }
         }
+        self.journal.prestaged = true;
         self.save().await
     }
 }

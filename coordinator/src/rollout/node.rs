@@ -57,7 +57,8 @@ enum Stop {
 }
 
 impl NodeJob {
-    /// Upgrades the node (or, for a stage-only request, stages) and says how it ended.
+    /// Upgrades the node (or, for a stage-only request, stages; for a dry run,
+    /// checks) and says how it ended.
     pub async fn run(&self) -> NodeOutcome {
         let deadline = Instant::now().checked_add(self.node_timeout).unwrap_or_else(far_future);
         match self.upgrade(deadline).await {
@@ -75,7 +76,7 @@ impl NodeJob {
         check_operation(request, None, &first).map_err(Stop::Answer)?;
         let operation = self.follow(first, deadline).await?;
         let outcome = match ending(&operation) {
-            Ending::Succeeded if request.stage_only => return Ok(NodeOutcome::Patched),
+            Ending::Succeeded if request.stage_only || request.dry_run => return Ok(NodeOutcome::Patched),
             Ending::Succeeded => NodeOutcome::Patched,
             Ending::AlreadyThere => NodeOutcome::Skipped,
             Ending::Failed { problem, rolled_back } => {

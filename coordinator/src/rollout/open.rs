@@ -67,6 +67,7 @@ impl Rollout {
             rollout_id,
             target: spec.target,
             artifacts: spec.artifacts,
+            artifacts_by_arch: spec.artifacts_by_arch,
             limits: Limits {
                 max_unavailable,
                 max_failures: spec.max_failures.resolve(total),
@@ -74,6 +75,7 @@ impl Rollout {
                 soak_ms: u64::try_from(spec.soak.as_millis()).unwrap_or(u64::MAX),
             },
             prestage: spec.prestage,
+            prestaged: false,
             nodes: inventory
                 .nodes
                 .iter()
@@ -83,6 +85,7 @@ impl Rollout {
                     operation: None,
                     error: None,
                     unavailable: false,
+                    arch: spec.node_arch.get(&node.name).cloned(),
                 })
                 .collect(),
             node_count: inventory.nodes.len(),

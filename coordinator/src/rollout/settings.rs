@@ -1,6 +1,7 @@
 //! How a rollout is asked for (the spec), how the driver behaves (its
 //! settings and their bounds), and why a rollout cannot run.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use upkeep_common::Version;
@@ -33,8 +34,12 @@ pub struct RolloutSpec {
     pub id: Option<String>,
     /// The target version.
     pub target: Version,
-    /// The artifacts every node installs.
+    /// The artifacts every node installs, unless its architecture has its own.
     pub artifacts: Vec<Artifact>,
+    /// The artifacts for each architecture.
+    pub artifacts_by_arch: BTreeMap<String, Vec<Artifact>>,
+    /// Each node's architecture, where known.
+    pub node_arch: HashMap<NodeName, String>,
     /// Nodes that may be unavailable at once.
     pub max_unavailable: Limit,
     /// Failures tolerated before no new node starts.

@@ -1,3 +1,13 @@
 //! `upkeep serve`: the long-running coordinator that platforms call (DESIGN.md §6).
+//!
+//! - [`config`]: the service's config file.
+//! - [`model`]: clusters' specs, updates, tasks, history and events.
+//! - [`records`]: where those live in the store.
+//! - [`log`]: a running update's record and events, written in batches.
+//! - [`nodes`]: what the service last saw of each node.
 
 pub mod config;
+pub mod log;
+pub mod model;
+pub mod nodes;
+pub mod records;
