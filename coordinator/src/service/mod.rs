@@ -5,9 +5,11 @@
 //! - [`records`]: where those live in the store.
 //! - [`log`]: a running update's record and events, written in batches.
 //! - [`nodes`]: what the service last saw of each node.
+//! - [`view`]: the cluster as the API answers it.
 
 pub mod config;
 pub mod log;
 pub mod model;
 pub mod nodes;
 pub mod records;
+pub mod view;
