@@ -20,7 +20,7 @@ use crate::plan::{Halt, NodeStatus, PlanNode, plan};
 use crate::report::{Counters, Event, EventSink, Summary};
 
 mod answer;
-mod node;
+pub(crate) mod node;
 mod observe;
 mod open;
 mod settings;

@@ -22,7 +22,7 @@ const LONG_POLL: Duration = Duration::from_secs(30);
 
 /// How one node's upgrade ended.
 #[derive(Debug, Clone)]
-pub(super) enum NodeOutcome {
+pub(crate) enum NodeOutcome {
     Patched,
     Skipped,
     Failed { error: NodeError, unavailable: bool },
@@ -30,14 +30,14 @@ pub(super) enum NodeOutcome {
 
 impl NodeOutcome {
     /// Node `node` failed with `problem`; `unavailable` when it may be left unable to serve.
-    pub(super) fn failed(node: &NodeName, problem: Problem, unavailable: bool) -> NodeOutcome {
+    pub(crate) fn failed(node: &NodeName, problem: Problem, unavailable: bool) -> NodeOutcome {
         let Problem { step, code, message } = problem;
         NodeOutcome::Failed { error: NodeError { node: node.clone(), step, code, message }, unavailable }
     }
 }
 
 /// Everything one node's upgrade needs.
-pub(super) struct NodeJob {
+pub(crate) struct NodeJob {
     pub client: AgentClient,
     pub address: String,
     pub name: NodeName,

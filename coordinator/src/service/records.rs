@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::journal::JournalStore;
 use crate::store::{Batch, Store, StoreError, get_json, json, scan_json};
 
+use super::checks::NodesBefore;
 use super::model::{ClusterSpec, HistoryEntry, Update, UpdateEvent};
 
 /// The service's records in a store.
@@ -128,6 +129,16 @@ impl Records {
     /// Saves an event.
     pub fn put_event(batch: &mut Batch, cluster: &str, update: &str, event: &UpdateEvent) {
         batch.put(format!("{}{:012}", event_prefix(cluster, update), event.seq), json(event));
+    }
+
+    /// What PreCheck learned of the nodes before an update.
+    pub async fn nodes_before(&self, cluster: &str, update: &str) -> Result<Option<NodesBefore>, StoreError> {
+        get_json(self.store.as_ref(), &format!("before/{cluster}/{update}")).await
+    }
+
+    /// Saves what PreCheck learned of the nodes.
+    pub fn put_nodes_before(batch: &mut Batch, cluster: &str, update: &str, before: &NodesBefore) {
+        batch.put(format!("before/{cluster}/{update}"), json(before));
     }
 
     /// The rollout journal of an update.

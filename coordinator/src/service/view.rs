@@ -146,11 +146,8 @@ pub fn cluster_view(input: ViewInput<'_>) -> ClusterView {
         &available_message,
         input.now,
     );
-    let (progressing, reason) = if running.is_some() {
-        (ConditionStatus::True, "UpdateRunning")
-    } else {
-        (ConditionStatus::False, "AtRest")
-    };
+    let (progressing, reason) =
+        if running.is_some() { (ConditionStatus::True, "UpdateRunning") } else { (ConditionStatus::False, "AtRest") };
     Condition::set(&mut conditions, ConditionType::Progressing, progressing, reason, &status_message, input.now);
     let (degraded_status, reason) =
         if degraded { (ConditionStatus::True, "UpdateFailed") } else { (ConditionStatus::False, "Healthy") };

@@ -1,0 +1,158 @@
+//! The workflow's checks: PreCheck (every node answers with its versions and
+//! architecture, the catalog has its artifacts, an agent dry run passes) and
+//! PostCheck (every patched node reports the target). Each returns the nodes
+//! that failed with why; the workflow decides what that means.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use upkeep_common::Version;
+use upkeep_common::api::{Artifact, UpgradeRequest};
+use upkeep_common::ids::NodeName;
+
+use crate::catalog::Release;
+use crate::journal::{Journal, NodeError};
+use crate::plan::NodeStatus;
+use crate::rollout::node::{NodeJob, NodeOutcome};
+use crate::status::Unreadable;
+
+use super::cluster::ClusterRuntime;
+
+/// The longest one node's dry run may take.
+const DRY_RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What PreCheck learned of the nodes, kept for the later tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodesBefore {
+    /// Each node's architecture.
+    pub arch: HashMap<String, String>,
+    /// Each node's version before the update (for a rollback).
+    pub version: HashMap<String, Option<Version>>,
+    /// The release's artifacts for each architecture found.
+    pub artifacts: BTreeMap<String, Vec<Artifact>>,
+}
+
+fn problem(node: &NodeName, code: &str, message: String) -> NodeError {
+    NodeError { node: node.clone(), step: None, code: code.to_owned(), message }
+}
+
+/// Reads every node, checks the release covers its architecture, and runs an
+/// agent dry run on every node that passed so far.
+pub async fn precheck(cluster: &ClusterRuntime, update_id: &str, release: &Release) -> (NodesBefore, Vec<NodeError>) {
+    let rows = cluster.read_nodes().await;
+    let views = cluster.nodes();
+    let mut before = NodesBefore::default();
+    let mut problems = Vec::new();
+    let mut dry_runs = Vec::new();
+    for ((row, view), node) in rows.iter().zip(&views).zip(&cluster.inventory.nodes) {
+        let name = node.name.to_string();
+        before.version.insert(name.clone(), view.kubernetes_version().cloned());
+        let Some(state) = &row.state else {
+            let (code, message) = unreadable_reason(row.unreadable.as_ref());
+            problems.push(problem(&node.name, &code, message));
+            continue;
+        };
+        if state.host.arch.is_empty() {
+            let message = "the agent does not report its architecture (upgrade the agent first)".to_owned();
+            problems.push(problem(&node.name, "arch_unknown", message));
+            continue;
+        }
+        let artifacts = match release.artifacts_for(&state.host.arch) {
+            Ok(artifacts) => artifacts,
+            Err(missing) => {
+                problems.push(problem(&node.name, "artifact_missing", missing.to_string()));
+                continue;
+            }
+        };
+        before.arch.insert(name, state.host.arch.clone());
+        before.artifacts.entry(state.host.arch.clone()).or_insert_with(|| artifacts.clone());
+        dry_runs.push(dry_run_job(cluster, update_id, &node.name, &node.address, &release.version, artifacts));
+    }
+    let failed: Vec<NodeError> = stream::iter(dry_runs)
+        .map(|job| async move { job.run().await })
+        .buffer_unordered(cluster.settings.concurrency.max(1))
+        .filter_map(|outcome| async move {
+            match outcome {
+                NodeOutcome::Failed { error, .. } => Some(error),
+                NodeOutcome::Patched | NodeOutcome::Skipped => None,
+            }
+        })
+        .collect()
+        .await;
+    problems.extend(failed);
+    (before, problems)
+}
+
+/// Why a row could not be read, as (code, message).
+fn unreadable_reason(unreadable: Option<&Unreadable>) -> (String, String) {
+    match unreadable {
+        Some(unreadable) => (unreadable.code.clone(), unreadable.message.clone()),
+        None => ("unreadable".to_owned(), "the node's state could not be read".to_owned()),
+    }
+}
+
+fn dry_run_job(
+    cluster: &ClusterRuntime,
+    update_id: &str,
+    name: &NodeName,
+    address: &str,
+    target: &Version,
+    artifacts: Vec<Artifact>,
+) -> NodeJob {
+    let token = format!("{update_id}:{name}:precheck").parse().ok();
+    NodeJob {
+        client: cluster.client.clone(),
+        address: address.to_owned(),
+        name: name.clone(),
+        request: UpgradeRequest {
+            target_version: target.clone(),
+            artifacts,
+            request_token: token,
+            force: false,
+            drain: None,
+            dry_run: true,
+            stage_only: false,
+            control_plane_version: None,
+        },
+        poll_interval: cluster.settings.poll_interval,
+        node_timeout: cluster.config.policy.node_timeout.min(DRY_RUN_TIMEOUT),
+    }
+}
+
+/// Reads every node the journal counts patched and returns those that do not
+/// report the target for every artifact they installed.
+pub async fn postcheck(cluster: &ClusterRuntime, journal: &Journal) -> Vec<NodeError> {
+    let rows = cluster.read_nodes().await;
+    let mut problems = Vec::new();
+    for (index, node) in journal.nodes.iter().enumerate() {
+        if node.status != NodeStatus::Patched {
+            continue;
+        }
+        let Some(row) = rows.iter().find(|row| row.name == node.name) else { continue };
+        match &row.state {
+            None => {
+                let (code, message) = unreadable_reason(row.unreadable.as_ref());
+                problems.push(problem(&node.name, &code, message));
+            }
+            Some(state) => {
+                let artifacts = journal.artifacts_for(index);
+                let behind: Vec<String> = artifacts
+                    .iter()
+                    .filter(|artifact| {
+                        !state.components.iter().any(|c| {
+                            c.name == artifact.component && c.observed_version.as_ref() == Some(&journal.target)
+                        })
+                    })
+                    .map(|artifact| artifact.component.to_string())
+                    .collect();
+                if !behind.is_empty() {
+                    let message = format!("{} do not report {}", behind.join(", "), journal.target);
+                    problems.push(problem(&node.name, "postcheck_failed", message));
+                }
+            }
+        }
+    }
+    problems
+}
