@@ -4,6 +4,7 @@
 //! `upkeep:reader` < `upkeep:operator` < `upkeep:admin`; a certificate carrying
 //! several roles gets the highest, and one carrying none has no role at all.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,13 @@ impl Role {
         Role::ALL.into_iter().find(|role| role.organization() == value)
     }
 
+    /// The role and cluster of an O value `upkeep:ROLE:CLUSTER`, if it is one.
+    pub fn scoped_of(value: &str) -> Option<(Role, &str)> {
+        let (role, cluster) = value.rsplit_once(':')?;
+        let role = Role::from_organization(role)?;
+        (!cluster.is_empty()).then_some((role, cluster))
+    }
+
     /// The highest role among a certificate's O values.
     pub fn highest_of<'a>(organizations: impl IntoIterator<Item = &'a str>) -> Option<Role> {
         organizations.into_iter().filter_map(Role::from_organization).max()
@@ -58,6 +66,9 @@ pub struct Identity {
     pub common_name: String,
     /// The highest role among the Subject's O values, if any.
     pub role: Option<Role>,
+    /// Roles held on one cluster only (`upkeep:ROLE:CLUSTER`), the highest per cluster.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cluster_roles: BTreeMap<String, Role>,
 }
 
 /// Why a certificate could not be read.
@@ -77,7 +88,18 @@ impl Identity {
         let subject = certificate.subject();
         let common_name = subject.iter_common_name().find_map(|cn| cn.as_str().ok()).unwrap_or_default().to_owned();
         let organizations: Vec<&str> = subject.iter_organization().filter_map(|o| o.as_str().ok()).collect();
-        Ok(Identity { common_name, role: Role::highest_of(organizations) })
+        let mut cluster_roles: BTreeMap<String, Role> = BTreeMap::new();
+        for (role, cluster) in organizations.iter().filter_map(|o| Role::scoped_of(o)) {
+            let held = cluster_roles.entry(cluster.to_owned()).or_insert(role);
+            *held = (*held).max(role);
+        }
+        Ok(Identity { common_name, role: Role::highest_of(organizations), cluster_roles })
+    }
+
+    /// Whether this identity may do what `required` may on `cluster`: by a
+    /// role on every cluster, or by one on that cluster.
+    pub fn allows_on(&self, required: Role, cluster: &str) -> bool {
+        self.allows(required) || self.cluster_roles.get(cluster).is_some_and(|role| *role >= required)
     }
 
     /// Whether this identity may do what `required` may.
@@ -116,17 +138,39 @@ mod tests {
 
     #[test]
     fn allows_follows_the_order() {
-        let operator = Identity { common_name: "ops".into(), role: Some(Role::Operator) };
+        let operator =
+            Identity { common_name: "ops".into(), role: Some(Role::Operator), cluster_roles: BTreeMap::new() };
         assert!(operator.allows(Role::Reader));
         assert!(operator.allows(Role::Operator));
         assert!(!operator.allows(Role::Admin));
-        let nobody = Identity { common_name: "x".into(), role: None };
+        let nobody = Identity { common_name: "x".into(), role: None, cluster_roles: BTreeMap::new() };
         assert!(!nobody.allows(Role::Reader));
     }
 
     #[test]
+    fn a_cluster_scoped_role_holds_on_that_cluster_only() {
+        assert_eq!(Role::scoped_of("upkeep:operator:prod-eu-1"), Some((Role::Operator, "prod-eu-1")));
+        assert_eq!(Role::scoped_of("upkeep:operator:"), None, "no cluster");
+        assert_eq!(Role::scoped_of("upkeep:operator"), None, "a role on every cluster is not scoped");
+        assert_eq!(Role::scoped_of("acme:operator:prod"), None);
+        let scoped = Identity {
+            common_name: "eu-ops".into(),
+            role: Some(Role::Reader),
+            cluster_roles: BTreeMap::from([("prod-eu-1".to_owned(), Role::Operator)]),
+        };
+        assert!(scoped.allows_on(Role::Operator, "prod-eu-1"));
+        assert!(!scoped.allows_on(Role::Operator, "prod-us-1"), "another cluster");
+        assert!(scoped.allows_on(Role::Reader, "prod-us-1"), "the role on every cluster still holds");
+        assert!(!scoped.allows_on(Role::Admin, "prod-eu-1"));
+    }
+
+    #[test]
     fn a_name_with_control_characters_is_shown_escaped() {
-        let forged = Identity { common_name: "ops\nINFO forged\x1b[31m".into(), role: Some(Role::Reader) };
+        let forged = Identity {
+            common_name: "ops\nINFO forged\x1b[31m".into(),
+            role: Some(Role::Reader),
+            cluster_roles: BTreeMap::new(),
+        };
         assert_eq!(forged.to_string(), "ops\\nINFO forged\\u{1b}[31m (upkeep:reader)");
     }
 

@@ -246,7 +246,10 @@ mod tests {
         let ca = CertificateAuthority::generate("test CA", Validity::days_from_now(1)).expect("CA");
         let issued = ca.issue_client("ops", Some(Role::Operator), Validity::days_from_now(1)).expect("client");
         let identity = Identity::from_certificate_der(&der_of(&issued.cert_pem)).expect("readable");
-        assert_eq!(identity, Identity { common_name: "ops".into(), role: Some(Role::Operator) });
+        assert_eq!(
+            identity,
+            Identity { common_name: "ops".into(), role: Some(Role::Operator), cluster_roles: Default::default() }
+        );
         let nobody = ca.issue_client("nobody", None, Validity::days_from_now(1)).expect("client");
         assert_eq!(Identity::from_certificate_der(&der_of(&nobody.cert_pem)).expect("readable").role, None);
     }

@@ -98,6 +98,16 @@ pub async fn read_json<T: DeserializeOwned>(
     request: Request<RequestBody>,
     presence: BodyPresence,
 ) -> Result<T, ErrorBody> {
+    read_json_as(request, presence, &["application/json"]).await
+}
+
+/// Like [`read_json`], for a body of one of `media_types` (such as
+/// `application/merge-patch+json` beside `application/json`).
+pub async fn read_json_as<T: DeserializeOwned>(
+    request: Request<RequestBody>,
+    presence: BodyPresence,
+    media_types: &[&str],
+) -> Result<T, ErrorBody> {
     let limits = request.body().limits;
     let declared_length =
         request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -117,14 +127,15 @@ pub async fn read_json<T: DeserializeOwned>(
             BodyPresence::Optional => parse_object(b"{}"),
         };
     }
-    let is_json = content_type.as_deref().is_some_and(|value| {
-        value.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    let accepted = content_type.as_deref().is_some_and(|value| {
+        value.split(';').next().is_some_and(|media| media_types.iter().any(|m| media.trim().eq_ignore_ascii_case(m)))
     });
-    if !is_json {
+    if !accepted {
         return Err(ErrorBody::new(
             ErrorCode::UnsupportedMediaType,
             format!(
-                "request body must be application/json, got {}",
+                "request body must be {}, got {}",
+                media_types.join(" or "),
                 content_type.as_deref().unwrap_or("no Content-Type")
             ),
         ));

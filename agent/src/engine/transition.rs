@@ -131,7 +131,7 @@ pub(crate) mod tests_support {
         new_record(NewRecord {
             id: "op-1".parse().expect("valid"),
             kind: OperationKind::Upgrade,
-            identity: &Identity { common_name: "test".into(), role: None },
+            identity: &Identity { common_name: "test".into(), role: None, cluster_roles: Default::default() },
             token: None,
             request_digest: String::new(),
             from_version: None,
