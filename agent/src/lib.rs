@@ -18,7 +18,6 @@
 //! - [`cli`]: the binary's command line.
 //! - [`deadline`]: checked time arithmetic for deadlines.
 //! - [`refresh`]: background refresh of versions, host facts and TLS files.
-//! - [`systemd`]: readiness and watchdog notifications.
 //!
 //! [`run`] wires them together for the binary; tests and the simulator build the
 //! pieces themselves and call [`server::serve`].
@@ -35,7 +34,6 @@ pub mod node;
 pub mod refresh;
 pub mod server;
 pub mod store;
-pub mod systemd;
 
 use std::sync::Arc;
 
@@ -99,15 +97,15 @@ pub async fn run(config: AgentConfig) -> Result<(), StartError> {
     background.spawn(refresh::refresh_host_facts_forever(app.clone()));
     background.spawn(tls.clone().reload_on_change_forever());
     background.spawn(tls.clone().reload_on_signal_forever(hangup));
-    background.spawn(systemd::watchdog_forever());
+    background.spawn(upkeep_net::systemd::watchdog_forever());
 
     let address = listener.local_addr().unwrap_or(app.config.listen);
     tracing::info!(node = %app.config.node_name, "listening on {address}");
-    systemd::notify_ready();
+    upkeep_net::systemd::notify_ready();
     server::serve(listener, tls, app, async {
         shutdown.await;
         tracing::info!("shutting down: finishing requests in flight");
-        systemd::notify_stopping();
+        upkeep_net::systemd::notify_stopping();
     })
     .await;
     background.abort_all();

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     OperationInProgress,
     /// The node's state forbids the request (409).
     Conflict,
+    /// An update is already running on the cluster; the message names it (409, the service only).
+    UpdateInProgress,
     /// The request body did not arrive in time (408); the connection is closed.
     RequestTimeout,
     /// `If-Match` did not match the node's current `ETag` (412).
@@ -47,7 +49,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::MalformedRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -55,6 +57,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::OperationInProgress,
         ErrorCode::Conflict,
+        ErrorCode::UpdateInProgress,
         ErrorCode::RequestTimeout,
         ErrorCode::PreconditionFailed,
         ErrorCode::PayloadTooLarge,
@@ -73,7 +76,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::OperationInProgress | ErrorCode::Conflict => 409,
+            ErrorCode::OperationInProgress | ErrorCode::Conflict | ErrorCode::UpdateInProgress => 409,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::OperationInProgress => "operation_in_progress",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::UpdateInProgress => "update_in_progress",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::PayloadTooLarge => "payload_too_large",

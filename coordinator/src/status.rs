@@ -3,13 +3,14 @@
 //! an unreadable body, a redirect, a certificate problem, another node's
 //! agent at its address), never dropped.
 
+use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use upkeep_common::api::{NodeRole, NodeState};
 use upkeep_common::ids::NodeName;
 
 use crate::client::{AgentClient, ClientError};
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, InventoryNode};
 
 /// Why a node's state could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,37 +57,42 @@ pub struct NodeStatusRow {
 }
 
 /// Asks every node of the inventory, `concurrency` at a time, in inventory order.
-pub async fn fleet_status(client: &AgentClient, inventory: &Inventory, concurrency: usize) -> Vec<NodeStatusRow> {
-    let mut rows: Vec<(usize, NodeStatusRow)> = stream::iter(inventory.nodes.iter().enumerate())
-        .map(|(index, node)| async move {
-            let answer = client.node(&node.address).await;
-            let (state, unreadable) = match answer {
-                Ok(state) if state.name != node.name => {
-                    let message = format!(
-                        "the inventory lists {} at {}, but the agent there reports node {}",
-                        node.name, node.address, state.name
-                    );
-                    (None, Some(Unreadable { code: "node_name_mismatch".to_owned(), message }))
-                }
-                Ok(state) => (Some(state), None),
-                Err(error) => (None, Some(Unreadable::of(&error))),
-            };
-            (
-                index,
-                NodeStatusRow {
-                    name: node.name.clone(),
-                    address: node.address.clone(),
-                    role: node.role,
-                    state,
-                    unreadable,
-                },
-            )
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    rows.sort_by_key(|(index, _)| *index);
-    rows.into_iter().map(|(_, row)| row).collect()
+pub fn fleet_status<'a>(
+    client: &'a AgentClient,
+    inventory: &'a Inventory,
+    concurrency: usize,
+) -> BoxFuture<'a, Vec<NodeStatusRow>> {
+    // Boxed, and indexed rather than iterated by reference, so that callers may spawn it.
+    async move {
+        let nodes = &inventory.nodes;
+        let mut rows: Vec<(usize, NodeStatusRow)> = stream::iter(0..nodes.len())
+            .map(|index| read_row(client, index, &nodes[index]))
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        rows.sort_by_key(|(index, _)| *index);
+        rows.into_iter().map(|(_, row)| row).collect()
+    }
+    .boxed()
+}
+
+/// Reads one node's row.
+async fn read_row(client: &AgentClient, index: usize, node: &InventoryNode) -> (usize, NodeStatusRow) {
+    let answer = client.node(&node.address).await;
+    let (state, unreadable) = match answer {
+        Ok(state) if state.name != node.name => {
+            let message = format!(
+                "the inventory lists {} at {}, but the agent there reports node {}",
+                node.name, node.address, state.name
+            );
+            (None, Some(Unreadable { code: "node_name_mismatch".to_owned(), message }))
+        }
+        Ok(state) => (Some(state), None),
+        Err(error) => (None, Some(Unreadable::of(&error))),
+    };
+    let row =
+        NodeStatusRow { name: node.name.clone(), address: node.address.clone(), role: node.role, state, unreadable };
+    (index, row)
 }
 
 /// The rows as an aligned text table, then why each unreadable node could not be read.

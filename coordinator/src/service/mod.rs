@@ -1,6 +1,12 @@
 //! `upkeep serve`: the long-running coordinator that platforms call (DESIGN.md §6).
 //!
+//! - [`app`]: the service as a whole: store, clusters, metrics.
+//! - [`api`]: the HTTPS API's routes and roles; [`handlers`]: what each does.
+//! - [`admission`]: whether an upgrade request may start an update.
+//! - [`events`]: an update's event stream.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`config`]: the service's config file.
+//! - [`run`]: `upkeep serve` until a signal.
 //! - [`model`]: clusters' specs, updates, tasks, history and events.
 //! - [`records`]: where those live in the store.
 //! - [`log`]: a running update's record and events, written in batches.
@@ -11,13 +17,20 @@
 //! - [`checks`]: PreCheck and PostCheck.
 //! - [`sink`]: the rollout's events as the update's.
 
+pub mod admission;
+pub mod api;
+pub mod app;
 pub mod checks;
 pub mod cluster;
 pub mod config;
+pub mod events;
+pub mod handlers;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod nodes;
 pub mod records;
+pub mod run;
 pub mod sink;
 pub mod view;
 pub mod workflow;

@@ -1,0 +1,200 @@
+//! The service's HTTPS API (DESIGN.md §6): its routes with the role each
+//! needs, on every cluster (`upkeep:ROLE`) or on the one in the path
+//! (`upkeep:ROLE:CLUSTER`), and the one place that turns a request into a
+//! response. Every write is audit-logged with the caller's identity.
+//!
+//! | method | path | role |
+//! |---|---|---|
+//! | GET | `/healthz`, `/readyz` | any client certificate from the trusted CA |
+//! | GET | `/metrics` | reader |
+//! | GET | `/v1/clusters` | reader (the clusters the caller may read) |
+//! | GET | `/v1/clusters/{cluster}` | reader |
+//! | PATCH | `/v1/clusters/{cluster}` | operator |
+//! | POST | `/v1/clusters/{cluster}/upgrade` | operator (`force`, `policy`: admin) |
+//! | GET | `/v1/clusters/{cluster}/updates`, `.../updates/{id}` | reader |
+//! | POST | `.../updates/{id}/pause`, `/resume`, `/cancel` | operator |
+//! | GET | `.../updates/{id}/events?from=N` | reader |
+//! | GET | `/v1/clusters/{cluster}/nodes` | reader |
+
+use std::sync::Arc;
+
+use hyper::{Method, Request, Response, StatusCode};
+use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
+use upkeep_net::body::RequestBody;
+use upkeep_net::response::{self, Body};
+use upkeep_net::routing::{self, ApiMethod, match_template};
+
+use super::app::ServiceApp;
+use super::handlers;
+use super::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Liveness.
+    Healthz,
+    /// Readiness.
+    Readyz,
+    /// Prometheus metrics.
+    Metrics,
+    /// Every cluster.
+    ListClusters,
+    /// One cluster.
+    GetCluster,
+    /// Set the desired version.
+    PatchCluster,
+    /// Start an upgrade.
+    Upgrade,
+    /// A cluster's updates.
+    ListUpdates,
+    /// One update.
+    GetUpdate,
+    /// Pause an update.
+    Pause,
+    /// Resume an update.
+    Resume,
+    /// Cancel an update.
+    Cancel,
+    /// An update's events.
+    Events,
+    /// A cluster's nodes.
+    Nodes,
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Its method.
+    pub method: ApiMethod,
+    /// Its path template.
+    pub path: &'static str,
+    /// The least role allowed; `None` means any verified client.
+    pub role: Option<Role>,
+    /// What it does.
+    pub endpoint: Endpoint,
+}
+
+const fn route(method: ApiMethod, path: &'static str, role: Option<Role>, endpoint: Endpoint) -> Route {
+    Route { method, path, role, endpoint }
+}
+
+const READER: Option<Role> = Some(Role::Reader);
+const OPERATOR: Option<Role> = Some(Role::Operator);
+
+/// Every route of the API (the OpenAPI document is tested against this list).
+pub const ROUTES: &[Route] = &[
+    route(ApiMethod::Get, "/healthz", None, Endpoint::Healthz),
+    route(ApiMethod::Get, "/readyz", None, Endpoint::Readyz),
+    route(ApiMethod::Get, "/metrics", READER, Endpoint::Metrics),
+    route(ApiMethod::Get, "/v1/clusters", READER, Endpoint::ListClusters),
+    route(ApiMethod::Get, "/v1/clusters/{cluster}", READER, Endpoint::GetCluster),
+    route(ApiMethod::Patch, "/v1/clusters/{cluster}", OPERATOR, Endpoint::PatchCluster),
+    route(ApiMethod::Post, "/v1/clusters/{cluster}/upgrade", OPERATOR, Endpoint::Upgrade),
+    route(ApiMethod::Get, "/v1/clusters/{cluster}/updates", READER, Endpoint::ListUpdates),
+    route(ApiMethod::Get, "/v1/clusters/{cluster}/updates/{id}", READER, Endpoint::GetUpdate),
+    route(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/pause", OPERATOR, Endpoint::Pause),
+    route(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/resume", OPERATOR, Endpoint::Resume),
+    route(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/cancel", OPERATOR, Endpoint::Cancel),
+    route(ApiMethod::Get, "/v1/clusters/{cluster}/updates/{id}/events", READER, Endpoint::Events),
+    route(ApiMethod::Get, "/v1/clusters/{cluster}/nodes", READER, Endpoint::Nodes),
+];
+
+/// The service as an `upkeep-net` service.
+pub struct ServiceHandler {
+    /// The service.
+    pub app: Arc<ServiceApp>,
+}
+
+impl upkeep_net::Service for ServiceHandler {
+    async fn call(&self, caller: &Identity, request: Request<RequestBody>) -> Response<Body> {
+        handle(&self.app, caller, request).await
+    }
+
+    fn refused(&self, refusal: &upkeep_net::identity::IdentityRefused, response: &Response<Body>) {
+        self.app.metrics.record_request("unauthenticated", response.status().as_u16());
+        tracing::info!(target: "audit", reason = refusal.reason(), "request refused: client certificate names nobody");
+    }
+
+    fn handshake_failed(&self, reason: &'static str) {
+        self.app.metrics.record_handshake_failure(reason);
+    }
+
+    fn connections_changed(&self, delta: i64) {
+        self.app.metrics.add_open_connections(delta);
+    }
+}
+
+/// Serves one request. Never fails: every problem becomes an envelope.
+pub async fn handle(app: &Arc<ServiceApp>, identity: &Identity, request: Request<RequestBody>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let matching: Vec<(&Route, Vec<String>)> = ROUTES
+        .iter()
+        .filter_map(|route| {
+            match_template(route.path, &path).map(|values| (route, values.into_iter().map(str::to_owned).collect()))
+        })
+        .collect();
+    let api_method = ApiMethod::of(&method);
+    let found = matching.iter().find(|(route, _)| Some(route.method) == api_method);
+    let (label, response) = match (found, matching.first()) {
+        (Some((route, values)), _) => (route.path, authorize_and_dispatch(app, identity, route, values, request).await),
+        (None, Some((route, _))) => {
+            let allowed: Vec<ApiMethod> = matching.iter().map(|(route, _)| route.method).collect();
+            (route.path, routing::method_not_allowed(&allowed, &method))
+        }
+        (None, None) => {
+            ("unmatched", response::error(&ErrorBody::new(ErrorCode::NotFound, format!("no route for {path}"))))
+        }
+    };
+    let status = response.status().as_u16();
+    app.metrics.record_request(label, status);
+    if method != Method::GET {
+        tracing::info!(target: "audit", client = %identity, route = label, path = %upkeep_net::log::Escaped(&path), status, "request");
+    }
+    response
+}
+
+async fn authorize_and_dispatch(
+    app: &Arc<ServiceApp>,
+    identity: &Identity,
+    route: &Route,
+    values: &[String],
+    request: Request<RequestBody>,
+) -> Response<Body> {
+    let cluster = values.first().map(String::as_str);
+    if let Some(required) = route.role {
+        let allowed = match cluster {
+            Some(cluster) => identity.allows_on(required, cluster),
+            None if route.endpoint == Endpoint::ListClusters => {
+                identity.allows(required) || identity.cluster_roles.values().any(|role| *role >= required)
+            }
+            None => identity.allows(required),
+        };
+        if !allowed {
+            let scope = cluster.map(|c| format!(" on cluster {c}")).unwrap_or_default();
+            return response::error(&routing::forbidden(identity, required, &scope));
+        }
+    }
+    let result = match route.endpoint {
+        Endpoint::Healthz => Ok(response::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        Endpoint::Readyz => Ok(response::json(
+            StatusCode::OK,
+            &serde_json::json!({"ready": true, "leader": true, "replica": app.replica}),
+        )),
+        Endpoint::Metrics => {
+            Ok(response::with_body(StatusCode::OK, METRICS_CONTENT_TYPE, app.metrics.encode(app.store.stats())))
+        }
+        Endpoint::ListClusters => handlers::list_clusters(app, identity).await,
+        endpoint => match app.clusters.get(cluster.unwrap_or_default()) {
+            None => Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                format!("no cluster {}", upkeep_net::log::Escaped(cluster.unwrap_or_default())),
+            )),
+            Some(found) => {
+                let id = values.get(1).map(String::as_str);
+                handlers::dispatch(app, found, identity, endpoint, id, request).await
+            }
+        },
+    };
+    result.unwrap_or_else(|error| response::error(&error))
+}

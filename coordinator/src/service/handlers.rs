@@ -1,0 +1,310 @@
+//! What each route of the service's API does, on one cluster.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use hyper::header::{ETAG, HeaderValue, IF_MATCH};
+use hyper::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
+use upkeep_net::body::{BodyPresence, RequestBody, read_json, read_json_as};
+use upkeep_net::response::{self, Body};
+
+use crate::control::Control;
+use crate::journal::JournalNode;
+use crate::store::{Batch, StoreError};
+
+use super::admission::{AdmissionInput, UpgradeBody, admit};
+use super::api::Endpoint;
+use super::app::ServiceApp;
+use super::cluster::{ClusterRuntime, ClusterState};
+use super::events;
+use super::model::{Update, UpdateStatus};
+use super::records::Records;
+use super::view::{ClusterView, ViewInput, cluster_view};
+
+/// The longest update id accepted in a path.
+const MAX_ID: usize = 64;
+
+fn unavailable(error: &StoreError) -> ErrorBody {
+    tracing::error!(%error, "the store failed");
+    ErrorBody::new(ErrorCode::DependencyUnavailable, format!("the service's store failed: {error}"))
+}
+
+/// `GET /v1/clusters`: the clusters the caller may read, without history.
+pub async fn list_clusters(app: &Arc<ServiceApp>, identity: &Identity) -> Result<Response<Body>, ErrorBody> {
+    let mut clusters = Vec::new();
+    for cluster in app.clusters.values() {
+        if identity.allows_on(Role::Reader, cluster.name()) {
+            clusters.push(view(app, cluster, false).await?);
+        }
+    }
+    Ok(response::json(StatusCode::OK, &serde_json::json!({ "clusters": clusters })))
+}
+
+/// Serves a route on `cluster`; `id` is the update in the path, if any.
+pub async fn dispatch(
+    app: &Arc<ServiceApp>,
+    cluster: &Arc<ClusterRuntime>,
+    identity: &Identity,
+    endpoint: Endpoint,
+    id: Option<&str>,
+    request: Request<RequestBody>,
+) -> Result<Response<Body>, ErrorBody> {
+    match endpoint {
+        Endpoint::GetCluster => {
+            let view = view(app, cluster, true).await?;
+            let mut response = response::json(StatusCode::OK, &view);
+            if let Ok(tag) = HeaderValue::from_str(&view.spec.etag()) {
+                response.headers_mut().insert(ETAG, tag);
+            }
+            Ok(response)
+        }
+        Endpoint::PatchCluster => {
+            let if_match = if_match(&request);
+            let patch: VersionPatch =
+                read_json_as(request, BodyPresence::Required, &["application/merge-patch+json", "application/json"])
+                    .await?;
+            let body = UpgradeBody {
+                target_version: patch.version,
+                request_token: None,
+                force: false,
+                dry_run: false,
+                policy: None,
+                accept_risks: Vec::new(),
+            };
+            start_update(app, cluster, identity, body, if_match.as_deref()).await
+        }
+        Endpoint::Upgrade => {
+            let if_match = if_match(&request);
+            let body: UpgradeBody = read_json(request, BodyPresence::Required).await?;
+            start_update(app, cluster, identity, body, if_match.as_deref()).await
+        }
+        Endpoint::ListUpdates => {
+            let mut updates = cluster.records.updates(cluster.name()).await.map_err(|e| unavailable(&e))?;
+            if let Some(running) = running_update(cluster).await {
+                if let Some(stored) = updates.iter_mut().find(|u| u.id == running.id) {
+                    *stored = running;
+                }
+            }
+            updates.reverse();
+            Ok(response::json(StatusCode::OK, &serde_json::json!({ "updates": updates })))
+        }
+        Endpoint::GetUpdate => {
+            let update = find_update(cluster, id).await?;
+            let journal = cluster.records.journal(cluster.name(), &update.id).load().await.ok();
+            let nodes: Vec<NodeOutcome> =
+                journal.map(|j| j.nodes.iter().map(NodeOutcome::of).collect()).unwrap_or_default();
+            Ok(response::json(StatusCode::OK, &UpdateWithNodes { update, nodes }))
+        }
+        Endpoint::Pause | Endpoint::Resume | Endpoint::Cancel => {
+            let _: serde_json::Map<String, serde_json::Value> = read_json(request, BodyPresence::Optional).await?;
+            let control = match endpoint {
+                Endpoint::Pause => Control::Pause,
+                Endpoint::Resume => Control::Run,
+                _ => Control::Abort,
+            };
+            steer(cluster, identity, id, control).await
+        }
+        Endpoint::Events => {
+            let from = events::parse_from(request.uri().query())?;
+            let update = find_update(cluster, id).await?;
+            Ok(events::stream(cluster.clone(), update.id, from))
+        }
+        Endpoint::Nodes => Ok(response::json(StatusCode::OK, &serde_json::json!({ "nodes": cluster.nodes() }))),
+        Endpoint::Healthz | Endpoint::Readyz | Endpoint::Metrics | Endpoint::ListClusters => {
+            Err(ErrorBody::new(ErrorCode::Internal, "route dispatched to the wrong handler"))
+        }
+    }
+}
+
+/// The merge patch `PATCH /v1/clusters/{cluster}` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionPatch {
+    version: String,
+}
+
+/// An update with each node's outcome, as `GET .../updates/{id}` answers.
+#[derive(Serialize)]
+struct UpdateWithNodes {
+    #[serde(flatten)]
+    update: Update,
+    nodes: Vec<NodeOutcome>,
+}
+
+/// One node's outcome in an update.
+#[derive(Serialize)]
+struct NodeOutcome {
+    name: String,
+    status: crate::plan::NodeStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<crate::journal::NodeError>,
+}
+
+impl NodeOutcome {
+    fn of(node: &JournalNode) -> NodeOutcome {
+        NodeOutcome { name: node.name.to_string(), status: node.status, error: node.error.clone() }
+    }
+}
+
+fn if_match(request: &Request<RequestBody>) -> Option<String> {
+    request.headers().get(IF_MATCH).map(|value| value.to_str().unwrap_or("").trim().to_owned())
+}
+
+/// The cluster's view.
+async fn view(app: &ServiceApp, cluster: &ClusterRuntime, with_history: bool) -> Result<ClusterView, ErrorBody> {
+    let history = match with_history {
+        true => Some(cluster.records.history(cluster.name()).await.map_err(|e| unavailable(&e))?),
+        false => None,
+    };
+    let catalog = cluster.catalog();
+    let nodes = cluster.nodes();
+    let mut state = cluster.state.lock().await;
+    let running = state.running.as_ref().map(|r| r.log.update());
+    let update = running.as_ref().or(state.last.as_ref());
+    let view = cluster_view(ViewInput {
+        name: cluster.name(),
+        spec: &state.spec,
+        observed_generation: state.observed_generation,
+        update,
+        nodes: &nodes,
+        history: history.as_deref(),
+        catalog: &catalog,
+        conditions: &state.conditions,
+        replica: &app.replica,
+        now: Utc::now(),
+    });
+    state.conditions.clone_from(&view.conditions);
+    Ok(view)
+}
+
+async fn running_update(cluster: &ClusterRuntime) -> Option<Update> {
+    cluster.state.lock().await.running.as_ref().map(|r| r.log.update())
+}
+
+/// The update named in the path: the running one as it is now, else as stored.
+async fn find_update(cluster: &ClusterRuntime, id: Option<&str>) -> Result<Update, ErrorBody> {
+    let id = id.unwrap_or_default();
+    let not_found = || {
+        ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("cluster {} has no update {}", cluster.name(), upkeep_net::log::Escaped(id)),
+        )
+    };
+    if id.len() > MAX_ID || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(not_found());
+    }
+    if let Some(running) = running_update(cluster).await.filter(|u| u.id == id) {
+        return Ok(running);
+    }
+    cluster.records.update(cluster.name(), id).await.map_err(|e| unavailable(&e))?.ok_or_else(not_found)
+}
+
+/// Pauses, resumes or cancels the running update `id`.
+async fn steer(
+    cluster: &ClusterRuntime,
+    identity: &Identity,
+    id: Option<&str>,
+    control: Control,
+) -> Result<Response<Body>, ErrorBody> {
+    let update = find_update(cluster, id).await?;
+    let state = cluster.state.lock().await;
+    let running = state.running.as_ref().filter(|r| r.log.update().id == update.id);
+    let Some(running) = running else {
+        return Err(ErrorBody::new(
+            ErrorCode::Conflict,
+            format!(
+                "update {} has ended ({:?}); only a running update is paused, resumed or cancelled",
+                update.id, update.status
+            ),
+        ));
+    };
+    if *running.control.borrow() == Control::Abort {
+        return Err(ErrorBody::new(ErrorCode::Conflict, format!("update {} is being cancelled", update.id)));
+    }
+    running.control.send_replace(control);
+    tracing::info!(target: "audit", client = %identity, update = %update.id, asked = ?control, "update steered");
+    Ok(response::json(StatusCode::OK, &running.log.update()))
+}
+
+/// Starts an update (or answers with the one its token already started).
+async fn start_update(
+    app: &Arc<ServiceApp>,
+    cluster: &Arc<ClusterRuntime>,
+    identity: &Identity,
+    body: UpgradeBody,
+    if_match: Option<&str>,
+) -> Result<Response<Body>, ErrorBody> {
+    let mut state = cluster.state.lock().await;
+    if let Some(token) = &body.request_token {
+        let earlier = cluster.records.token(cluster.name(), token.as_str()).await.map_err(|e| unavailable(&e))?;
+        if let Some(earlier) = earlier {
+            drop(state);
+            let update = find_update(cluster, Some(&earlier)).await?;
+            return Ok(accepted(cluster, &update));
+        }
+    }
+    if let Some(running) = &state.running {
+        let id = running.log.update().id;
+        return Err(ErrorBody::with_details(
+            ErrorCode::UpdateInProgress,
+            format!("update {id} is running on cluster {}; wait for it, or cancel it", cluster.name()),
+            vec![upkeep_common::ErrorDetail::new("update", "update_in_progress", id)],
+        ));
+    }
+    if let Some(tag) = if_match {
+        if tag != "*" && tag != state.spec.etag() {
+            return Err(ErrorBody::new(
+                ErrorCode::PreconditionFailed,
+                format!("If-Match {tag} does not match the cluster's spec {}", state.spec.etag()),
+            ));
+        }
+    }
+    let now = Utc::now();
+    let suffix: u32 = rand::random();
+    let id = format!("u{}-{suffix:08x}", now.format("%Y%m%d%H%M%S"));
+    let catalog = cluster.catalog();
+    let nodes = cluster.nodes();
+    let input = AdmissionInput {
+        cluster: cluster.name(),
+        policy: &cluster.config.policy,
+        catalog: &catalog,
+        nodes: &nodes,
+        identity,
+        id,
+        now,
+    };
+    let update = admit(&body, input)?;
+    let mut spec = state.spec.clone();
+    if !body.dry_run {
+        spec.version = Some(update.target_version.clone());
+        spec.generation += 1;
+    }
+    let mut batch = Batch::new();
+    Records::put_update(&mut batch, &update);
+    Records::put_current(&mut batch, cluster.name(), Some(&update.id));
+    Records::put_spec(&mut batch, cluster.name(), &spec);
+    if let Some(token) = &body.request_token {
+        Records::put_token(&mut batch, cluster.name(), token.as_str(), &update.id);
+    }
+    cluster.records.store().commit(batch).await.map_err(|e| unavailable(&e))?;
+    tracing::info!(target: "audit", client = %identity, cluster = cluster.name(), update = %update.id,
+        target = %update.target_version, force = update.force, "update accepted");
+    commit_spec(&mut state, spec);
+    app.metrics.update_started();
+    app.launch(cluster, &mut state, update.clone(), 0, Control::Run);
+    Ok(accepted(cluster, &update))
+}
+
+fn commit_spec(state: &mut ClusterState, spec: super::model::ClusterSpec) {
+    state.observed_generation = spec.generation;
+    state.spec = spec;
+}
+
+fn accepted(cluster: &ClusterRuntime, update: &Update) -> Response<Body> {
+    let body = serde_json::json!({ "cluster": cluster.name(), "update": update });
+    let status = if update.status == UpdateStatus::InProgress { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let _ = status;
+    response::json(StatusCode::ACCEPTED, &body)
+}
