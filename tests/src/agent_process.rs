@@ -2,11 +2,9 @@
 //! directory, a fake kubelet beside it, stderr captured, killed on drop. The
 //! same directory can be started again after a kill, as a restarted node would.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,10 +12,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+use crate::listening::{Listening, spawn_listening};
 use crate::{binaries, fake_kubelet, pki::Pki};
-
-/// How long a test waits for the agent to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a test agent is set up.
 #[derive(Debug, Clone, Default)]
@@ -162,40 +158,11 @@ impl AgentProcess {
         let crashable = env.iter().any(|(name, _)| *name == "UPKEEP_CRASH_AT");
         let binary = if crashable { "upkeep-agent-crashable" } else { "upkeep-agent" };
         let mut command = Command::new(binaries::path(binary));
-        command
-            .arg("--config")
-            .arg(dir.path().join("agent.toml"))
-            .env("RUST_LOG", "info,audit=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        command.arg("--config").arg(dir.path().join("agent.toml")).env("RUST_LOG", "info,audit=info");
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().expect("upkeep-agent starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (address_sender, address_receiver) = mpsc::channel();
-        let log_writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("listening on ").nth(1) {
-                    let _ = address_sender.send(address.split_whitespace().next().unwrap_or_default().to_owned());
-                }
-                let mut log = log_writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let address = match address_receiver.recv_timeout(START_TIMEOUT) {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                let log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-                panic!("upkeep-agent did not start listening within {START_TIMEOUT:?}; its log:\n{log}");
-            }
-        };
-        let addr = address.parse().unwrap_or_else(|_| panic!("agent printed a bad address {address:?}"));
+        let Listening { child, addr, log } = spawn_listening(command, "upkeep-agent");
         AgentProcess { child, addr, dir, log }
     }
 

@@ -105,6 +105,16 @@ impl Fleet {
         self.dir.path().join("journal.redb").display().to_string()
     }
 
+    /// Every node's history, as the `reader` client reads it with curl.
+    pub fn histories(&self) -> Vec<serde_json::Value> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                crate::curl::curl(&self.pki, node.agent.addr, Some("reader"), "/v1/node", &[]).json()["history"].clone()
+            })
+            .collect()
+    }
+
     /// Writes an artifacts file for the kubelet.
     pub fn write_artifacts(&self, artifact: &Artifact) -> PathBuf {
         let path = self.dir.path().join("artifacts.toml");

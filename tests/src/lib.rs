@@ -8,7 +8,9 @@
 //! - [`fake_kubelet`]: shell scripts that print a kubelet version, and a health endpoint.
 //! - [`fleet`]: several agents on 127.0.0.x with an inventory for the `upkeep` CLI.
 //! - [`binaries`]: finds (building once if needed) the workspace's binaries.
+//! - [`listening`]: starts a server process and waits until it says where it listens.
 //! - [`agent_process`]: starts `upkeep-agent` with a config and waits until it listens.
+//! - [`service_process`]: starts `upkeep serve` over a test fleet, with its config and catalog.
 //! - [`client`]: an HTTPS client over rustls for requests and handshake checks.
 //! - [`curl`]: the real `curl` and `openssl s_client` against an agent.
 //! - [`in_process`]: the real agent server inside the test or bench process.
@@ -22,6 +24,8 @@ pub mod curl;
 pub mod fake_kubelet;
 pub mod fleet;
 pub mod in_process;
+pub mod listening;
 pub mod pki;
 pub mod scripted_agent;
+pub mod service_process;
 pub mod upgrades;

@@ -100,14 +100,14 @@ pub fn admit(body: &UpgradeBody, input: AdmissionInput<'_>) -> Result<Update, Er
         ErrorBody::with_details(ErrorCode::ValidationFailed, error.to_string(), vec![error.detail("target_version")])
     })?;
     let mut accepted_risks = Vec::new();
-    if let Some(current) = oldest_version(input.nodes) {
-        if let IncrementalVerdict::Refused(refusal) = check_incremental(&current, &release.version, None) {
-            if !body.force {
-                let detail = ErrorDetail::new("target_version", "incremental_rule", refusal.to_string());
-                return Err(ErrorBody::with_details(ErrorCode::VersionRefused, refusal.to_string(), vec![detail]));
-            }
-            accepted_risks.push(format!("IncrementalRule: {refusal}"));
+    if let Some(current) = oldest_version(input.nodes)
+        && let IncrementalVerdict::Refused(refusal) = check_incremental(&current, &release.version, None)
+    {
+        if !body.force {
+            let detail = ErrorDetail::new("target_version", "incremental_rule", refusal.to_string());
+            return Err(ErrorBody::with_details(ErrorCode::VersionRefused, refusal.to_string(), vec![detail]));
         }
+        accepted_risks.push(format!("IncrementalRule: {refusal}"));
     }
     let unaccepted: Vec<&str> = release
         .risks

@@ -16,7 +16,7 @@ use crate::inventory::{Inventory, InventoryError};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, StoreError};
 
-use super::cluster::{ClusterRuntime, ClusterState, RunningUpdate, ServiceSettings};
+use super::cluster::{ClusterParts, ClusterRuntime, ClusterState, RunningUpdate, ServiceSettings};
 use super::config::ServiceConfig;
 use super::log::UpdateLog;
 use super::metrics::ServiceMetrics;
@@ -126,16 +126,16 @@ impl ServiceApp {
                 running: None,
                 last,
             };
-            let runtime = Arc::new(ClusterRuntime::new(
-                cluster.clone(),
+            let runtime = Arc::new(ClusterRuntime::new(ClusterParts {
+                config: cluster.clone(),
                 inventory,
                 client,
                 catalog,
-                records.clone(),
-                settings.clone(),
+                records: records.clone(),
+                settings: settings.clone(),
                 state,
-                stopping.clone(),
-            ));
+                shutdown: stopping.clone(),
+            }));
             if let Some(update) = current {
                 resumed.push((runtime.clone(), update));
             }

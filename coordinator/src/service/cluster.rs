@@ -75,6 +75,26 @@ pub struct ClusterState {
     pub last: Option<Update>,
 }
 
+/// What a cluster is made of when the service opens it.
+pub struct ClusterParts {
+    /// Its config.
+    pub config: ClusterConfig,
+    /// Its nodes.
+    pub inventory: Inventory,
+    /// The client for its agents.
+    pub client: AgentClient,
+    /// Its catalog file.
+    pub catalog: CatalogFile,
+    /// Its records.
+    pub records: Records,
+    /// How nodes are talked to.
+    pub settings: ServiceSettings,
+    /// Its state as stored.
+    pub state: ClusterState,
+    /// Set when the service stops.
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// One managed cluster.
 pub struct ClusterRuntime {
     /// Its config.
@@ -98,17 +118,9 @@ pub struct ClusterRuntime {
 }
 
 impl ClusterRuntime {
-    /// A cluster from its parts; its state as stored.
-    pub fn new(
-        config: ClusterConfig,
-        inventory: Inventory,
-        client: AgentClient,
-        catalog: CatalogFile,
-        records: Records,
-        settings: ServiceSettings,
-        state: ClusterState,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    /// A cluster from its parts.
+    pub fn new(parts: ClusterParts) -> Self {
+        let ClusterParts { config, inventory, client, catalog, records, settings, state, shutdown } = parts;
         let roles = inventory.nodes.iter().map(|n| (n.name.to_string(), n.role)).collect();
         let nodes = NodeView::unread(&inventory);
         Self {

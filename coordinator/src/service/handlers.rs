@@ -82,10 +82,10 @@ pub async fn dispatch(
         }
         Endpoint::ListUpdates => {
             let mut updates = cluster.records.updates(cluster.name()).await.map_err(|e| unavailable(&e))?;
-            if let Some(running) = running_update(cluster).await {
-                if let Some(stored) = updates.iter_mut().find(|u| u.id == running.id) {
-                    *stored = running;
-                }
+            if let Some(running) = running_update(cluster).await
+                && let Some(stored) = updates.iter_mut().find(|u| u.id == running.id)
+            {
+                *stored = running;
             }
             updates.reverse();
             Ok(response::json(StatusCode::OK, &serde_json::json!({ "updates": updates })))
@@ -245,6 +245,15 @@ async fn start_update(
             return Ok(accepted(cluster, &update));
         }
     }
+    if let Some(tag) = if_match
+        && tag != "*"
+        && tag != state.spec.etag()
+    {
+        return Err(ErrorBody::new(
+            ErrorCode::PreconditionFailed,
+            format!("If-Match {tag} does not match the cluster's spec {}", state.spec.etag()),
+        ));
+    }
     if let Some(running) = &state.running {
         let id = running.log.update().id;
         return Err(ErrorBody::with_details(
@@ -252,14 +261,6 @@ async fn start_update(
             format!("update {id} is running on cluster {}; wait for it, or cancel it", cluster.name()),
             vec![upkeep_common::ErrorDetail::new("update", "update_in_progress", id)],
         ));
-    }
-    if let Some(tag) = if_match {
-        if tag != "*" && tag != state.spec.etag() {
-            return Err(ErrorBody::new(
-                ErrorCode::PreconditionFailed,
-                format!("If-Match {tag} does not match the cluster's spec {}", state.spec.etag()),
-            ));
-        }
     }
     let now = Utc::now();
     let suffix: u32 = rand::random();

@@ -1,0 +1,223 @@
+//! `upkeep serve` end to end: the real service process, real agent processes,
+//! and curl as the platform's client. An upgrade is accepted and followed to
+//! its end through the workflow; requests are refused by role, by cluster, by
+//! the catalog, the incremental rule, the policy and `If-Match`; the same
+//! request token answers with the same update; a second upgrade while one
+//! runs is refused naming it; the event stream resumes from any position.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use upkeep_tests::curl::{CurlReply, curl};
+use upkeep_tests::fake_kubelet::start_health_server;
+use upkeep_tests::fleet::Fleet;
+use upkeep_tests::service_process::{ServiceProcess, release, write_service};
+use upkeep_tests::upgrades::kubelet_artifact;
+
+const CLUSTER: &str = "prod";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// A fleet of `count` workers at v1.30.2 and a catalog offering v1.30.3, a
+/// v1.31.0 with a known risk, and v1.32.0 (two minors ahead). The runtime
+/// serves the kubelets' health checks: keep it while the fleet runs.
+fn fleet_and_catalog(
+    count: usize,
+    policy: &str,
+) -> (tokio::runtime::Runtime, Fleet, upkeep_tests::service_process::ServiceFiles) {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let fleet = Fleet::workers("v1.30.2", port, count);
+    let dir = fleet.dir.path();
+    let mut releases = release("1.30.3", &["stable"], &kubelet_artifact(dir, "v1.30.3", true), &[]);
+    let risky = [("CgroupV1Removed", "nodes on cgroup v1 will not start kubelet 1.31")];
+    releases.push_str(&release("1.31.0", &["stable"], &kubelet_artifact(dir, "v1.31.0", true), &risky));
+    releases.push_str(&release("1.32.0", &["stable"], &kubelet_artifact(dir, "v1.32.0", true), &[]));
+    let files = write_service(&fleet, CLUSTER, &releases, policy);
+    (runtime, fleet, files)
+}
+
+fn get(fleet: &Fleet, service: &ServiceProcess, client: &str, path: &str) -> CurlReply {
+    curl(&fleet.pki, service.addr, Some(client), path, &[])
+}
+
+fn send(
+    fleet: &Fleet,
+    service: &ServiceProcess,
+    client: &str,
+    method: &str,
+    path: &str,
+    body: &Value,
+    headers: &[&str],
+) -> CurlReply {
+    let body = body.to_string();
+    let mut extra = vec!["-X", method, "-H", "Content-Type: application/json", "--data", body.as_str()];
+    for header in headers {
+        extra.push("-H");
+        extra.push(header);
+    }
+    curl(&fleet.pki, service.addr, Some(client), path, &extra)
+}
+
+/// Polls `path` until `done` holds for its JSON, or panics after `within`.
+fn wait_for(
+    fleet: &Fleet,
+    service: &ServiceProcess,
+    path: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = get(fleet, service, "reader", path);
+        if reply.status == Some(200) && done(&reply.json()) {
+            return reply.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} did not get there within {within:?}: {}\n{}",
+            reply.body,
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The update's events from `from`, read to the end of the stream (the update's end).
+fn events(fleet: &Fleet, service: &ServiceProcess, update: &str, from: u64) -> Vec<Value> {
+    let path = format!("/v1/clusters/{CLUSTER}/updates/{update}/events?from={from}");
+    let reply = curl(&fleet.pki, service.addr, Some("reader"), &path, &["--max-time", "120"]);
+    assert_eq!(reply.status, Some(200), "{reply:?}");
+    assert_eq!(reply.header("content-type"), Some("application/x-ndjson"));
+    reply
+        .body
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not an event ({e}): {line}")))
+        .collect()
+}
+
+/// Whether a JSON value is `version` (`1.30.3` and `v1.30.3` are the same version).
+fn is_version(value: &Value, version: &str) -> bool {
+    let parsed = value.as_str().and_then(|text| text.parse::<upkeep_common::Version>().ok());
+    parsed.is_some() && parsed == version.parse().ok()
+}
+
+fn error_code(reply: &CurlReply) -> String {
+    reply.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn an_upgrade_is_refused_for_the_right_reasons_then_runs_its_workflow_to_the_end() {
+    let (_health, fleet, files) = fleet_and_catalog(3, "max_unavailable = \"1\"\nprestage = true\n");
+    fleet.pki.issue_client("other-ops", "other-ops", Some("upkeep:operator:other"));
+    fleet.pki.issue_client("prod-ops", "prod-ops", Some("upkeep:operator:prod"));
+    let service = ServiceProcess::start(&files);
+    let cluster_path = format!("/v1/clusters/{CLUSTER}");
+    let upgrade_path = format!("{cluster_path}/upgrade");
+
+    assert_eq!(get(&fleet, &service, "norole", "/healthz").status, Some(200));
+    let ready = get(&fleet, &service, "norole", "/readyz").json();
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(get(&fleet, &service, "norole", &cluster_path).status, Some(403), "no role reads nothing");
+    let cluster = wait_for(&fleet, &service, &cluster_path, Duration::from_secs(30), |c| {
+        is_version(&c["observed_kubernetes_version"], "1.30.2")
+    });
+    assert_eq!(cluster["status"], "running");
+    assert_eq!(cluster["current_update"], Value::Null);
+    let offered = cluster["available_updates"].as_array().expect("a list");
+    assert!(
+        offered.len() == 1 && is_version(&offered[0]["version"], "1.30.3"),
+        "the next minor has a risk and 1.32 skips one: {cluster}"
+    );
+    assert!(is_version(&cluster["conditional_updates"][0]["release"]["version"], "1.31.0"), "{cluster}");
+    assert_eq!(cluster["conditional_updates"][0]["risks"][0]["name"], "CgroupV1Removed");
+
+    let to = |version: &str| serde_json::json!({ "target_version": version });
+    let refused = send(&fleet, &service, "reader", "POST", &upgrade_path, &to("1.30"), &[]);
+    assert_eq!((refused.status, error_code(&refused).as_str()), (Some(403), "forbidden"), "a reader writes nothing");
+    let refused = send(&fleet, &service, "other-ops", "POST", &upgrade_path, &to("1.30"), &[]);
+    assert_eq!(refused.status, Some(403), "an operator of another cluster: {}", refused.body);
+    let refused = send(&fleet, &service, "operator", "POST", &upgrade_path, &to("1.32"), &[]);
+    assert_eq!((refused.status, error_code(&refused).as_str()), (Some(422), "version_refused"), "{}", refused.body);
+    let refused = send(&fleet, &service, "operator", "POST", &upgrade_path, &to("1.29.9"), &[]);
+    assert_eq!(refused.status, Some(422));
+    assert!(refused.body.contains("1.29.9") && refused.body.contains("version_not_in_catalog"), "{}", refused.body);
+    let refused = send(&fleet, &service, "operator", "POST", &upgrade_path, &to("1.31"), &[]);
+    assert!(refused.status == Some(422) && refused.body.contains("CgroupV1Removed"), "{}", refused.body);
+    let narrowing = serde_json::json!({ "target_version": "1.30", "policy": { "max_unavailable": "1" } });
+    let refused = send(&fleet, &service, "operator", "POST", &upgrade_path, &narrowing, &[]);
+    assert_eq!(refused.status, Some(403), "policy overrides are admin only: {}", refused.body);
+    let widening = serde_json::json!({ "target_version": "1.30", "policy": { "max_unavailable": "3" } });
+    let refused = send(&fleet, &service, "admin", "POST", &upgrade_path, &widening, &[]);
+    assert!(refused.status == Some(422) && refused.body.contains("widens_policy"), "{}", refused.body);
+    let refused = send(&fleet, &service, "operator", "POST", &upgrade_path, &to("1.30"), &["If-Match: \"stale\""]);
+    assert_eq!((refused.status, error_code(&refused).as_str()), (Some(412), "precondition_failed"));
+
+    let etag = get(&fleet, &service, "reader", &cluster_path).header("etag").expect("an ETag").to_owned();
+    let body = serde_json::json!({ "target_version": "1.30", "request_token": "platform-req-1" });
+    let accepted = send(&fleet, &service, "prod-ops", "POST", &upgrade_path, &body, &[&format!("If-Match: {etag}")]);
+    assert_eq!(accepted.status, Some(202), "{}", accepted.body);
+    let update = accepted.json()["update"].clone();
+    let id = update["id"].as_str().expect("an update id").to_owned();
+    assert!(is_version(&update["target_version"], "1.30.3"), "1.30 is the newest patch of the channel: {update}");
+    assert_eq!(accepted.json()["cluster"], CLUSTER);
+    let again = send(&fleet, &service, "operator", "POST", &upgrade_path, &body, &[]);
+    assert_eq!(
+        (again.status, again.json()["update"]["id"].as_str()),
+        (Some(202), Some(id.as_str())),
+        "same token, same update"
+    );
+    let fresh = get(&fleet, &service, "reader", &cluster_path).header("etag").expect("an ETag").to_owned();
+    assert_ne!(fresh, etag, "the spec changed: the desired version is set");
+    let second =
+        send(&fleet, &service, "operator", "POST", &upgrade_path, &to("1.30.3"), &[&format!("If-Match: {fresh}")]);
+    assert_eq!((second.status, error_code(&second).as_str()), (Some(409), "update_in_progress"), "{}", second.body);
+    assert!(second.body.contains(&id), "the refusal names the running update: {}", second.body);
+
+    let all = events(&fleet, &service, &id, 1);
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "numbered from 1 without a gap");
+    let task_changes: Vec<(String, String)> = all
+        .iter()
+        .filter(|e| e["event"] == "task")
+        .map(|e| {
+            (e["task"].as_str().unwrap_or_default().to_owned(), e["status"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = ["PreCheck", "Snapshot", "Upgrade", "PostCheck"]
+        .iter()
+        .flat_map(|task| [((*task).to_owned(), "Running".to_owned()), ((*task).to_owned(), "Success".to_owned())])
+        .collect();
+    assert_eq!(task_changes, expected, "the tasks pass in order: {all:?}");
+    let finished = all.iter().filter(|e| e["event"] == "node_finished" && e["outcome"] == "patched").count();
+    assert_eq!(finished, 3, "{all:?}");
+    assert_eq!(all.last().map(|e| e["status"].clone()), Some(Value::from("Successful")));
+    let tail = events(&fleet, &service, &id, 4);
+    assert_eq!(tail, all[3..].to_vec(), "from a position: nothing lost, nothing repeated");
+
+    let ended = get(&fleet, &service, "reader", &format!("{cluster_path}/updates/{id}")).json();
+    assert_eq!(ended["status"], "Successful", "{ended}");
+    assert_eq!(ended["counters"]["workers"]["patched"], 3);
+    assert_eq!(ended["requested_by"], "prod-ops");
+    assert!(
+        ended["tasks"].as_array().expect("tasks").iter().all(|t| t["status"] == "Success" && t["ended_at"].is_string())
+    );
+    assert_eq!(ended["nodes"].as_array().map(Vec::len), Some(3));
+    let cluster = wait_for(&fleet, &service, &cluster_path, Duration::from_secs(30), |c| {
+        is_version(&c["observed_kubernetes_version"], "1.30.3")
+    });
+    assert_eq!((cluster["workers_patched"].as_u64(), cluster["workers_pending"].as_bool()), (Some(3), Some(false)));
+    assert_eq!(cluster["history"][0]["state"], "Completed", "{cluster}");
+    assert!(is_version(&cluster["history"][0]["version"], "1.30.3"));
+    assert!(is_version(&cluster["k8s_version"], "1.30.3"));
+    for history in fleet.histories() {
+        let entries: Vec<&Value> =
+            history.as_array().expect("history").iter().filter(|h| is_version(&h["version"], "1.30.3")).collect();
+        assert_eq!(entries.len(), 1, "each node upgraded exactly once: {history}");
+    }
+    let listed = get(&fleet, &service, "reader", &format!("{cluster_path}/updates")).json();
+    assert_eq!(listed["updates"][0]["id"], id.as_str());
+}
