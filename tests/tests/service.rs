@@ -12,7 +12,7 @@ use upkeep_tests::curl::{CurlReply, curl};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::fleet::Fleet;
 use upkeep_tests::service_process::{ServiceProcess, release, write_service};
-use upkeep_tests::upgrades::kubelet_artifact;
+use upkeep_tests::upgrades::{kubelet_artifact, slow_setup};
 
 const CLUSTER: &str = "prod";
 
@@ -220,4 +220,115 @@ fn an_upgrade_is_refused_for_the_right_reasons_then_runs_its_workflow_to_the_end
     }
     let listed = get(&fleet, &service, "reader", &format!("{cluster_path}/updates")).json();
     assert_eq!(listed["updates"][0]["id"], id.as_str());
+}
+
+/// Like [`fleet_and_catalog`], with kubelets whose restart takes a second, so
+/// an update is caught while it runs.
+fn slow_fleet_and_catalog(
+    count: usize,
+    policy: &str,
+) -> (tokio::runtime::Runtime, Fleet, upkeep_tests::service_process::ServiceFiles) {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let names: Vec<String> = (1..=count).map(|n| format!("worker-{n}")).collect();
+    let fleet = Fleet::start(
+        names.iter().map(|name| (name.as_str(), "worker", "a", slow_setup("v1.30.2", port, "1", ""))).collect(),
+    );
+    let dir = fleet.dir.path();
+    let mut releases = release("1.30.3", &["stable"], &kubelet_artifact(dir, "v1.30.3", true), &[]);
+    releases.push_str(&release("1.31.0", &["stable"], &kubelet_artifact(dir, "v1.31.0", true), &[]));
+    let files = write_service(&fleet, CLUSTER, &releases, policy);
+    (runtime, fleet, files)
+}
+
+fn start_upgrade(fleet: &Fleet, service: &ServiceProcess, version: &str) -> String {
+    let body = serde_json::json!({ "target_version": version });
+    let accepted = send(fleet, service, "operator", "POST", &format!("/v1/clusters/{CLUSTER}/upgrade"), &body, &[]);
+    assert_eq!(accepted.status, Some(202), "{}", accepted.body);
+    accepted.json()["update"]["id"].as_str().expect("an update id").to_owned()
+}
+
+fn wait_for_nodes_read(fleet: &Fleet, service: &ServiceProcess, version: &str) {
+    wait_for(fleet, service, &format!("/v1/clusters/{CLUSTER}"), Duration::from_secs(30), |c| {
+        is_version(&c["observed_kubernetes_version"], version)
+    });
+}
+
+#[test]
+fn a_sigkilled_service_resumes_its_update_on_restart_and_no_node_is_upgraded_twice() {
+    let (_health, fleet, files) = slow_fleet_and_catalog(4, "max_unavailable = \"1\"\n");
+    let mut service = ServiceProcess::start(&files);
+    wait_for_nodes_read(&fleet, &service, "1.30.2");
+    let id = start_upgrade(&fleet, &service, "1.30.3");
+    let update_path = format!("/v1/clusters/{CLUSTER}/updates/{id}");
+    wait_for(&fleet, &service, &update_path, Duration::from_secs(60), |u| {
+        u["counters"]["workers"]["patched"].as_u64() >= Some(1)
+    });
+    service.kill();
+
+    let restarted_at = Instant::now();
+    let service = ServiceProcess::start(&files);
+    let moving = wait_for(&fleet, &service, &update_path, Duration::from_secs(60), |u| {
+        u["status"] == "Successful" || u["counters"]["workers"]["patched"].as_u64() >= Some(2)
+    });
+    println!("from restart to the update moving again: {:?} ({})", restarted_at.elapsed(), moving["status"]);
+    let ended = wait_for(&fleet, &service, &update_path, Duration::from_secs(90), |u| u["status"] != "InProgress");
+    assert_eq!(ended["status"], "Successful", "{ended}\n{}", service.log());
+    assert_eq!(ended["counters"]["workers"]["patched"], 4, "{ended}");
+    for history in fleet.histories() {
+        let entries =
+            history.as_array().expect("history").iter().filter(|h| is_version(&h["version"], "1.30.3")).count();
+        assert_eq!(entries, 1, "each node upgraded exactly once, across the kill: {history}");
+    }
+    let all = events(&fleet, &service, &id, 1);
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "numbers survive the restart, none repeated");
+    let precheck_runs =
+        all.iter().filter(|e| e["event"] == "task" && e["task"] == "PreCheck" && e["status"] == "Running").count();
+    assert_eq!(precheck_runs, 1, "a task that succeeded is not run again: {all:?}");
+}
+
+#[test]
+fn pause_holds_new_nodes_resume_finishes_and_cancel_stops_for_good() {
+    let (_health, fleet, files) = slow_fleet_and_catalog(3, "max_unavailable = \"1\"\n");
+    let service = ServiceProcess::start(&files);
+    wait_for_nodes_read(&fleet, &service, "1.30.2");
+    let id = start_upgrade(&fleet, &service, "1.30.3");
+    let update_path = format!("/v1/clusters/{CLUSTER}/updates/{id}");
+    wait_for(&fleet, &service, &update_path, Duration::from_secs(60), |u| u["tasks"][2]["status"] == "Running");
+    let none = serde_json::json!({});
+    let refused = send(&fleet, &service, "reader", "POST", &format!("{update_path}/pause"), &none, &[]);
+    assert_eq!(refused.status, Some(403));
+    let paused = send(&fleet, &service, "operator", "POST", &format!("{update_path}/pause"), &none, &[]);
+    assert_eq!(paused.status, Some(200), "{}", paused.body);
+    let held = wait_for(&fleet, &service, &update_path, Duration::from_secs(60), |u| u["status"] == "Paused");
+    assert_eq!(held["waiting"]["reason"], "paused", "{held}");
+    let pending = held["counters"]["workers"]["pending"].as_u64().expect("pending");
+    assert!(pending >= 1, "a paused update leaves nodes to do: {held}");
+    let cluster = get(&fleet, &service, "reader", &format!("/v1/clusters/{CLUSTER}")).json();
+    assert_eq!((cluster["status"].as_str(), cluster["workers_pending"].as_bool()), (Some("upgrading"), Some(true)));
+    std::thread::sleep(Duration::from_secs(2));
+    let still = get(&fleet, &service, "reader", &update_path).json();
+    assert_eq!(still["counters"]["workers"]["pending"].as_u64(), Some(pending), "no node starts while paused");
+
+    let resumed = send(&fleet, &service, "operator", "POST", &format!("{update_path}/resume"), &none, &[]);
+    assert_eq!(resumed.status, Some(200), "{}", resumed.body);
+    let ended = wait_for(&fleet, &service, &update_path, Duration::from_secs(90), |u| {
+        u["status"] != "InProgress" && u["status"] != "Paused"
+    });
+    assert_eq!(ended["status"], "Successful", "{ended}");
+    let again = send(&fleet, &service, "operator", "POST", &format!("{update_path}/cancel"), &none, &[]);
+    assert_eq!((again.status, error_code(&again).as_str()), (Some(409), "conflict"), "an ended update is not steered");
+
+    wait_for_nodes_read(&fleet, &service, "1.30.3");
+    let next = start_upgrade(&fleet, &service, "1.31");
+    let next_path = format!("/v1/clusters/{CLUSTER}/updates/{next}");
+    wait_for(&fleet, &service, &next_path, Duration::from_secs(60), |u| u["tasks"][2]["status"] == "Running");
+    let cancelled = send(&fleet, &service, "operator", "POST", &format!("{next_path}/cancel"), &none, &[]);
+    assert_eq!(cancelled.status, Some(200), "{}", cancelled.body);
+    let ended = wait_for(&fleet, &service, &next_path, Duration::from_secs(60), |u| u["status"] != "InProgress");
+    assert_eq!(ended["status"], "Cancelled", "{ended}");
+    assert!(ended["counters"]["workers"]["pending"].as_u64() >= Some(1), "cancel leaves the rest: {ended}");
+    let cluster = get(&fleet, &service, "reader", &format!("/v1/clusters/{CLUSTER}")).json();
+    assert_eq!(cluster["current_update"], Value::Null, "{cluster}");
 }

@@ -321,10 +321,10 @@ impl Workflow {
     }
 
     async fn snapshot(&self) -> Result<TaskEnd, WorkflowError> {
-        let mut rollout = self.open_rollout().await?;
         if !self.log.update().prestage {
             return Ok(TaskEnd::Success("each node's version recorded; staging is off in the policy".to_owned()));
         }
+        let mut rollout = self.open_rollout().await?;
         rollout.stage_everywhere(&mut self.sink(TaskType::Snapshot)).await?;
         let failed = self.log.update().errors.iter().filter(|e| e.task == TaskType::Snapshot).count();
         Ok(TaskEnd::Success(format!("each node's version recorded; artifacts staged ({failed} kinds of failure)")))
@@ -333,9 +333,15 @@ impl Workflow {
     async fn upgrade(&self) -> Result<TaskEnd, WorkflowError> {
         loop {
             let mut rollout = self.open_rollout().await?;
-            let journal = self.cluster.records.journal(self.cluster.name(), &self.id()).load().await?;
-            let counters = role_counters(&journal, &self.cluster.roles);
-            self.log.edit(|update| update.counters = counters);
+            // A resumed rollout's nodes may have moved past what the record last stored.
+            match self.cluster.records.journal(self.cluster.name(), &self.id()).load().await {
+                Ok(journal) => {
+                    let counters = role_counters(&journal, &self.cluster.roles);
+                    self.log.edit(|update| update.counters = counters);
+                }
+                Err(JournalError::Missing(_)) => {}
+                Err(error) => return Err(error.into()),
+            }
             let stop = rollout.stop_flag();
             let mut shutdown = self.cluster.shutdown.clone();
             let watcher = tokio::spawn(async move {
