@@ -1,60 +1,88 @@
-//! The systemd unit: `systemd-analyze verify` finds nothing to say about it
-//! (where that tool exists), and it keeps the promises of DESIGN.md §5.
+//! The systemd units: `systemd-analyze verify` finds nothing to say about
+//! them, and they keep the promises of DESIGN.md §5 (the agent) and §6 (the
+//! coordinator service).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn unit_text() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/upkeep-agent.service");
+/// A unit file of the repository and the binary its `ExecStart` names.
+struct Unit {
+    file: &'static str,
+    installed_binary: &'static str,
+    binary: &'static str,
+}
+
+const AGENT: Unit =
+    Unit { file: "upkeep-agent.service", installed_binary: "/usr/local/bin/upkeep-agent", binary: "upkeep-agent" };
+const COORDINATOR: Unit =
+    Unit { file: "upkeep-coordinator.service", installed_binary: "/usr/local/bin/upkeep", binary: "upkeep" };
+
+fn unit_text(unit: &Unit) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd").join(unit.file);
     std::fs::read_to_string(path).expect("unit file")
 }
 
-fn verify(unit: &str) -> Option<String> {
+/// What `systemd-analyze verify` says of `text` (CI installs the tool).
+fn verify(unit: &Unit, text: &str) -> String {
     let found = Command::new("systemd-analyze").arg("--version").output().is_ok_and(|output| output.status.success());
-    if !found {
-        eprintln!("systemd-analyze not found: skipping verification");
-        return None;
-    }
+    assert!(found, "systemd-analyze is needed (Debian package systemd; .ci/run installs it)");
     let dir = tempfile::tempdir().expect("tempdir");
-    let path: PathBuf = dir.path().join("upkeep-agent.service");
-    let agent = upkeep_tests::binaries::path("upkeep-agent");
-    std::fs::write(&path, unit.replace("/usr/local/bin/upkeep-agent", &agent.display().to_string()))
-        .expect("write unit");
+    let path: PathBuf = dir.path().join(unit.file);
+    let binary = upkeep_tests::binaries::path(unit.binary);
+    // Replace the installed path whole (followed by a space), so /usr/local/bin/upkeep never matches inside upkeep-agent.
+    let text = text.replace(&format!("{} ", unit.installed_binary), &format!("{} ", binary.display()));
+    std::fs::write(&path, text).expect("write unit");
     let output = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze runs");
-    Some(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 #[test]
 fn systemd_analyze_verify_is_silent() {
-    if let Some(report) = verify(&unit_text()) {
-        assert_eq!(report.trim(), "", "systemd-analyze verify complained");
+    for unit in [AGENT, COORDINATOR] {
+        let report = verify(&unit, &unit_text(&unit));
+        assert_eq!(report.trim(), "", "systemd-analyze verify complained about {}", unit.file);
     }
 }
 
 #[test]
 fn the_verification_notices_a_broken_unit() {
-    let broken = unit_text().replace("Type=notify", "Typo=notify");
-    if let Some(report) = verify(&broken) {
-        assert!(report.contains("Typo"), "a broken unit must be reported: {report:?}");
+    for unit in [AGENT, COORDINATOR] {
+        let broken = unit_text(&unit).replace("Type=notify", "Typo=notify");
+        let report = verify(&unit, &broken);
+        assert!(report.contains("Typo"), "a broken {} must be reported: {report:?}", unit.file);
     }
 }
 
 #[test]
-fn the_unit_keeps_the_documented_promises() {
-    let unit = unit_text();
-    for line in [
-        "Type=notify",
-        "WatchdogSec=",
-        "Restart=on-failure",
-        "ExecReload=/bin/kill -HUP $MAINPID",
-        "ProtectSystem=strict",
-        "NoNewPrivileges=yes",
-        "StateDirectory=upkeep",
-    ] {
-        assert!(unit.contains(line), "missing {line}");
+fn the_units_keep_the_documented_promises() {
+    for unit in [AGENT, COORDINATOR] {
+        let text = unit_text(&unit);
+        for line in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "ExecReload=/bin/kill -HUP $MAINPID"] {
+            assert!(text.contains(line), "{} misses {line}", unit.file);
+        }
+        for line in ["ProtectSystem=strict", "NoNewPrivileges=yes", "ExecStartPre="] {
+            assert!(text.contains(line), "{} misses {line}", unit.file);
+        }
     }
-    let writable = unit.lines().find(|l| l.starts_with("ReadWritePaths=")).expect("ReadWritePaths");
+    let agent = unit_text(&AGENT);
+    assert!(agent.contains("StateDirectory=upkeep\n"));
+    let writable = agent.lines().find(|l| l.starts_with("ReadWritePaths=")).expect("ReadWritePaths");
     for path in ["/usr/bin", "/usr/local/bin", "/opt/bin", "/var/lib/upkeep"] {
         assert!(writable.contains(path), "{path} must stay writable: {writable}");
     }
+    let coordinator = unit_text(&COORDINATOR);
+    for line in [
+        "DynamicUser=yes",
+        "StateDirectory=upkeep-coordinator",
+        "serve --check-config --config /etc/upkeep/coordinator.toml",
+    ] {
+        assert!(coordinator.contains(line), "the coordinator's unit misses {line}");
+    }
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/coordinator.example.toml"))
+            .expect("example config");
+    assert!(
+        example.contains("state_dir = \"/var/lib/upkeep-coordinator\""),
+        "the example keeps its state where the unit lets it write"
+    );
 }
