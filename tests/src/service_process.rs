@@ -45,10 +45,10 @@ pub fn release(version: &str, channels: &[&str], artifact: &Artifact, risks: &[(
 
 /// Writes a service config for `fleet` as cluster `cluster`, following channel
 /// `stable` of a catalog of `releases`, with `policy` as the body of
-/// `[clusters.policy]`.
-pub fn write_service(fleet: &Fleet, cluster: &str, releases: &str, policy: &str) -> ServiceFiles {
+/// `[clusters.policy]` and `extra_nodes` appended to the inventory.
+pub fn write_service(fleet: &Fleet, cluster: &str, releases: &str, policy: &str, extra_nodes: &str) -> ServiceFiles {
     let dir = fleet.dir.path();
-    let inventory = fleet.write_inventory("");
+    let inventory = fleet.write_inventory(extra_nodes);
     let catalog = dir.join("releases.toml");
     std::fs::write(&catalog, format!("channel = \"stable\"\n{releases}")).expect("write catalog");
     let state = dir.join("service-state");

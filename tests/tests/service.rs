@@ -12,7 +12,7 @@ use upkeep_tests::curl::{CurlReply, curl};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::fleet::Fleet;
 use upkeep_tests::service_process::{ServiceProcess, release, write_service};
-use upkeep_tests::upgrades::{kubelet_artifact, slow_setup};
+use upkeep_tests::upgrades::{kubelet_artifact, setup, slow_setup};
 
 const CLUSTER: &str = "prod";
 
@@ -35,7 +35,7 @@ fn fleet_and_catalog(
     let risky = [("CgroupV1Removed", "nodes on cgroup v1 will not start kubelet 1.31")];
     releases.push_str(&release("1.31.0", &["stable"], &kubelet_artifact(dir, "v1.31.0", true), &risky));
     releases.push_str(&release("1.32.0", &["stable"], &kubelet_artifact(dir, "v1.32.0", true), &[]));
-    let files = write_service(&fleet, CLUSTER, &releases, policy);
+    let files = write_service(&fleet, CLUSTER, &releases, policy, "");
     (runtime, fleet, files)
 }
 
@@ -237,7 +237,7 @@ fn slow_fleet_and_catalog(
     let dir = fleet.dir.path();
     let mut releases = release("1.30.3", &["stable"], &kubelet_artifact(dir, "v1.30.3", true), &[]);
     releases.push_str(&release("1.31.0", &["stable"], &kubelet_artifact(dir, "v1.31.0", true), &[]));
-    let files = write_service(&fleet, CLUSTER, &releases, policy);
+    let files = write_service(&fleet, CLUSTER, &releases, policy, "");
     (runtime, fleet, files)
 }
 
@@ -331,4 +331,79 @@ fn pause_holds_new_nodes_resume_finishes_and_cancel_stops_for_good() {
     assert!(ended["counters"]["workers"]["pending"].as_u64() >= Some(1), "cancel leaves the rest: {ended}");
     let cluster = get(&fleet, &service, "reader", &format!("/v1/clusters/{CLUSTER}")).json();
     assert_eq!(cluster["current_update"], Value::Null, "{cluster}");
+}
+
+#[test]
+fn a_node_that_fails_precheck_fails_the_update_before_any_node_is_touched() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let fleet = Fleet::workers("v1.30.2", port, 2);
+    let releases = release("1.30.3", &["stable"], &kubelet_artifact(fleet.dir.path(), "v1.30.3", true), &[]);
+    let ghost = "\n[[nodes]]\nname = \"ghost\"\naddress = \"127.0.0.30:9\"\nrole = \"worker\"\n";
+    let files = write_service(&fleet, CLUSTER, &releases, "max_failures = \"0\"\n", ghost);
+    let service = ServiceProcess::start(&files);
+    wait_for(&fleet, &service, &format!("/v1/clusters/{CLUSTER}/nodes"), Duration::from_secs(30), |n| {
+        n["nodes"].as_array().is_some_and(|nodes| nodes.iter().all(|node| node["read_at"].is_string()))
+    });
+    let id = start_upgrade(&fleet, &service, "1.30.3");
+    let path = format!("/v1/clusters/{CLUSTER}/updates/{id}");
+    let ended = wait_for(&fleet, &service, &path, Duration::from_secs(60), |u| u["status"] != "InProgress");
+    assert_eq!(ended["status"], "Failed", "{ended}");
+    assert_eq!(ended["tasks"][0]["status"], "Failed", "PreCheck failed: {ended}");
+    assert_eq!(ended["tasks"][2]["status"], "Init", "the upgrade never started: {ended}");
+    let error = &ended["errors"][0];
+    assert_eq!(
+        (error["error_code"].as_str(), error["task"].as_str()),
+        (Some("unreachable"), Some("PreCheck")),
+        "{ended}"
+    );
+    assert_eq!(error["resource_ids"], serde_json::json!(["ghost"]));
+    for history in fleet.histories() {
+        assert_eq!(history, serde_json::json!([]), "no node was touched");
+    }
+    let cluster = get(&fleet, &service, "reader", &format!("/v1/clusters/{CLUSTER}")).json();
+    assert_eq!(cluster["status"], "degraded", "{cluster}");
+    assert_eq!(cluster["history"], serde_json::json!([]), "nothing was upgraded: {cluster}");
+}
+
+#[test]
+fn a_node_that_fails_its_upgrade_is_counted_and_named_and_the_history_says_partial() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let fleet = Fleet::start(vec![
+        ("worker-1", "worker", "a", setup("v1.30.2", port, "")),
+        ("worker-2", "worker", "a", setup("v1.30.2", port, "")),
+        ("worker-3", "worker", "a", setup("v1.30.2", dead_port, "")),
+    ]);
+    let releases = release("1.30.3", &["stable"], &kubelet_artifact(fleet.dir.path(), "v1.30.3", true), &[]);
+    let files = write_service(&fleet, CLUSTER, &releases, "max_failures = \"1\"\n", "");
+    let service = ServiceProcess::start(&files);
+    wait_for_nodes_read(&fleet, &service, "1.30.2");
+    let id = start_upgrade(&fleet, &service, "1.30.3");
+    let path = format!("/v1/clusters/{CLUSTER}/updates/{id}");
+    let ended = wait_for(&fleet, &service, &path, Duration::from_secs(90), |u| u["status"] != "InProgress");
+    assert_eq!(ended["status"], "Failed", "{ended}");
+    let workers = &ended["counters"]["workers"];
+    assert_eq!((workers["patched"].as_u64(), workers["error"].as_u64()), (Some(2), Some(1)), "{ended}");
+    let error = &ended["errors"][0];
+    assert_eq!(error["task"], "Upgrade");
+    assert_eq!(error["resource_ids"], serde_json::json!(["worker-3"]), "{ended}");
+    assert!(error["error_code"].as_str().is_some_and(|code| !code.is_empty()), "{ended}");
+    let node =
+        ended["nodes"].as_array().expect("nodes").iter().find(|n| n["name"] == "worker-3").expect("worker-3").clone();
+    assert_eq!(node["error"]["code"], error["error_code"], "{node}");
+    let cluster = wait_for(&fleet, &service, &format!("/v1/clusters/{CLUSTER}"), Duration::from_secs(30), |c| {
+        c["current_update"].is_null()
+    });
+    assert!(cluster["workers_error"].as_str().is_some_and(|e| e.starts_with("1 workers failed")), "{cluster}");
+    assert_eq!(cluster["history"][0]["state"], "Partial", "{cluster}");
+    let degraded = cluster["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .expect("Degraded")
+        .clone();
+    assert_eq!(degraded["status"], "True", "{cluster}");
 }
