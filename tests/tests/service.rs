@@ -136,8 +136,29 @@ fn an_upgrade_is_refused_for_the_right_reasons_then_runs_its_workflow_to_the_end
     assert_eq!(cluster["conditional_updates"][0]["risks"][0]["name"], "CgroupV1Removed");
 
     let to = |version: &str| serde_json::json!({ "target_version": version });
-    let refused = send(&fleet, &service, "reader", "POST", &upgrade_path, &to("1.30"), &[]);
-    assert_eq!((refused.status, error_code(&refused).as_str()), (Some(403), "forbidden"), "a reader writes nothing");
+    for (method, path) in [
+        ("POST", upgrade_path.clone()),
+        ("PATCH", cluster_path.clone()),
+        ("POST", format!("{cluster_path}/updates/u1/pause")),
+        ("POST", format!("{cluster_path}/updates/u1/resume")),
+        ("POST", format!("{cluster_path}/updates/u1/cancel")),
+    ] {
+        let refused = send(&fleet, &service, "reader", method, &path, &to("1.30"), &[]);
+        assert_eq!(
+            (refused.status, error_code(&refused).as_str()),
+            (Some(403), "forbidden"),
+            "a reader writes nothing: {method} {path}"
+        );
+    }
+    let patch = serde_json::json!({ "version": "1.30" });
+    let refused = curl(
+        &fleet.pki,
+        service.addr,
+        Some("operator"),
+        &cluster_path,
+        &["-X", "PATCH", "-H", "Content-Type: text/plain", "--data", &patch.to_string()],
+    );
+    assert_eq!(refused.status, Some(415), "{}", refused.body);
     let refused = send(&fleet, &service, "other-ops", "POST", &upgrade_path, &to("1.30"), &[]);
     assert_eq!(refused.status, Some(403), "an operator of another cluster: {}", refused.body);
     let refused = send(&fleet, &service, "operator", "POST", &upgrade_path, &to("1.32"), &[]);
@@ -264,14 +285,19 @@ fn a_sigkilled_service_resumes_its_update_on_restart_and_no_node_is_upgraded_twi
     wait_for(&fleet, &service, &update_path, Duration::from_secs(60), |u| {
         u["counters"]["workers"]["patched"].as_u64() >= Some(1)
     });
+    let stream = format!("/v1/clusters/{CLUSTER}/updates/{id}/events?from=1");
+    let before = curl(&fleet.pki, service.addr, Some("reader"), &stream, &["--max-time", "1"]);
+    let seen: Vec<Value> =
+        before.body.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!seen.is_empty(), "events were streamed before the kill: {before:?}");
+    let killed_at = Instant::now();
     service.kill();
 
-    let restarted_at = Instant::now();
     let service = ServiceProcess::start(&files);
     let moving = wait_for(&fleet, &service, &update_path, Duration::from_secs(60), |u| {
         u["status"] == "Successful" || u["counters"]["workers"]["patched"].as_u64() >= Some(2)
     });
-    println!("from restart to the update moving again: {:?} ({})", restarted_at.elapsed(), moving["status"]);
+    println!("from SIGKILL to the update moving again: {:?} ({})", killed_at.elapsed(), moving["status"]);
     let ended = wait_for(&fleet, &service, &update_path, Duration::from_secs(90), |u| u["status"] != "InProgress");
     assert_eq!(ended["status"], "Successful", "{ended}\n{}", service.log());
     assert_eq!(ended["counters"]["workers"]["patched"], 4, "{ended}");
@@ -283,6 +309,9 @@ fn a_sigkilled_service_resumes_its_update_on_restart_and_no_node_is_upgraded_twi
     let all = events(&fleet, &service, &id, 1);
     let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "numbers survive the restart, none repeated");
+    assert_eq!(all[..seen.len()].to_vec(), seen, "what a client saw before the kill is unchanged after it");
+    let resumed = events(&fleet, &service, &id, seen.len() as u64 + 1);
+    assert_eq!(resumed, all[seen.len()..].to_vec(), "resuming from the next position loses and repeats nothing");
     let precheck_runs =
         all.iter().filter(|e| e["event"] == "task" && e["task"] == "PreCheck" && e["status"] == "Running").count();
     assert_eq!(precheck_runs, 1, "a task that succeeded is not run again: {all:?}");
