@@ -17,11 +17,13 @@
 //! - [`catalog`]: the release catalog (versions, channels, artifacts, images, risks).
 //! - [`service`]: `upkeep serve`, the long-running coordinator (its config first).
 //! - [`service_client`]: typed calls for every route of `upkeep serve`, and its event stream followed.
+//! - [`cluster_cli`]: `upkeep cluster ...`, the command line of that client.
 //! - [`toml_problems`]: reading TOML files with every problem located.
 
 pub mod catalog;
 pub mod certs;
 pub mod client;
+pub mod cluster_cli;
 pub mod control;
 pub mod inventory;
 pub mod journal;
