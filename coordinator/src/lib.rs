@@ -16,11 +16,14 @@
 //! - [`certs`]: development CA, node server and role-carrying client certificates.
 //! - [`catalog`]: the release catalog (versions, channels, artifacts, images, risks).
 //! - [`service`]: `upkeep serve`, the long-running coordinator (its config first).
+//! - [`service_client`]: typed calls for every route of `upkeep serve`, and its event stream followed.
+//! - [`cluster_cli`]: `upkeep cluster ...`, the command line of that client.
 //! - [`toml_problems`]: reading TOML files with every problem located.
 
 pub mod catalog;
 pub mod certs;
 pub mod client;
+pub mod cluster_cli;
 pub mod control;
 pub mod inventory;
 pub mod journal;
@@ -28,6 +31,7 @@ pub mod plan;
 pub mod report;
 pub mod rollout;
 pub mod service;
+pub mod service_client;
 pub mod status;
 pub mod store;
 pub mod toml_problems;

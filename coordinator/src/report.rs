@@ -161,13 +161,7 @@ impl EventSink for Human {
         match event {
             Event::Started { rollout_id, target, nodes } => {
                 self.line(&format!("rollout {rollout_id}: {nodes} nodes to {target}"));
-                if std::io::stderr().is_terminal() {
-                    let bar = ProgressBar::new(*nodes as u64);
-                    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
-                        bar.set_style(style);
-                    }
-                    self.bar = Some(bar);
-                }
+                self.bar = progress_bar(*nodes);
             }
             Event::NodeStarted { .. } => {}
             Event::NodeFinished { node, outcome, error, counters } => {
@@ -206,6 +200,18 @@ impl EventSink for Human {
             }
         }
     }
+}
+
+/// A progress bar over `nodes` nodes on standard error, when it is a terminal.
+pub fn progress_bar(nodes: usize) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(nodes as u64);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
+        bar.set_style(style);
+    }
+    Some(bar)
 }
 
 /// Collects events in memory (for tests and embedding).

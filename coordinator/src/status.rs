@@ -95,6 +95,28 @@ async fn read_row(client: &AgentClient, index: usize, node: &InventoryNode) -> (
     (index, row)
 }
 
+/// Rows of cells as lines of left-aligned columns two spaces apart.
+pub fn aligned<R: AsRef<[String]>>(rows: &[R]) -> Vec<String> {
+    let columns = rows.iter().map(|row| row.as_ref().len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter().filter_map(|row| row.as_ref().get(column)).map(|cell| cell.chars().count()).max().unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            row.as_ref()
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// The rows as an aligned text table, then why each unreadable node could not be read.
 pub fn table(rows: &[NodeStatusRow]) -> String {
     let mut lines = vec![[
@@ -148,19 +170,7 @@ pub fn table(rows: &[NodeStatusRow]) -> String {
         };
         lines.push(cells);
     }
-    let widths: Vec<usize> = (0..6).map(|column| lines.iter().map(|l| l[column].len()).max().unwrap_or(0)).collect();
-    let mut text: Vec<String> = lines
-        .iter()
-        .map(|line| {
-            line.iter()
-                .enumerate()
-                .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_owned()
-        })
-        .collect();
+    let mut text = aligned(&lines);
     let unreadable: Vec<String> = rows
         .iter()
         .filter_map(|row| row.unreadable.as_ref().map(|why| format!("  {}: {} ({})", row.name, why.message, why.code)))
@@ -171,4 +181,19 @@ pub fn table(rows: &[NodeStatusRow]) -> String {
         text.extend(unreadable);
     }
     text.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_by_characters_and_lines_end_without_padding() {
+        let rows = [
+            vec!["NODE".to_owned(), "PHASE".to_owned(), "NOTE".to_owned()],
+            vec!["wörker-1".to_owned(), "Idle".to_owned(), String::new()],
+            vec!["cp".to_owned(), "Degraded".to_owned(), "disk".to_owned()],
+        ];
+        assert_eq!(aligned(&rows), ["NODE      PHASE     NOTE", "wörker-1  Idle", "cp        Degraded  disk"]);
+    }
 }

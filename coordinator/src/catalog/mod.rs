@@ -114,7 +114,7 @@ pub struct ReleaseImage {
 }
 
 /// A known risk of moving to a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Risk {
     /// A stable name, such as `CgroupV1Removed`.
     pub name: String,

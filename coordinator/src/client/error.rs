@@ -96,14 +96,14 @@ pub enum ClientError {
 /// Which certificate failed a handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateProblem {
-    /// The agent's certificate is not signed by the inventory's CA, expired, or malformed.
-    #[error("the agent's certificate does not verify")]
+    /// The server's certificate (an agent's or the service's) is not signed by the trusted CA, expired, or malformed.
+    #[error("the server's certificate does not verify")]
     Untrusted,
-    /// The agent's certificate is valid but names other addresses.
-    #[error("the agent's certificate is for another address")]
+    /// The server's certificate is valid but names other addresses.
+    #[error("the server's certificate is for another address")]
     WrongAddress,
-    /// The agent refused the coordinator's client certificate.
-    #[error("the agent refused the coordinator's client certificate")]
+    /// The server refused the client certificate.
+    #[error("the server refused our client certificate")]
     Refused,
 }
 
@@ -148,7 +148,7 @@ impl ClientError {
 
     /// The error of a request that failed before any answer: a certificate
     /// problem when TLS names one, otherwise unreachable.
-    pub(super) fn from_transport(address: &str, error: &(dyn std::error::Error + 'static)) -> ClientError {
+    pub(crate) fn from_transport(address: &str, error: &(dyn std::error::Error + 'static)) -> ClientError {
         let reason = error_chain(error);
         match certificate_problem(error) {
             Some(problem) => ClientError::Certificate { address: address.to_owned(), problem, reason },

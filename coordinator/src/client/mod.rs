@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
 use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
@@ -101,9 +102,32 @@ pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// A client for any number of agents.
 #[derive(Clone)]
 pub struct AgentClient {
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: HttpsClient,
     settings: ClientSettings,
 }
+
+/// An HTTPS-only client presenting `tls`, with the connect timeout, pool sizes
+/// and TLS session cache of `settings`.
+pub(crate) fn https_client(mut tls: ClientConfig, settings: &ClientSettings) -> HttpsClient {
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(settings.tls_sessions.max(1));
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(settings.timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(settings.idle_per_node)
+        .pool_idle_timeout(settings.pool_idle_timeout)
+        .build(connector)
+}
+
+/// The HTTP client of [`https_client`].
+pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// One request to an agent.
 struct Call<'a> {
@@ -146,23 +170,8 @@ enum Safety {
 
 impl AgentClient {
     /// A client with the given TLS configuration (see [`tls_config`]).
-    pub fn new(mut tls: ClientConfig, settings: ClientSettings) -> Self {
-        tls.resumption = rustls::client::Resumption::in_memory_sessions(settings.tls_sessions.max(1));
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(settings.idle_per_node)
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .build(connector);
-        Self { http, settings }
+    pub fn new(tls: ClientConfig, settings: ClientSettings) -> Self {
+        Self { http: https_client(tls, &settings), settings }
     }
 
     /// A client for an inventory's fleet: its CA and client certificate, pool
@@ -307,15 +316,7 @@ impl AgentClient {
                     location: location.unwrap_or_default(),
                 });
             }
-            let limited = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES);
-            let bytes = limited
-                .collect()
-                .await
-                .map_err(|error| match error.downcast_ref::<http_body_util::LengthLimitError>() {
-                    Some(_) => ClientError::TooLarge { address: address.to_owned(), limit: MAX_RESPONSE_BYTES },
-                    None => ClientError::Unreachable { address: address.to_owned(), reason: error.to_string() },
-                })?
-                .to_bytes();
+            let bytes = read_limited(address, response.into_body(), MAX_RESPONSE_BYTES).await?;
             Ok::<_, ClientError>((status, bytes))
         };
         let timeout = self.settings.timeout.saturating_add(call.wait);
@@ -324,6 +325,17 @@ impl AgentClient {
             .map_err(|_| ClientError::Timeout { address: address.to_owned(), timeout })??;
         decode(address, status, &bytes)
     }
+}
+
+/// Reads a whole answer's body, at most `limit` bytes of it.
+pub(crate) async fn read_limited(address: &str, body: Incoming, limit: usize) -> Result<Bytes, ClientError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    let collected =
+        limited.collect().await.map_err(|error| match error.downcast_ref::<http_body_util::LengthLimitError>() {
+            Some(_) => ClientError::TooLarge { address: address.to_owned(), limit },
+            None => ClientError::Unreachable { address: address.to_owned(), reason: error.to_string() },
+        })?;
+    Ok(collected.to_bytes())
 }
 
 fn to_body<T: Serialize>(value: &T) -> Result<Bytes, ClientError> {
@@ -347,7 +359,7 @@ struct AnsweredErrorObject {
     details: Vec<ErrorDetail>,
 }
 
-fn decode<T: DeserializeOwned>(address: &str, status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
+pub(crate) fn decode<T: DeserializeOwned>(address: &str, status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
     let decode_error =
         |reason: String| ClientError::Decode { address: address.to_owned(), status: status.as_u16(), reason };
     if status.is_success() {

@@ -13,7 +13,7 @@ use crate::inventory::Inventory;
 use crate::status::NodeStatusRow;
 
 /// One node as `GET /v1/clusters/{cluster}/nodes` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NodeView {
     /// The node.
     pub name: String,

@@ -16,7 +16,7 @@ use super::model::{ClusterSpec, HistoryEntry, RoleCounters, Update, UpdateStatus
 use super::nodes::{NodeView, nodes_by_version, observed_version, oldest_version};
 
 /// A release the cluster may move to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AvailableUpdate {
     /// Its version.
     pub version: Version,
@@ -25,7 +25,7 @@ pub struct AvailableUpdate {
 }
 
 /// A release the cluster may move to once its risks are accepted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ConditionalUpdate {
     /// The release.
     pub release: AvailableUpdate,
