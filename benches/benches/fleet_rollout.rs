@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use upkeep_coordinator::plan::Limit;
 use upkeep_simulator::faults::{FaultKind, LatencyRange};
-use upkeep_simulator::run::{RunConfig, run};
+use upkeep_simulator::run::{Driver, RunConfig, run};
 
 fn fleet_rollout(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -32,6 +32,8 @@ fn fleet_rollout(c: &mut Criterion) {
         limit_overshoot: 0,
         progress: false,
         address_offset: 50_000,
+        driver: Driver::Cli,
+        kill_coordinator_at: None,
     };
     let mut group = c.benchmark_group("fleet");
     group.sample_size(10).measurement_time(Duration::from_secs(60));

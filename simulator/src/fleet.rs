@@ -187,7 +187,8 @@ pub struct Fleet {
     pub inventory: Inventory,
     /// Every cordon and uncordon of the fleet's Nodes, as the machines saw them.
     pub unavailability: Arc<Unavailability>,
-    _pki: FleetPki,
+    /// The fleet's PKI.
+    pub pki: FleetPki,
 }
 
 /// The agent config of a simulated node: short step timeouts so hung steps end quickly.
@@ -300,7 +301,7 @@ impl Fleet {
                 })
                 .collect(),
         };
-        Ok(Fleet { nodes, inventory, unavailability, _pki: pki })
+        Ok(Fleet { nodes, inventory, unavailability, pki })
     }
 
     /// Watches for crashed agents and restarts them from their saved state.

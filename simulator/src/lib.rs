@@ -11,6 +11,8 @@
 //! - [`pki`]: the fleet's CA and the coordinator's client certificate.
 //! - [`fleet`]: starting the nodes on their own loopback addresses, crashes and outages.
 //! - [`run`]: one rollout: calibration, the coordinator, the checks.
+//! - [`recorder`]: when each node started and finished, and the progress bar.
+//! - [`service_driver`]: the rollout driven through the coordinator service's HTTPS API.
 //! - [`serve`]: one shard of a large fleet, for a coordinator in another process.
 //! - [`checks`]: the end-of-run invariants, apart from the driving code.
 //! - [`efficiency`]: the ideal wall time, efficiency and stretch of a rollout.
@@ -31,6 +33,8 @@ pub mod fleet;
 pub mod host;
 pub mod kube_api;
 pub mod pki;
+pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod service_driver;

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use upkeep_common::Version;
 use upkeep_coordinator::plan::Limit;
 use upkeep_simulator::fake_apiserver::{self, FakeApiConfig};
 use upkeep_simulator::faults::{FaultKind, LatencyRange};
 use upkeep_simulator::report::{Report, html};
-use upkeep_simulator::run::{RunConfig, run};
+use upkeep_simulator::run::{Driver, RunConfig, run};
 use upkeep_simulator::serve::{ServeConfig, serve};
 
 /// Simulate a fleet of upkeep agents and roll it with the real coordinator.
@@ -143,6 +143,14 @@ struct RunArgs {
     /// answers at once instead of holding its answer until the operation ends.
     #[arg(long, default_value_t = 20)]
     poll_ms: u64,
+    /// What drives the rollout: the one-shot engine (`cli`) or the coordinator
+    /// service through its HTTPS API (`service`).
+    #[arg(long, value_enum, default_value_t = DriverArg::Cli)]
+    driver: DriverArg,
+    /// With `--driver service`: kill the service when this percentage of the
+    /// nodes is done, and open a new one on the same store.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99))]
+    kill_coordinator_at: Option<u8>,
     /// Where to write the JSON report.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -185,7 +193,16 @@ fn main() -> ExitCode {
                 limit_overshoot: 0,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 address_offset: 0,
+                driver: match args.driver {
+                    DriverArg::Cli => Driver::Cli,
+                    DriverArg::Service => Driver::Service,
+                },
+                kill_coordinator_at: args.kill_coordinator_at,
             };
+            if config.kill_coordinator_at.is_some() && config.driver != Driver::Service {
+                eprintln!("upkeep-sim: --kill-coordinator-at needs --driver service");
+                return ExitCode::FAILURE;
+            }
             (config, args.json, args.html)
         }
         Command::Demo { json, html, seed } => (demo_config(seed.unwrap_or_else(rand::random)), Some(json), Some(html)),
@@ -319,7 +336,18 @@ fn demo_config(seed: u64) -> RunConfig {
         limit_overshoot: 0,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         address_offset: 0,
+        driver: Driver::Service,
+        kill_coordinator_at: None,
     }
+}
+
+/// What drives the rollout.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DriverArg {
+    /// The one-shot engine, as `upkeep rollout` runs it.
+    Cli,
+    /// The coordinator service, through its HTTPS API.
+    Service,
 }
 
 fn report_written(result: std::io::Result<()>, path: &std::path::Path) {

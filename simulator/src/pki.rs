@@ -10,6 +10,21 @@ use upkeep_coordinator::certs::{self, CertificateAuthority, Validity};
 
 use crate::fleet::FleetError;
 
+/// The coordinator service's TLS files and a platform client's.
+#[derive(Debug, Clone)]
+pub struct ServiceFiles {
+    /// The CA.
+    pub ca: PathBuf,
+    /// The service's certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The platform client's certificate.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+}
+
 /// The fleet's CA and the coordinator's client certificate, on disk.
 pub struct FleetPki {
     pub(crate) ca: CertificateAuthority,
@@ -47,6 +62,25 @@ impl FleetPki {
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(FleetError::Setup(format!("{}: the shared CA never appeared", dir.display())))
+    }
+
+    /// Issues the coordinator service's server certificate (for 127.0.0.1) and
+    /// a platform's client certificate with the operator role, as
+    /// `service.crt`/`.key` and `platform.crt`/`.key`.
+    pub fn issue_service(&self) -> Result<ServiceFiles, FleetError> {
+        let validity = Validity::days_from_now(7);
+        let server = self.ca.issue_server("upkeep-sim coordinator service", &["127.0.0.1".to_owned()], validity)?;
+        certs::write_issued(&self.dir, "service", &server, true)?;
+        let platform = self.ca.issue_client("upkeep-sim platform", Some(Role::Operator), Validity::days_from_now(7))?;
+        certs::write_issued(&self.dir, "platform", &platform, true)?;
+        let file = |name: &str| self.dir.join(name);
+        Ok(ServiceFiles {
+            ca: file("ca.crt"),
+            cert: file("service.crt"),
+            key: file("service.key"),
+            client_cert: file("platform.crt"),
+            client_key: file("platform.key"),
+        })
     }
 
     fn write(&self) -> Result<(), FleetError> {

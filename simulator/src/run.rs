@@ -6,22 +6,24 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use indicatif::{ProgressBar, ProgressStyle};
 use upkeep_common::Version;
 use upkeep_common::api::{NodePhase, NodeRole, OperationKind, OperationPhase};
 use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
 use upkeep_coordinator::journal::Journal;
 use upkeep_coordinator::plan::Limit;
-use upkeep_coordinator::report::{Event, EventSink};
+use upkeep_coordinator::report::Summary;
 use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec, RolloutStorage};
 
 use crate::checks::{FinalNode, check_run};
+use crate::recorder::Recorder;
+use crate::report::ServiceFigures;
+use crate::service_driver::{self, ServiceInputs};
 use crate::coordinator_cpu;
 use crate::efficiency::{self, NodeTiming};
 use crate::faults::{FaultKind, FaultPlan, LatencyRange};
 use crate::fleet::{Fleet, FleetPki, FleetSpec};
 use crate::host::target_artifact;
-use crate::report::{Calibration, ChecksReport, ErrorGroup, Percentiles, Report, TimelinePoint, rss};
+use crate::report::{Calibration, ChecksReport, ErrorGroup, Percentiles, Report, rss};
 
 /// Small requests per node in the bare-protocol calibration (a rollout makes about as many).
 pub const CALIBRATION_REQUESTS: usize = 5;
@@ -66,6 +68,20 @@ pub struct RunConfig {
     pub progress: bool,
     /// The fleet's first loopback address index (see [`FleetSpec::address_offset`]).
     pub address_offset: usize,
+    /// What drives the rollout.
+    pub driver: Driver,
+    /// With the service: kill it (and open it again on its store) when this
+    /// percentage of the nodes is done.
+    pub kill_coordinator_at: Option<u8>,
+}
+
+/// What drives the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// The one-shot engine, as `upkeep rollout` runs it.
+    Cli,
+    /// The coordinator service, through its HTTPS API.
+    Service,
 }
 
 /// Why a run could not happen (a failed check is not one: it is in the report).
@@ -79,62 +95,10 @@ pub enum RunError {
     Coordinator(String),
 }
 
-/// Records the coordinator's events with their times, and shows progress.
-struct Recorder {
-    start: Instant,
-    started: BTreeMap<String, Instant>,
-    durations: BTreeMap<String, f64>,
-    timeline: Vec<TimelinePoint>,
-    done: usize,
-    failed: usize,
-    bar: Option<ProgressBar>,
-}
-
-impl Recorder {
-    fn point(&mut self) {
-        let t_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.timeline.push(TimelinePoint {
-            t_ms,
-            patched: self.done,
-            in_flight: self.started.len(),
-            failed: self.failed,
-        });
-    }
-}
-
-impl EventSink for Recorder {
-    fn event(&mut self, event: &Event) {
-        match event {
-            Event::NodeStarted { node, .. } => {
-                self.started.insert(node.clone(), Instant::now());
-                self.point();
-            }
-            Event::NodeFinished { node, outcome, counters, .. } => {
-                if let Some(started) = self.started.remove(node) {
-                    self.durations.insert(node.clone(), started.elapsed().as_secs_f64() * 1000.0);
-                }
-                self.done = counters.patched + counters.skipped;
-                self.failed = counters.error;
-                self.point();
-                if let Some(bar) = &self.bar {
-                    bar.set_position((self.done + self.failed) as u64);
-                    bar.set_message(format!("patched {} error {} ({outcome} {node})", self.done, self.failed));
-                }
-            }
-            Event::Summary { .. } => {
-                if let Some(bar) = self.bar.take() {
-                    bar.finish_and_clear();
-                }
-            }
-            Event::Started { .. } | Event::Halted { .. } => {}
-        }
-    }
-}
-
 /// Runs the simulation.
 pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     let plan = FaultPlan::derive(config.seed, config.nodes, config.fault_rate, &config.fault_kinds, config.latency);
-    let (artifact, artifacts) = target_artifact(&config.to);
+    let (_, artifacts) = target_artifact(&config.to);
     let spec = FleetSpec {
         nodes: config.nodes,
         control_planes: config.control_planes.min(config.nodes),
@@ -160,62 +124,37 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
 
     let total = config.nodes;
     let limit = config.max_unavailable.resolve_nonzero(total).max(1);
-    let mut spec = RolloutSpec {
-        id: None,
-        target: config.to.clone(),
-        artifacts: vec![artifact],
-        artifacts_by_arch: Default::default(),
-        node_arch: Default::default(),
-        max_unavailable: Limit::Count(limit + config.limit_overshoot),
-        max_failures: config.max_failures,
-        per_zone: config.per_zone,
-        soak: Duration::ZERO,
-        prestage: config.prestage,
-    };
-    if config.limit_overshoot == 0 {
-        spec.max_unavailable = config.max_unavailable;
-    }
-    let journal_dir = tempfile::tempdir().map_err(|e| RunError::Coordinator(e.to_string()))?;
-    let storage = RolloutStorage::file(&journal_dir.path().join("rollout.redb"))
-        .map_err(|e| RunError::Coordinator(e.to_string()))?;
-    let journals = storage.journal.clone();
-    let driver = DriverSettings {
-        concurrency: config.concurrency,
-        poll_interval: config.poll_interval,
-        node_timeout: Duration::from_secs(300),
-        ..DriverSettings::default()
-    };
-    let client = AgentClient::new(tls, settings);
-    let mut rollout = Rollout::new(client, &fleet.inventory, spec, storage, driver)
-        .await
-        .map_err(|e| RunError::Coordinator(e.to_string()))?;
-
     let crash_watchers = fleet.restart_crashed_agents();
     let outages = fleet.schedule_outages();
-    let bar = config.progress.then(|| {
-        let bar = ProgressBar::new(total as u64);
-        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
-            bar.set_style(style);
-        }
-        bar
-    });
-    let mut recorder = Recorder {
-        start: Instant::now(),
-        started: BTreeMap::new(),
-        durations: BTreeMap::new(),
-        timeline: Vec::new(),
-        done: 0,
-        failed: 0,
-        bar,
-    };
+    let recorder = Recorder::new(total, config.progress);
     let requests_before = fleet.requests_served();
     let started = Instant::now();
-    let driven = coordinator_cpu::run_measured(async move {
-        let summary = rollout.run(&mut recorder).await;
-        (summary, recorder)
-    });
-    let ((summary, recorder), coordinator_cpu_ms) = driven.await.map_err(|e| RunError::Coordinator(e.to_string()))?;
-    let summary = summary.map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let driven = match config.driver {
+        Driver::Cli => drive_cli(&fleet, config, AgentClient::new(tls, settings), limit, recorder).await?,
+        Driver::Service => {
+            let inputs = ServiceInputs::of(&fleet)?;
+            let owned = config.clone();
+            let measured = coordinator_cpu::run_measured(async move {
+                let mut recorder = recorder;
+                let driven = service_driver::drive(inputs, &owned, &mut recorder, owned.kill_coordinator_at).await;
+                (driven, recorder)
+            });
+            let ((driven, recorder), cpu_ms) = measured.await.map_err(|e| RunError::Coordinator(e.to_string()))?;
+            let driven = driven?;
+            Driven {
+                summary: driven.summary,
+                journal: driven.journal,
+                recorder,
+                cpu_ms,
+                service: Some(ServiceFigures {
+                    restarts: driven.restarts,
+                    store_commits: driven.store_commits,
+                    resumed_after_ms: driven.resumed_after_ms,
+                }),
+            }
+        }
+    };
+    let Driven { summary, journal, recorder, cpu_ms: coordinator_cpu_ms, service } = driven;
     let wall_s = started.elapsed().as_secs_f64();
     let requests = fleet.requests_served().saturating_sub(requests_before);
     let timings: Vec<NodeTiming> = fleet
@@ -236,7 +175,6 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         task.abort();
     }
 
-    let journal = journals.load().await.map_err(|e| RunError::Coordinator(e.to_string()))?;
     let finals = final_nodes(&fleet, &journal, &config.to).await;
     let peak_unavailable = fleet.unavailability.peak();
     let violations = check_run(&finals, &summary.counters, &config.to, limit, peak_unavailable);
@@ -249,6 +187,11 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
     }
     let (_, rss_peak_bytes) = rss();
     Ok(Report {
+        driver: match config.driver {
+            Driver::Cli => "cli",
+            Driver::Service => "service",
+        },
+        service,
         seed: config.seed,
         nodes: total,
         counters: summary.counters,
@@ -284,6 +227,65 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
             })
             .collect(),
     })
+}
+
+/// What driving the rollout left: the coordinator's counters and errors, its
+/// journal, the recorder, and the coordinator's CPU time.
+struct Driven {
+    summary: Summary,
+    journal: Journal,
+    recorder: Recorder,
+    cpu_ms: f64,
+    service: Option<ServiceFigures>,
+}
+
+/// Drives the rollout with the one-shot engine, on a journal file in a temporary directory.
+async fn drive_cli(
+    fleet: &Fleet,
+    config: &RunConfig,
+    client: AgentClient,
+    limit: usize,
+    recorder: Recorder,
+) -> Result<Driven, RunError> {
+    let mut spec = RolloutSpec {
+        id: None,
+        target: config.to.clone(),
+        artifacts: vec![target_artifact(&config.to).0],
+        artifacts_by_arch: Default::default(),
+        node_arch: Default::default(),
+        max_unavailable: Limit::Count(limit + config.limit_overshoot),
+        max_failures: config.max_failures,
+        per_zone: config.per_zone,
+        soak: Duration::ZERO,
+        prestage: config.prestage,
+    };
+    if config.limit_overshoot == 0 {
+        spec.max_unavailable = config.max_unavailable;
+    }
+    let journal_dir = tempfile::tempdir().map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let storage = RolloutStorage::file(&journal_dir.path().join("rollout.redb"))
+        .map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let journals = storage.journal.clone();
+    let driver = DriverSettings {
+        concurrency: config.concurrency,
+        poll_interval: config.poll_interval,
+        node_timeout: Duration::from_secs(300),
+        ..DriverSettings::default()
+    };
+    let mut rollout = Rollout::new(client, &fleet.inventory, spec, storage, driver)
+        .await
+        .map_err(|e| RunError::Coordinator(e.to_string()))?;
+
+    let measured = coordinator_cpu::run_measured(async move {
+        let mut recorder = recorder;
+        let summary = rollout.run(&mut recorder).await;
+        (summary, recorder)
+    });
+    let ((summary, recorder), cpu_ms) = measured.await.map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let summary = summary.map_err(|e| RunError::Coordinator(e.to_string()))?;
+    let journal = journals.load().await.map_err(|e| RunError::Coordinator(e.to_string()))?;
+    drop(journal_dir);
+    Ok(Driven { summary, journal, recorder, cpu_ms, service: None })
 }
 
 /// One mTLS handshake and a few small requests per node, across the fleet, with

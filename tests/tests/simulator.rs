@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use upkeep_coordinator::plan::Limit;
 use upkeep_simulator::faults::{FaultKind, FaultPlan, LatencyRange};
-use upkeep_simulator::run::{RunConfig, run};
+use upkeep_simulator::run::{Driver, RunConfig, run};
 
 fn config(nodes: usize, seed: u64, address_offset: usize) -> RunConfig {
     RunConfig {
@@ -29,6 +29,8 @@ fn config(nodes: usize, seed: u64, address_offset: usize) -> RunConfig {
         limit_overshoot: 0,
         progress: false,
         address_offset,
+        driver: Driver::Cli,
+        kill_coordinator_at: None,
     }
 }
 

@@ -15,8 +15,10 @@ impl Rollout {
     /// Reads every pending node's state, `concurrency` at a time. A node that
     /// does not answer, or answers busy, counts as unavailable; a cordoned,
     /// Degraded or not Available one too; one already at the target is
-    /// skipped. A node whose agent answers with a permanent error or speaks for
-    /// another node is returned as failed, without being started.
+    /// skipped. A node whose architecture is not yet known takes the one it
+    /// reports (it picks the node's artifacts). A node whose agent answers
+    /// with a permanent error or speaks for another node is returned as
+    /// failed, without being started.
     pub(super) async fn observe_pending(&mut self) -> Vec<(usize, NodeOutcome)> {
         let pending: Vec<(usize, String)> = (0..self.journal.nodes.len())
             .filter(|&i| self.journal.nodes[i].status == NodeStatus::Pending)
@@ -42,8 +44,11 @@ impl Rollout {
                     }
                     let node = &mut self.journal.nodes[index];
                     node.unavailable = counts_unavailable(&state);
-                    if at_target(&state, &self.journal.artifacts, &self.journal.target) {
-                        node.status = NodeStatus::Skipped;
+                    if node.arch.is_none() && !state.host.arch.is_empty() {
+                        node.arch = Some(state.host.arch.clone());
+                    }
+                    if at_target(&state, self.journal.artifacts_for(index), &self.journal.target) {
+                        self.journal.nodes[index].status = NodeStatus::Skipped;
                     }
                 }
                 Err(error) if error.is_transient() || error.is_busy() => self.journal.nodes[index].unavailable = true,

@@ -179,6 +179,19 @@ impl ServiceApp {
         state.running = Some(RunningUpdate { log, control: control_sender, task: Some(task) });
     }
 
+    /// Stops every workflow at once, as a crash would: nothing reaches a safe
+    /// point, and whatever was not yet stored is lost. A service opened again
+    /// on the same store picks the updates up.
+    pub async fn abort(&self) {
+        for cluster in self.clusters.values() {
+            if let Some(task) = cluster.state.lock().await.running.as_mut().and_then(|running| running.task.take()) {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+        self.shutdown.send_replace(true);
+    }
+
     /// Asks every workflow to stop at its next safe point (their updates stay
     /// InProgress for the next start) and waits for them.
     pub async fn stop(&self) {

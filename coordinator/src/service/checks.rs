@@ -44,6 +44,13 @@ pub async fn precheck(cluster: &ClusterRuntime, update_id: &str, release: &Relea
     let rows = cluster.read_nodes().await;
     let views = cluster.nodes();
     let mut before = NodesBefore::default();
+    // Every architecture the release covers, so that a node read only later
+    // (one that failed here and is tolerated) still finds its artifacts.
+    for arch in release.artifacts.iter().map(|a| a.arch.clone()) {
+        if let Ok(artifacts) = release.artifacts_for(&arch) {
+            before.artifacts.entry(arch).or_insert(artifacts);
+        }
+    }
     let mut problems = Vec::new();
     let mut dry_runs = Vec::new();
     for ((row, view), node) in rows.iter().zip(&views).zip(&cluster.inventory.nodes) {
@@ -67,7 +74,6 @@ pub async fn precheck(cluster: &ClusterRuntime, update_id: &str, release: &Relea
             }
         };
         before.arch.insert(name, state.host.arch.clone());
-        before.artifacts.entry(state.host.arch.clone()).or_insert_with(|| artifacts.clone());
         dry_runs.push(dry_run_job(cluster, update_id, &node.name, &node.address, &release.version, artifacts));
     }
     let failed: Vec<NodeError> = stream::iter(dry_runs)

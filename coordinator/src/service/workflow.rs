@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use upkeep_common::ids::NodeName;
 
 use crate::control::{Control, ControlSource};
@@ -82,7 +83,9 @@ impl Workflow {
     /// Runs the update to its end, or until the service stops.
     pub async fn run(self) {
         let log = self.log.clone();
-        let flusher = tokio::spawn(async move {
+        // In a JoinSet, so the flusher ends with the workflow even when the workflow's task is aborted.
+        let mut flusher = JoinSet::new();
+        flusher.spawn(async move {
             loop {
                 tokio::time::sleep(FLUSH_INTERVAL).await;
                 if let Err(error) = log.flush().await {
@@ -106,7 +109,7 @@ impl Workflow {
                 true
             }
         };
-        flusher.abort();
+        flusher.abort_all();
         if ended {
             self.finish().await;
         } else if let Err(error) = self.log.flush().await {
@@ -344,12 +347,13 @@ impl Workflow {
             }
             let stop = rollout.stop_flag();
             let mut shutdown = self.cluster.shutdown.clone();
-            let watcher = tokio::spawn(async move {
+            let mut watcher = JoinSet::new();
+            watcher.spawn(async move {
                 let _ = shutdown.wait_for(|stopping| *stopping).await;
                 stop.store(true, Ordering::Relaxed);
             });
             let summary = rollout.run(&mut self.sink(TaskType::Upgrade)).await;
-            watcher.abort();
+            watcher.abort_all();
             let summary = summary?;
             match summary.halt {
                 None => {

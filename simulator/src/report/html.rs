@@ -129,6 +129,8 @@ mod tests {
     #[test]
     fn the_page_is_self_contained_and_escaped() {
         let report = Report {
+            driver: "cli",
+            service: None,
             seed: 1,
             nodes: 2,
             counters: Default::default(),

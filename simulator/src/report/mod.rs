@@ -75,9 +75,25 @@ pub struct TimelinePoint {
     pub failed: usize,
 }
 
+/// What the coordinator service did, when it drove the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ServiceFigures {
+    /// Times it was killed and opened again on its store.
+    pub restarts: usize,
+    /// Batches its store committed (one fsync each).
+    pub store_commits: u64,
+    /// From the kill to the first event of the service opened again, in ms.
+    pub resumed_after_ms: Option<f64>,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
+    /// `cli` (the one-shot engine) or `service` (the coordinator service's API).
+    pub driver: &'static str,
+    /// The service's figures, when it drove the rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceFigures>,
     /// The seed that reproduces the run.
     pub seed: u64,
     /// Nodes in the fleet.
