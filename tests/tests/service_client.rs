@@ -90,6 +90,11 @@ fn answer(method: &str, target: &str) -> Reply {
                 .into(),
         ),
         ("GET", "/v1/clusters/prod/updates") => Reply::Whole(200, "<html>not JSON</html>".into()),
+        ("GET", "/readyz") => Reply::Whole(503, r#"{"ready":false,"leader":false,"replica":"replica-b"}"#.into()),
+        ("GET", "/metrics") => Reply::Whole(
+            503,
+            r#"{"error":{"code":"dependency_unavailable","message":"store closed","details":[]}}"#.into(),
+        ),
         _ => Reply::Whole(404, r#"{"error":{"code":"not_found","message":"no such route","details":[]}}"#.into()),
     }
 }
@@ -260,4 +265,19 @@ async fn a_service_certificate_from_another_ca_is_a_certificate_error() {
     let error = client.nodes("prod").await.expect_err("untrusted");
     assert!(matches!(error, ClientError::Certificate { problem: CertificateProblem::Untrusted, .. }), "{error:?}");
     assert!(!error.is_transient(), "trying again does not help");
+}
+
+#[tokio::test]
+async fn a_replica_that_is_not_ready_still_says_who_it_is() {
+    let pki = Pki::new();
+    let service = ScriptedService::start(&pki).await;
+    let client = client(&pki, &pki, &service);
+    let readiness = client.readyz().await.expect("a 503 with the readiness body is an answer");
+    assert!(!readiness.ready && !readiness.leader);
+    assert_eq!(readiness.replica, "replica-b");
+    let error = client.metrics().await.expect_err("a 503 envelope elsewhere is an error");
+    assert!(
+        matches!(&error, ClientError::Api { status: 503, code, .. } if code == "dependency_unavailable"),
+        "{error:?}"
+    );
 }
