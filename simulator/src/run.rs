@@ -15,15 +15,15 @@ use upkeep_coordinator::report::Summary;
 use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec, RolloutStorage};
 
 use crate::checks::{FinalNode, check_run};
-use crate::recorder::Recorder;
-use crate::report::ServiceFigures;
-use crate::service_driver::{self, ServiceInputs};
 use crate::coordinator_cpu;
 use crate::efficiency::{self, NodeTiming};
 use crate::faults::{FaultKind, FaultPlan, LatencyRange};
 use crate::fleet::{Fleet, FleetPki, FleetSpec};
 use crate::host::target_artifact;
+use crate::recorder::Recorder;
+use crate::report::ServiceFigures;
 use crate::report::{Calibration, ChecksReport, ErrorGroup, Percentiles, Report, rss};
+use crate::service_driver::{self, ServiceInputs};
 
 /// Small requests per node in the bare-protocol calibration (a rollout makes about as many).
 pub const CALIBRATION_REQUESTS: usize = 5;

@@ -31,8 +31,8 @@ use upkeep_coordinator::store::embedded::EmbeddedStore;
 use upkeep_net::{ServerCredentials, ServerLimits, TlsPaths};
 
 use crate::fleet::Fleet;
-use crate::pki::ServiceFiles;
 use crate::host::target_artifact;
+use crate::pki::ServiceFiles;
 use crate::recorder::Recorder;
 use crate::run::{RunConfig, RunError};
 
@@ -107,8 +107,12 @@ fn record(recorder: &mut Recorder, event: &UpdateEvent) {
             recorder.event_at(&Event::NodeStarted { node: node.clone(), operation: None }, at);
         }
         EventKind::NodeFinished { node, outcome, counters, .. } => {
-            let finished =
-                Event::NodeFinished { node: node.clone(), outcome: outcome.clone(), error: None, counters: total(counters) };
+            let finished = Event::NodeFinished {
+                node: node.clone(),
+                outcome: outcome.clone(),
+                error: None,
+                counters: total(counters),
+            };
             recorder.event_at(&finished, at);
         }
         EventKind::Task { .. } | EventKind::Halted { .. } | EventKind::Status { .. } => {}
@@ -177,7 +181,8 @@ pub async fn drive(
         }],
     };
     std::fs::create_dir_all(&service_config.state_dir).map_err(failed)?;
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&service_config.state_dir.join("coordinator.redb")).map_err(failed)?);
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&service_config.state_dir.join("coordinator.redb")).map_err(failed)?);
     let settings = ServiceSettings {
         concurrency: config.concurrency,
         poll_interval: config.poll_interval,
@@ -188,7 +193,8 @@ pub async fn drive(
     let client_tls = tls_config(&tls.ca, &tls.client_cert, &tls.client_key).map_err(failed)?;
     let client_settings = ClientSettings { stream_idle: Duration::from_secs(20), ..ClientSettings::default() };
     let client = ServiceClient::new(&format!("https://{address}"), client_tls, client_settings).map_err(failed)?;
-    let request = UpgradeRequest { request_token: Some("upkeep-sim".to_owned()), ..UpgradeRequest::to(config.to.to_string()) };
+    let request =
+        UpgradeRequest { request_token: Some("upkeep-sim".to_owned()), ..UpgradeRequest::to(config.to.to_string()) };
     let answer = client.upgrade(CLUSTER, &request, None).await.map_err(failed)?;
     let id = answer.update.id.clone();
 
@@ -206,10 +212,10 @@ pub async fn drive(
             killed_at = Some(Instant::now());
             let _ = kill_sender.try_send(());
         }
-        if let (Some(at), None) = (killed_at, resumed_after_ms) {
-            if seen_reopened.load(Ordering::Relaxed) {
-                resumed_after_ms = Some(at.elapsed().as_secs_f64() * 1000.0);
-            }
+        if let (Some(at), None) = (killed_at, resumed_after_ms)
+            && seen_reopened.load(Ordering::Relaxed)
+        {
+            resumed_after_ms = Some(at.elapsed().as_secs_f64() * 1000.0);
         }
     });
     let mut follow = Box::pin(follow);

@@ -12,6 +12,7 @@
 //! - [`agent_process`]: starts `upkeep-agent` with a config and waits until it listens.
 //! - [`service_process`]: starts `upkeep serve` over a test fleet, with its config and catalog.
 //! - [`client`]: an HTTPS client over rustls for requests and handshake checks.
+//! - [`openapi_check`]: replies checked against an OpenAPI document.
 //! - [`curl`]: the real `curl` and `openssl s_client` against an agent.
 //! - [`in_process`]: the real agent server inside the test or bench process.
 //! - [`upgrades`]: artifacts, request bodies and waiting for operations.
@@ -25,6 +26,7 @@ pub mod fake_kubelet;
 pub mod fleet;
 pub mod in_process;
 pub mod listening;
+pub mod openapi_check;
 pub mod pki;
 pub mod scripted_agent;
 pub mod service_process;

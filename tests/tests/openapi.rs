@@ -3,7 +3,6 @@
 //! included, carry a status the document lists and validate against its schema.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use bytes::Bytes;
 use hyper::Method;
@@ -12,11 +11,11 @@ use upkeep_agent::server::routes::{ApiMethod, ROUTES};
 use upkeep_common::Role;
 use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, Reply, client_config, request, send_raw};
+use upkeep_tests::openapi_check::{self, assert_conforms, violations};
 use upkeep_tests::pki::Pki;
 
 fn document() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/openapi.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("openapi.json")).expect("valid JSON")
+    openapi_check::document("agent/openapi.json")
 }
 
 fn method_key(method: ApiMethod) -> &'static str {
@@ -29,19 +28,7 @@ fn method_key(method: ApiMethod) -> &'static str {
 
 #[test]
 fn document_paths_are_exactly_the_routes() {
-    let doc = document();
-    let documented: BTreeSet<(String, String)> = doc["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .flat_map(|(path, item)| {
-            item.as_object()
-                .expect("path item")
-                .keys()
-                .filter(|key| ["get", "post", "put", "delete", "patch", "head", "options"].contains(&key.as_str()))
-                .map(move |method| (path.clone(), method.clone()))
-        })
-        .collect();
+    let documented = openapi_check::documented_operations(&document());
     let served: BTreeSet<(String, String)> =
         ROUTES.iter().map(|route| (route.path.to_owned(), method_key(route.method).to_owned())).collect();
     assert_eq!(documented, served);
@@ -60,53 +47,6 @@ fn document_roles_match_the_router() {
         };
         assert_eq!(operation["x-upkeep-role"], expected, "{} {}", route.method, route.path);
     }
-}
-
-/// Validates a reply against the schema the document gives for its status.
-fn assert_conforms(doc: &Value, template: &str, method: &str, reply: &Reply) {
-    let errors = violations(doc, template, method, reply);
-    assert!(
-        errors.is_empty(),
-        "{method} {template} {}: {errors:#?}\nbody: {}",
-        reply.status,
-        String::from_utf8_lossy(&reply.body)
-    );
-}
-
-/// What in a reply breaks the document's schema for its status.
-fn violations(doc: &Value, template: &str, method: &str, reply: &Reply) -> Vec<String> {
-    let responses = &doc["paths"][template][method]["responses"];
-    let response = &responses[reply.status.to_string()];
-    assert!(
-        response.is_object(),
-        "{method} {template} answered {} which the document does not list (it lists {:?})",
-        reply.status,
-        responses.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>())
-    );
-    if reply.body.is_empty() && reply.header("content-type").is_none() {
-        return if response["x-upkeep-bodiless"] == true {
-            Vec::new()
-        } else {
-            vec![format!("{} came without a body, which the document does not allow", reply.status)]
-        };
-    }
-    let content_type = reply.header("content-type").unwrap_or_default();
-    let media = content_type.split(';').next().unwrap_or_default().trim().to_owned();
-    let content = &response["content"];
-    let schema =
-        if content[&content_type].is_object() { &content[&content_type]["schema"] } else { &content[&media]["schema"] };
-    assert!(schema.is_object(), "{method} {template} {}: no schema for {media}", reply.status);
-    if media != "application/json" {
-        return Vec::new();
-    }
-    let mut rooted = schema.clone();
-    rooted["components"] = doc["components"].clone();
-    let validator = jsonschema::draft202012::options()
-        .should_validate_formats(true)
-        .build(&rooted)
-        .unwrap_or_else(|error| panic!("schema of {method} {template} {} does not compile: {error}", reply.status));
-    let body = reply.json();
-    validator.iter_errors(&body).map(|error| format!("{} at {}", error, error.instance_path())).collect()
 }
 
 /// A real agent, and a client of `role` connected to it (keep the first two alive).

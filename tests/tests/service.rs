@@ -436,3 +436,41 @@ fn a_node_that_fails_its_upgrade_is_counted_and_named_and_the_history_says_parti
         .clone();
     assert_eq!(degraded["status"], "True", "{cluster}");
 }
+
+/// `upkeep cluster ...` against the service, as the `operator` client.
+fn upkeep_cluster(fleet: &Fleet, service: &ServiceProcess, args: &[&str]) -> std::process::Output {
+    let client = fleet.pki.client("operator");
+    let server = format!("https://{}", service.addr);
+    let mut command = std::process::Command::new(upkeep_tests::binaries::path("upkeep"));
+    command.arg("cluster").args(args).arg("--server").arg(&server).arg("--ca").arg(fleet.pki.ca_cert());
+    command.arg("--cert").arg(&client.cert).arg("--key").arg(&client.key);
+    command.output().expect("upkeep runs")
+}
+
+#[test]
+fn the_cluster_command_starts_an_upgrade_and_follows_it_to_its_end() {
+    let (_health, fleet, files) = fleet_and_catalog(2, "max_unavailable = \"1\"\n");
+    let service = ServiceProcess::start(&files);
+    wait_for_nodes_read(&fleet, &service, "1.30.2");
+    let followed = upkeep_cluster(&fleet, &service, &["upgrade", CLUSTER, "1.30", "--follow", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&followed.stdout);
+    assert_eq!(
+        followed.status.code(),
+        Some(0),
+        "a successful update exits 0: {stdout}{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    let last: Value = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .next_back()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("JSON lines");
+    assert!(last.to_string().contains("Successful"), "the last line is the ended update: {last}");
+    let status = upkeep_cluster(&fleet, &service, &["status", CLUSTER, "--output", "json"]);
+    let cluster: Value = serde_json::from_slice(&status.stdout).expect("the cluster as JSON");
+    assert_eq!(cluster["history"][0]["state"], "Completed", "{cluster}");
+    let refused = upkeep_cluster(&fleet, &service, &["upgrade", CLUSTER, "1.29.0"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("1.29.0"), "the refusal names the version");
+}

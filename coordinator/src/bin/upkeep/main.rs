@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use rollout_cli::{RolloutCli, RolloutCommand, control, run_resume, run_rollout};
 use serve_cli::ServeArgs;
 use upkeep_coordinator::client::AgentClient;
+use upkeep_coordinator::cluster_cli::{self, ClusterCommand};
 use upkeep_coordinator::control::Control;
 use upkeep_coordinator::inventory::Inventory;
 use upkeep_coordinator::status::{fleet_status, table};
@@ -37,6 +38,9 @@ enum Command {
     Certs(CertsCommand),
     /// Run the coordinator service that platforms call (or check its config).
     Serve(ServeArgs),
+    /// Talk to a running `upkeep serve`: list, status, upgrade, update, pause, resume, cancel.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Certs(command) => run_certs(command).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve_cli::run(args),
+        Command::Cluster(command) => with_runtime(cluster_cli::run(command)),
         Command::Status(args) => with_runtime(run_status(args)),
         Command::Rollout(rollout) => match (*rollout).into_parts() {
             (Some(RolloutCommand::Pause { journal }), _) => control(&journal, Control::Pause),
