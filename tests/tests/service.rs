@@ -460,12 +460,8 @@ fn the_cluster_command_starts_an_upgrade_and_follows_it_to_its_end() {
         "a successful update exits 0: {stdout}{}",
         String::from_utf8_lossy(&followed.stderr)
     );
-    let last: Value = stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .next_back()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .expect("JSON lines");
+    let last: Value =
+        stdout.lines().rfind(|l| !l.trim().is_empty()).and_then(|l| serde_json::from_str(l).ok()).expect("JSON lines");
     assert!(last.to_string().contains("Successful"), "the last line is the ended update: {last}");
     let status = upkeep_cluster(&fleet, &service, &["status", CLUSTER, "--output", "json"]);
     let cluster: Value = serde_json::from_slice(&status.stdout).expect("the cluster as JSON");
