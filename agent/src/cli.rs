@@ -34,15 +34,7 @@ pub fn main() -> ExitCode {
     if cli.check_config {
         return check_config(&cli.config, &config);
     }
-    tracing_subscriber::fmt()
-        .fmt_fields(upkeep_net::log::EscapingFields)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    upkeep_net::log::init_stderr("info");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -100,6 +100,20 @@ impl Visit for EscapingVisitor<'_> {
     }
 }
 
+/// Sends `tracing` to standard error with escaped fields, filtered by
+/// `RUST_LOG` or else by `default` (such as `info`), in colour only on a terminal.
+pub fn init_stderr(default: &str) {
+    tracing_subscriber::fmt()
+        .fmt_fields(EscapingFields)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

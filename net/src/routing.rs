@@ -48,6 +48,27 @@ impl fmt::Display for ApiMethod {
     }
 }
 
+/// One route of an API: method, path template, the least role it needs, and
+/// what it does (`E`, the API's own list of endpoints).
+#[derive(Debug, Clone, Copy)]
+pub struct Route<E> {
+    /// Its method.
+    pub method: ApiMethod,
+    /// Its path template; `{name}` matches one segment.
+    pub path: &'static str,
+    /// The least role allowed; `None` means any verified client.
+    pub role: Option<Role>,
+    /// What it does.
+    pub endpoint: E,
+}
+
+impl<E> Route<E> {
+    /// A route.
+    pub const fn new(method: ApiMethod, path: &'static str, role: Option<Role>, endpoint: E) -> Self {
+        Route { method, path, role, endpoint }
+    }
+}
+
 /// Matches `path` against a template whose `{name}` segments match any one
 /// non-empty segment; returns those segments in order, still percent-encoded.
 pub fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {

@@ -161,14 +161,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .fmt_fields(upkeep_net::log::EscapingFields)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    upkeep_net::log::init_stderr("error");
     let (config, json, html_path) = match cli.command {
         Command::Serve(args) => return serve_shard(*args),
         Command::FakeApiserver(args) => return serve_fake_api(args),

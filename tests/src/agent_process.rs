@@ -4,12 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use crate::listening::{Listening, spawn_listening};
@@ -46,11 +45,10 @@ impl AgentSetup {
 
 /// A running agent.
 pub struct AgentProcess {
-    child: Child,
+    process: Listening,
     /// The address it listens on.
     pub addr: SocketAddr,
     dir: Arc<TempDir>,
-    log: Arc<Mutex<String>>,
 }
 
 /// The config of a test agent: a worker with one fake kubelet, listening on an
@@ -147,8 +145,7 @@ impl AgentProcess {
     /// Kills this agent with SIGKILL and starts it again on the same directory
     /// (a new port), with `env` set for the new process.
     pub fn restart(mut self, env: &[(&str, &str)]) -> AgentProcess {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         Self::launch(self.dir.clone(), env)
     }
 
@@ -162,8 +159,8 @@ impl AgentProcess {
         for (name, value) in env {
             command.env(name, value);
         }
-        let Listening { child, addr, log } = spawn_listening(command, "upkeep-agent");
-        AgentProcess { child, addr, dir, log }
+        let process = spawn_listening(command, "upkeep-agent");
+        AgentProcess { addr: process.addr, process, dir }
     }
 
     /// The agent's working directory (config, fake kubelet, state).
@@ -178,36 +175,21 @@ impl AgentProcess {
 
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Sends a signal to the agent.
     pub fn signal(&self, signal: Signal) {
-        let pid = i32::try_from(self.child.id()).expect("pid fits");
-        kill(Pid::from_raw(pid), signal).expect("signal delivered");
+        self.process.signal(signal);
     }
 
     /// Waits for the agent to exit, up to `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.process.wait_exit(timeout)
     }
 
     /// Everything the agent wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log_text()
     }
 }

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use upkeep_net::routing::ApiMethod;
+
 use crate::client::Reply;
 
 /// The document at `path`, relative to the workspace's root.
@@ -14,6 +16,15 @@ pub fn document(path: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .expect("valid JSON")
+}
+
+/// A method as the document's path items name it.
+pub fn method_key(method: ApiMethod) -> &'static str {
+    match method {
+        ApiMethod::Get => "get",
+        ApiMethod::Post => "post",
+        ApiMethod::Patch => "patch",
+    }
 }
 
 /// Every (path, method) the document lists.

@@ -5,12 +5,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::binaries;
 use crate::fleet::Fleet;
@@ -70,10 +68,9 @@ pub fn write_service(fleet: &Fleet, cluster: &str, releases: &str, policy: &str,
 
 /// A running `upkeep serve`.
 pub struct ServiceProcess {
-    child: Child,
+    process: Listening,
     /// Where it listens.
     pub addr: SocketAddr,
-    log: Arc<Mutex<String>>,
 }
 
 impl ServiceProcess {
@@ -81,42 +78,27 @@ impl ServiceProcess {
     pub fn start(files: &ServiceFiles) -> ServiceProcess {
         let mut command = Command::new(binaries::path("upkeep"));
         command.arg("serve").arg("--config").arg(&files.config).env("RUST_LOG", "info,audit=info");
-        let Listening { child, addr, log } = spawn_listening(command, "upkeep serve");
-        ServiceProcess { child, addr, log }
+        let process = spawn_listening(command, "upkeep serve");
+        ServiceProcess { addr: process.addr, process }
     }
 
     /// Sends a signal to the service.
     pub fn signal(&self, signal: Signal) {
-        let pid = i32::try_from(self.child.id()).expect("pid fits");
-        kill(Pid::from_raw(pid), signal).expect("signal delivered");
+        self.process.signal(signal);
     }
 
     /// Kills the service with SIGKILL and reaps it.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// Waits for the service to exit, up to `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.process.wait_exit(timeout)
     }
 
     /// Everything the service wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.log_text()
     }
 }

@@ -7,23 +7,15 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use hyper::Method;
 use serde_json::Value;
-use upkeep_agent::server::routes::{ApiMethod, ROUTES};
+use upkeep_agent::server::routes::ROUTES;
 use upkeep_common::Role;
 use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, Reply, client_config, request, send_raw};
-use upkeep_tests::openapi_check::{self, assert_conforms, violations};
+use upkeep_tests::openapi_check::{self, assert_conforms, method_key, violations};
 use upkeep_tests::pki::Pki;
 
 fn document() -> Value {
     openapi_check::document("agent/openapi.json")
-}
-
-fn method_key(method: ApiMethod) -> &'static str {
-    match method {
-        ApiMethod::Get => "get",
-        ApiMethod::Post => "post",
-        ApiMethod::Patch => "patch",
-    }
 }
 
 #[test]

@@ -12,24 +12,15 @@ use hyper::Method;
 use serde_json::Value;
 use upkeep_common::Role;
 use upkeep_coordinator::service::api::ROUTES;
-use upkeep_net::routing::ApiMethod;
 use upkeep_tests::client::{ApiClient, Reply, client_config, request};
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::fleet::Fleet;
-use upkeep_tests::openapi_check::{self, assert_conforms, schema_violations};
+use upkeep_tests::openapi_check::{self, assert_conforms, method_key, schema_violations};
 use upkeep_tests::service_process::{ServiceProcess, release, write_service};
 use upkeep_tests::upgrades::kubelet_artifact;
 
 fn document() -> Value {
     openapi_check::document("coordinator/openapi.json")
-}
-
-fn method_key(method: ApiMethod) -> &'static str {
-    match method {
-        ApiMethod::Get => "get",
-        ApiMethod::Post => "post",
-        ApiMethod::Patch => "patch",
-    }
 }
 
 #[test]

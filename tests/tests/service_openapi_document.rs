@@ -18,7 +18,7 @@ use upkeep_coordinator::service::model::{
     UpdateEvent, UpdateParam, UpdateStatus, UpdateType, Waiting,
 };
 use upkeep_coordinator::service::nodes::NodeView;
-use upkeep_coordinator::service::view::{AvailableUpdate, ClusterView, ConditionalUpdate};
+use upkeep_coordinator::service::view::{AvailableUpdate, ClusterStatus, ClusterView, ConditionalUpdate};
 
 /// A value as serde writes it.
 macro_rules! to_value {
@@ -190,7 +190,7 @@ fn cluster_view(full: bool) -> ClusterView {
         k8s_version: full.then(|| v("v1.31.2")),
         observed_kubernetes_version: (!full).then(|| v("v1.30.5")),
         observed_generation: 2,
-        status: if full { "upgrading" } else { "running" },
+        status: if full { ClusterStatus::Upgrading } else { ClusterStatus::Running },
         status_message: "update u-1 to v1.31.2 is InProgress".into(),
         workers_patched: 4,
         workers_skipped: 1,

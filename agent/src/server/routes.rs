@@ -64,35 +64,21 @@ pub enum Endpoint {
 }
 
 /// One route of the API.
-#[derive(Debug, Clone, Copy)]
-pub struct Route {
-    /// Its method.
-    pub method: ApiMethod,
-    /// Its path template; `{id}` matches one segment.
-    pub path: &'static str,
-    /// The least role allowed; `None` means any verified client.
-    pub role: Option<Role>,
-    /// What it does.
-    pub endpoint: Endpoint,
-}
-
-const fn route(method: ApiMethod, path: &'static str, role: Option<Role>, endpoint: Endpoint) -> Route {
-    Route { method, path, role, endpoint }
-}
+pub type Route = routing::Route<Endpoint>;
 
 /// Every route of the API (the OpenAPI document is tested against this list).
 pub const ROUTES: &[Route] = &[
-    route(ApiMethod::Get, "/healthz", None, Endpoint::Healthz),
-    route(ApiMethod::Get, "/metrics", Some(Role::Reader), Endpoint::Metrics),
-    route(ApiMethod::Get, "/v1/node", Some(Role::Reader), Endpoint::GetNode),
-    route(ApiMethod::Get, "/v1/operations", Some(Role::Reader), Endpoint::ListOperations),
-    route(ApiMethod::Get, "/v1/operations/{id}", Some(Role::Reader), Endpoint::GetOperation),
-    route(ApiMethod::Post, "/v1/upgrades", Some(Role::Operator), Endpoint::Upgrade),
-    route(ApiMethod::Post, "/v1/operations/{id}/cancel", Some(Role::Operator), Endpoint::Cancel),
-    route(ApiMethod::Post, "/v1/rollback", Some(Role::Admin), Endpoint::Rollback),
-    route(ApiMethod::Post, "/v1/cordon", Some(Role::Operator), Endpoint::Cordon),
-    route(ApiMethod::Post, "/v1/uncordon", Some(Role::Operator), Endpoint::Uncordon),
-    route(ApiMethod::Post, "/v1/drain", Some(Role::Operator), Endpoint::Drain),
+    Route::new(ApiMethod::Get, "/healthz", None, Endpoint::Healthz),
+    Route::new(ApiMethod::Get, "/metrics", Some(Role::Reader), Endpoint::Metrics),
+    Route::new(ApiMethod::Get, "/v1/node", Some(Role::Reader), Endpoint::GetNode),
+    Route::new(ApiMethod::Get, "/v1/operations", Some(Role::Reader), Endpoint::ListOperations),
+    Route::new(ApiMethod::Get, "/v1/operations/{id}", Some(Role::Reader), Endpoint::GetOperation),
+    Route::new(ApiMethod::Post, "/v1/upgrades", Some(Role::Operator), Endpoint::Upgrade),
+    Route::new(ApiMethod::Post, "/v1/operations/{id}/cancel", Some(Role::Operator), Endpoint::Cancel),
+    Route::new(ApiMethod::Post, "/v1/rollback", Some(Role::Admin), Endpoint::Rollback),
+    Route::new(ApiMethod::Post, "/v1/cordon", Some(Role::Operator), Endpoint::Cordon),
+    Route::new(ApiMethod::Post, "/v1/uncordon", Some(Role::Operator), Endpoint::Uncordon),
+    Route::new(ApiMethod::Post, "/v1/drain", Some(Role::Operator), Endpoint::Drain),
 ];
 
 /// Serves one request from `identity`. Never fails: every problem becomes an envelope.

@@ -199,7 +199,7 @@ pub async fn run(command: ClusterCommand) -> Result<ExitCode, String> {
 
 #[derive(Serialize)]
 struct ClusterListOut<'a> {
-    clusters: &'a [crate::service_client::RemoteCluster],
+    clusters: &'a [crate::service::view::ClusterView],
 }
 
 #[derive(Debug, Clone, Copy)]

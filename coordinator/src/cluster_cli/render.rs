@@ -6,16 +6,16 @@ use upkeep_common::Version;
 
 use crate::report::Counters;
 use crate::service::model::{EventKind, Update, UpdateEvent};
-use crate::service_client::RemoteCluster;
+use crate::service::view::ClusterView;
 use crate::status::aligned;
 
 /// The cluster list: one line per cluster.
-pub fn clusters(clusters: &[RemoteCluster]) -> String {
+pub fn clusters(clusters: &[ClusterView]) -> String {
     let mut rows = vec![header(&["CLUSTER", "STATUS", "DESIRED", "OBSERVED", "CONTROL PLANE", "WORKERS", "UPDATE"])];
     for cluster in clusters {
         rows.push(vec![
             cluster.name.clone(),
-            cluster.status.clone(),
+            cluster.status.to_string(),
             version(cluster.k8s_version.as_ref()),
             version(cluster.observed_kubernetes_version.as_ref()),
             counters(&cluster.counters.control_plane),
@@ -27,7 +27,7 @@ pub fn clusters(clusters: &[RemoteCluster]) -> String {
 }
 
 /// One cluster: its state, conditions, node versions, updates on offer and recent history.
-pub fn cluster(cluster: &RemoteCluster, etag: Option<&str>) -> String {
+pub fn cluster(cluster: &ClusterView, etag: Option<&str>) -> String {
     let spec = &cluster.spec;
     let mut rows = vec![
         field("cluster", cluster.name.clone()),
@@ -204,14 +204,14 @@ mod tests {
         text.parse().expect("valid version")
     }
 
-    fn remote(name: &str, current: Option<&str>) -> RemoteCluster {
-        RemoteCluster {
+    fn remote(name: &str, current: Option<&str>) -> ClusterView {
+        ClusterView {
             name: name.into(),
             spec: ClusterSpec { version: Some(v("v1.31.2")), channel: "stable".into(), generation: 2 },
             k8s_version: Some(v("v1.31.2")),
             observed_kubernetes_version: None,
             observed_generation: 2,
-            status: "upgrading".into(),
+            status: crate::service::view::ClusterStatus::Upgrading,
             status_message: "update u-1 to v1.31.2 is InProgress".into(),
             workers_patched: 2,
             workers_skipped: 0,

@@ -62,41 +62,27 @@ pub enum Endpoint {
 }
 
 /// One route of the API.
-#[derive(Debug, Clone, Copy)]
-pub struct Route {
-    /// Its method.
-    pub method: ApiMethod,
-    /// Its path template.
-    pub path: &'static str,
-    /// The least role allowed; `None` means any verified client.
-    pub role: Option<Role>,
-    /// What it does.
-    pub endpoint: Endpoint,
-}
-
-const fn route(method: ApiMethod, path: &'static str, role: Option<Role>, endpoint: Endpoint) -> Route {
-    Route { method, path, role, endpoint }
-}
+pub type Route = routing::Route<Endpoint>;
 
 const READER: Option<Role> = Some(Role::Reader);
 const OPERATOR: Option<Role> = Some(Role::Operator);
 
 /// Every route of the API (the OpenAPI document is tested against this list).
 pub const ROUTES: &[Route] = &[
-    route(ApiMethod::Get, "/healthz", None, Endpoint::Healthz),
-    route(ApiMethod::Get, "/readyz", None, Endpoint::Readyz),
-    route(ApiMethod::Get, "/metrics", READER, Endpoint::Metrics),
-    route(ApiMethod::Get, "/v1/clusters", READER, Endpoint::ListClusters),
-    route(ApiMethod::Get, "/v1/clusters/{cluster}", READER, Endpoint::GetCluster),
-    route(ApiMethod::Patch, "/v1/clusters/{cluster}", OPERATOR, Endpoint::PatchCluster),
-    route(ApiMethod::Post, "/v1/clusters/{cluster}/upgrade", OPERATOR, Endpoint::Upgrade),
-    route(ApiMethod::Get, "/v1/clusters/{cluster}/updates", READER, Endpoint::ListUpdates),
-    route(ApiMethod::Get, "/v1/clusters/{cluster}/updates/{id}", READER, Endpoint::GetUpdate),
-    route(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/pause", OPERATOR, Endpoint::Pause),
-    route(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/resume", OPERATOR, Endpoint::Resume),
-    route(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/cancel", OPERATOR, Endpoint::Cancel),
-    route(ApiMethod::Get, "/v1/clusters/{cluster}/updates/{id}/events", READER, Endpoint::Events),
-    route(ApiMethod::Get, "/v1/clusters/{cluster}/nodes", READER, Endpoint::Nodes),
+    Route::new(ApiMethod::Get, "/healthz", None, Endpoint::Healthz),
+    Route::new(ApiMethod::Get, "/readyz", None, Endpoint::Readyz),
+    Route::new(ApiMethod::Get, "/metrics", READER, Endpoint::Metrics),
+    Route::new(ApiMethod::Get, "/v1/clusters", READER, Endpoint::ListClusters),
+    Route::new(ApiMethod::Get, "/v1/clusters/{cluster}", READER, Endpoint::GetCluster),
+    Route::new(ApiMethod::Patch, "/v1/clusters/{cluster}", OPERATOR, Endpoint::PatchCluster),
+    Route::new(ApiMethod::Post, "/v1/clusters/{cluster}/upgrade", OPERATOR, Endpoint::Upgrade),
+    Route::new(ApiMethod::Get, "/v1/clusters/{cluster}/updates", READER, Endpoint::ListUpdates),
+    Route::new(ApiMethod::Get, "/v1/clusters/{cluster}/updates/{id}", READER, Endpoint::GetUpdate),
+    Route::new(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/pause", OPERATOR, Endpoint::Pause),
+    Route::new(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/resume", OPERATOR, Endpoint::Resume),
+    Route::new(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/cancel", OPERATOR, Endpoint::Cancel),
+    Route::new(ApiMethod::Get, "/v1/clusters/{cluster}/updates/{id}/events", READER, Endpoint::Events),
+    Route::new(ApiMethod::Get, "/v1/clusters/{cluster}/nodes", READER, Endpoint::Nodes),
 ];
 
 /// The service as an `upkeep-net` service.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use upkeep_common::Version;
 use upkeep_common::api::{Condition, ConditionStatus, ConditionType};
 
@@ -33,8 +33,31 @@ pub struct ConditionalUpdate {
     pub risks: Vec<Risk>,
 }
 
-/// The cluster's state in the shape platforms expect.
-#[derive(Debug, Clone, Serialize)]
+/// The cluster as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterStatus {
+    /// At rest.
+    Running,
+    /// An update runs.
+    Upgrading,
+    /// The last update failed, or a node reports Degraded.
+    Degraded,
+}
+
+impl std::fmt::Display for ClusterStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClusterStatus::Running => "running",
+            ClusterStatus::Upgrading => "upgrading",
+            ClusterStatus::Degraded => "degraded",
+        })
+    }
+}
+
+/// The cluster's state in the shape platforms expect; the service's client
+/// reads it back as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterView {
     /// The cluster.
     pub name: String,
@@ -47,7 +70,7 @@ pub struct ClusterView {
     /// The spec generation the service has acted on.
     pub observed_generation: u64,
     /// `running`, `upgrading` or `degraded`.
-    pub status: &'static str,
+    pub status: ClusterStatus,
     /// A sentence for a person.
     pub status_message: String,
     /// Workers upgraded by the current or last update.
@@ -57,7 +80,7 @@ pub struct ClusterView {
     /// Whether some workers are still to do.
     pub workers_pending: bool,
     /// A summary of the workers in error, when some are.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers_error: Option<String>,
     /// The counters by role.
     pub counters: RoleCounters,
@@ -66,7 +89,7 @@ pub struct ClusterView {
     /// Available, Progressing, Degraded.
     pub conditions: Vec<Condition>,
     /// Past updates, newest first (left out of the cluster list).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
     /// Releases the cluster may move to.
     pub available_updates: Vec<AvailableUpdate>,
@@ -110,11 +133,12 @@ pub fn cluster_view(input: ViewInput<'_>) -> ClusterView {
     let degraded = input.update.is_some_and(|u| u.status == UpdateStatus::Failed)
         || input.nodes.iter().any(|n| n.phase == Some(upkeep_common::api::NodePhase::Degraded));
     let (status, status_message) = match (running, degraded) {
-        (Some(update), _) => {
-            ("upgrading", format!("update {} to {} is {:?}", update.id, update.target_version, update.status))
-        }
-        (None, true) => ("degraded", degraded_message(input.update)),
-        (None, false) => ("running", "the cluster is at rest".to_owned()),
+        (Some(update), _) => (
+            ClusterStatus::Upgrading,
+            format!("update {} to {} is {:?}", update.id, update.target_version, update.status),
+        ),
+        (None, true) => (ClusterStatus::Degraded, degraded_message(input.update)),
+        (None, false) => (ClusterStatus::Running, "the cluster is at rest".to_owned()),
     };
     let (available, conditional) = match oldest_version(input.nodes) {
         Some(current) => {
@@ -203,4 +227,97 @@ fn workers_error(update: Option<&Update>, count: usize) -> String {
         }
     }
     format!("{count} workers failed: {}", unique.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use upkeep_common::api::{ConditionStatus, ConditionType};
+
+    use std::collections::BTreeMap;
+
+    use upkeep_common::Version;
+    use upkeep_common::api::Condition;
+
+    use super::*;
+    use crate::catalog::Risk;
+    use crate::report::Counters;
+    use crate::service::model::{ClusterSpec, HistoryEntry, HistoryState, RoleCounters};
+
+    fn version(text: &str) -> Version {
+        text.parse().expect("valid version")
+    }
+
+    /// A view with every optional field filled, so that a field the client
+    /// misses or spells differently shows.
+    fn full_view() -> ClusterView {
+        let at = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).single().expect("valid time");
+        ClusterView {
+            name: "prod-eu".into(),
+            spec: ClusterSpec { version: Some(version("v1.31.2")), channel: "stable".into(), generation: 3 },
+            k8s_version: Some(version("v1.31.2")),
+            observed_kubernetes_version: None,
+            observed_generation: 2,
+            status: ClusterStatus::Upgrading,
+            status_message: "update u-1 to v1.31.2 is InProgress".into(),
+            workers_patched: 4,
+            workers_skipped: 1,
+            workers_pending: true,
+            workers_error: Some("1 workers failed: health_check_failed".into()),
+            counters: RoleCounters {
+                control_plane: Counters { patched: 3, skipped: 0, pending: 0, error: 0 },
+                workers: Counters { patched: 4, skipped: 1, pending: 2, error: 1 },
+            },
+            nodes_by_version: BTreeMap::from([("v1.30.5".to_owned(), 3), ("v1.31.2".to_owned(), 7)]),
+            conditions: vec![Condition {
+                kind: ConditionType::Progressing,
+                status: ConditionStatus::True,
+                reason: "UpdateRunning".into(),
+                message: "update u-1".into(),
+                last_transition_time: at,
+            }],
+            history: Some(vec![HistoryEntry {
+                version: version("v1.30.5"),
+                state: HistoryState::Partial,
+                update: "u-0".into(),
+                started_at: at,
+                completed_at: at,
+                verified: false,
+                accepted_risks: vec!["CgroupV1Removed".into()],
+            }]),
+            available_updates: vec![AvailableUpdate { version: version("v1.31.3"), channels: vec!["stable".into()] }],
+            conditional_updates: vec![ConditionalUpdate {
+                release: AvailableUpdate { version: version("v1.32.0"), channels: vec!["fast".into()] },
+                risks: vec![Risk { name: "CgroupV1Removed".into(), message: "cgroup v1 nodes stop".into() }],
+            }],
+            current_update: Some("u-1".into()),
+            leader: "replica-a".into(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_view_reads_back_without_losing_a_field() {
+        let view = full_view();
+        let sent = serde_json::to_value(&view).expect("serializes");
+        let read: ClusterView = serde_json::from_value(sent.clone()).expect("a client reads the view");
+        assert_eq!(sent["status"], "upgrading");
+        assert_eq!(read, view);
+        assert_eq!(read.counters.workers.error, 1);
+        assert_eq!(
+            serde_json::to_value(&read).expect("serializes"),
+            sent,
+            "every field, spelled as the view spells it"
+        );
+    }
+
+    #[test]
+    fn a_listed_cluster_without_history_or_worker_error_reads() {
+        let mut view = full_view();
+        view.history = None;
+        view.workers_error = None;
+        let sent = serde_json::to_value(&view).expect("serializes");
+        assert!(sent.get("history").is_none() && sent.get("workers_error").is_none(), "left out when absent");
+        let read: ClusterView = serde_json::from_value(sent.clone()).expect("reads");
+        assert_eq!((read.history, read.workers_error), (None, None));
+    }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::service::model::Update;
 use crate::service::nodes::NodeView;
 
-use super::RemoteCluster;
+use crate::service::view::ClusterView;
 
 /// `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +80,7 @@ pub struct Tagged<T> {
 
 #[derive(Deserialize)]
 pub(super) struct ClusterList {
-    pub(super) clusters: Vec<RemoteCluster>,
+    pub(super) clusters: Vec<ClusterView>,
 }
 
 #[derive(Deserialize)]

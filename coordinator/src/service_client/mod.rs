@@ -31,13 +31,12 @@ use crate::service::model::{Update, UpdateEvent};
 use crate::service::nodes::NodeView;
 
 mod bodies;
-mod cluster;
 mod events;
 mod server;
 
+pub use crate::service::view::ClusterView;
 use bodies::{ClusterList, NodeList, UpdateList, VersionPatch};
 pub use bodies::{PolicyOverrides, Readiness, Tagged, UpgradeAnswer, UpgradeRequest};
-pub use cluster::RemoteCluster;
 pub use events::{EventLineError, EventLines, MAX_EVENT_LINE_BYTES};
 pub use server::server_authority;
 
@@ -147,13 +146,13 @@ impl ServiceClient {
     }
 
     /// `GET /v1/clusters`: every cluster, without history.
-    pub async fn clusters(&self) -> Result<Vec<RemoteCluster>, ClientError> {
+    pub async fn clusters(&self) -> Result<Vec<ClusterView>, ClientError> {
         let list: ClusterList = self.call(Call::get("/v1/clusters".into())).await?.value;
         Ok(list.clusters)
     }
 
     /// `GET /v1/clusters/{cluster}`, with the `ETag` of its spec.
-    pub async fn cluster(&self, cluster: &str) -> Result<Tagged<RemoteCluster>, ClientError> {
+    pub async fn cluster(&self, cluster: &str) -> Result<Tagged<ClusterView>, ClientError> {
         self.call(Call::get(cluster_path(cluster, "")?)).await
     }
 

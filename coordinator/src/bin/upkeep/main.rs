@@ -78,14 +78,7 @@ type Failure = String;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .fmt_fields(upkeep_net::log::EscapingFields)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    upkeep_net::log::init_stderr("warn");
     let result = match cli.command {
         Command::Certs(command) => run_certs(command).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve_cli::run(args),
