@@ -380,6 +380,21 @@ fn print_summary(report: &Report) {
         report.rss_peak_bytes as f64 / 1048576.0,
         report.rss_per_node_bytes as f64 / 1024.0
     );
+    if let Some(service) = &report.service {
+        let nodes = report.nodes.max(1) as f64;
+        println!(
+            "service: {} store commits ({:.2} per node), {:.1} keys written per node; GET cluster p99 {:.1} ms; \
+             event lag p50 {:.0} ms, p99 {:.0} ms; {} restart(s){}",
+            service.store_commits,
+            service.store_commits as f64 / nodes,
+            service.store_writes as f64 / nodes,
+            service.cluster_get_ms.p99,
+            service.event_lag_ms.p50,
+            service.event_lag_ms.p99,
+            service.restarts,
+            service.resumed_after_ms.map(|ms| format!(", moving again {ms:.0} ms after the kill")).unwrap_or_default()
+        );
+    }
     for group in &report.errors {
         println!("  error {} {}: {} node(s)", group.step, group.code, group.count);
     }

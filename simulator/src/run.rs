@@ -149,6 +149,9 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
                 service: Some(ServiceFigures {
                     restarts: driven.restarts,
                     store_commits: driven.store_commits,
+                    store_writes: driven.store_writes,
+                    cluster_get_ms: Percentiles::of(driven.cluster_get_ms),
+                    event_lag_ms: Percentiles::of(driven.event_lag_ms),
                     resumed_after_ms: driven.resumed_after_ms,
                 }),
             }

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ use crate::run::{RunConfig, RunError};
 
 /// The cluster's name in the service.
 const CLUSTER: &str = "sim";
+/// How often the cluster is read while the update runs.
+const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the service did.
 pub struct ServiceDriven {
@@ -49,6 +51,12 @@ pub struct ServiceDriven {
     pub restarts: usize,
     /// Batches the store committed (one fsync each).
     pub store_commits: u64,
+    /// Keys the store wrote.
+    pub store_writes: u64,
+    /// Latencies of `GET /v1/clusters/{cluster}` during the update, in ms.
+    pub cluster_get_ms: Vec<f64>,
+    /// How long after its stamp each event arrived, in ms.
+    pub event_lag_ms: Vec<f64>,
     /// From a kill to the first event of the service opened again, in ms.
     pub resumed_after_ms: Option<f64>,
 }
@@ -205,7 +213,13 @@ pub async fn drive(
     let mut killed_at: Option<Instant> = None;
     let mut resumed_after_ms = None;
     let mut restarts = 0;
+    let mut event_lag_ms = Vec::new();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut probes = tokio::task::JoinSet::new();
+    probes.spawn(probe_cluster(client.clone(), latencies.clone()));
     let follow = client.follow_events(CLUSTER, &id, 1, |event| {
+        let lag = (chrono::Utc::now() - event.at).to_std().unwrap_or_default();
+        event_lag_ms.push(lag.as_secs_f64() * 1000.0);
         record(recorder, event);
         let done = recorder.done + recorder.failed;
         if kill_at.is_some_and(|percent| done * 100 >= usize::from(percent) * total_nodes) && killed_at.is_none() {
@@ -235,6 +249,8 @@ pub async fn drive(
     };
     drop(follow);
     let update = ended.map_err(failed)?;
+    probes.abort_all();
+    let cluster_get_ms = std::mem::take(&mut *latencies.lock().unwrap_or_else(PoisonError::into_inner));
     running.app.stop().await;
     let _ = running.stop_server.send(());
     let _ = running.server.await;
@@ -245,6 +261,21 @@ pub async fn drive(
         journal,
         restarts,
         store_commits: store.stats().commits,
+        store_writes: store.stats().writes,
+        cluster_get_ms,
+        event_lag_ms,
         resumed_after_ms,
     })
+}
+
+/// Reads the cluster every [`PROBE_INTERVAL`], adding each answer's latency to `latencies`.
+async fn probe_cluster(client: ServiceClient, latencies: Arc<Mutex<Vec<f64>>>) {
+    loop {
+        let asked = Instant::now();
+        if client.cluster(CLUSTER).await.is_ok() {
+            let took = asked.elapsed().as_secs_f64() * 1000.0;
+            latencies.lock().unwrap_or_else(PoisonError::into_inner).push(took);
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
 }

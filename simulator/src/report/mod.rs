@@ -82,6 +82,12 @@ pub struct ServiceFigures {
     pub restarts: usize,
     /// Batches its store committed (one fsync each).
     pub store_commits: u64,
+    /// Keys its store wrote.
+    pub store_writes: u64,
+    /// `GET /v1/clusters/{cluster}` asked every 100 ms during the update: its latency in ms.
+    pub cluster_get_ms: Percentiles,
+    /// How long after the service stamped an event the stream delivered it, in ms.
+    pub event_lag_ms: Percentiles,
     /// From the kill to the first event of the service opened again, in ms.
     pub resumed_after_ms: Option<f64>,
 }
