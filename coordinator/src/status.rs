@@ -76,8 +76,8 @@ pub fn fleet_status<'a>(
     .boxed()
 }
 
-/// Reads one node's row.
-async fn read_row(client: &AgentClient, index: usize, node: &InventoryNode) -> (usize, NodeStatusRow) {
+/// Reads one node's row (`index` is its place in the inventory).
+pub(crate) async fn read_row(client: &AgentClient, index: usize, node: &InventoryNode) -> (usize, NodeStatusRow) {
     let answer = client.node(&node.address).await;
     let (state, unreadable) = match answer {
         Ok(state) if state.name != node.name => {

@@ -394,6 +394,9 @@ fn print_summary(report: &Report) {
             service.restarts,
             service.resumed_after_ms.map(|ms| format!(", moving again {ms:.0} ms after the kill")).unwrap_or_default()
         );
+        let tasks: Vec<String> =
+            service.tasks_ms.iter().map(|(task, ms)| format!("{task} {:.2} s", ms / 1000.0)).collect();
+        println!("service tasks: {}", tasks.join(", "));
     }
     for group in &report.errors {
         println!("  error {} {}: {} node(s)", group.step, group.code, group.count);

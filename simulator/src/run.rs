@@ -150,6 +150,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
                     restarts: driven.restarts,
                     store_commits: driven.store_commits,
                     store_writes: driven.store_writes,
+                    tasks_ms: driven.tasks_ms,
                     cluster_get_ms: Percentiles::of(driven.cluster_get_ms),
                     event_lag_ms: Percentiles::of(driven.event_lag_ms),
                     resumed_after_ms: driven.resumed_after_ms,

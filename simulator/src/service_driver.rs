@@ -9,8 +9,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -53,6 +53,8 @@ pub struct ServiceDriven {
     pub store_commits: u64,
     /// Keys the store wrote.
     pub store_writes: u64,
+    /// Each workflow task's duration in ms.
+    pub tasks_ms: std::collections::BTreeMap<String, f64>,
     /// Latencies of `GET /v1/clusters/{cluster}` during the update, in ms.
     pub cluster_get_ms: Vec<f64>,
     /// How long after its stamp each event arrived, in ms.
@@ -262,6 +264,14 @@ pub async fn drive(
         restarts,
         store_commits: store.stats().commits,
         store_writes: store.stats().writes,
+        tasks_ms: update
+            .tasks
+            .iter()
+            .filter_map(|task| {
+                let took = task.ended_at? - task.started_at?;
+                Some((format!("{:?}", task.kind), took.num_microseconds().unwrap_or(0) as f64 / 1000.0))
+            })
+            .collect(),
         cluster_get_ms,
         event_lag_ms,
         resumed_after_ms,

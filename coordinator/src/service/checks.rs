@@ -16,7 +16,7 @@ use crate::catalog::Release;
 use crate::journal::{Journal, NodeError};
 use crate::plan::NodeStatus;
 use crate::rollout::node::{NodeJob, NodeOutcome};
-use crate::status::Unreadable;
+use crate::status::{NodeStatusRow, Unreadable, read_row};
 
 use super::cluster::ClusterRuntime;
 
@@ -39,10 +39,9 @@ fn problem(node: &NodeName, code: &str, message: String) -> NodeError {
 }
 
 /// Reads every node, checks the release covers its architecture, and runs an
-/// agent dry run on every node that passed so far.
+/// agent dry run on every node that passed so far. Each node is read and
+/// dry-run in one go, so both ride on one connection.
 pub async fn precheck(cluster: &ClusterRuntime, update_id: &str, release: &Release) -> (NodesBefore, Vec<NodeError>) {
-    let rows = cluster.read_nodes().await;
-    let views = cluster.nodes();
     let mut before = NodesBefore::default();
     // Every architecture the release covers, so that a node read only later
     // (one that failed here and is tolerated) still finds its artifacts.
@@ -51,44 +50,58 @@ pub async fn precheck(cluster: &ClusterRuntime, update_id: &str, release: &Relea
             before.artifacts.entry(arch).or_insert(artifacts);
         }
     }
+    let mut checked: Vec<(usize, NodeStatusRow, Result<String, NodeError>)> =
+        stream::iter(0..cluster.inventory.nodes.len())
+            .map(|index| check_node(cluster, update_id, release, index))
+            .buffer_unordered(cluster.settings.concurrency.max(1))
+            .collect()
+            .await;
+    checked.sort_by_key(|(index, _, _)| *index);
+    let rows: Vec<NodeStatusRow> = checked.iter().map(|(_, row, _)| row.clone()).collect();
+    cluster.absorb(&rows);
     let mut problems = Vec::new();
-    let mut dry_runs = Vec::new();
-    for ((row, view), node) in rows.iter().zip(&views).zip(&cluster.inventory.nodes) {
-        let name = node.name.to_string();
+    for ((_, row, verdict), view) in checked.into_iter().zip(cluster.nodes()) {
+        let name = row.name.to_string();
         before.version.insert(name.clone(), view.kubernetes_version().cloned());
-        let Some(state) = &row.state else {
-            let (code, message) = unreadable_reason(row.unreadable.as_ref());
-            problems.push(problem(&node.name, &code, message));
-            continue;
-        };
-        if state.host.arch.is_empty() {
-            let message = "the agent does not report its architecture (upgrade the agent first)".to_owned();
-            problems.push(problem(&node.name, "arch_unknown", message));
-            continue;
+        match verdict {
+            Ok(arch) => {
+                before.arch.insert(name, arch);
+            }
+            Err(problem) => problems.push(problem),
         }
-        let artifacts = match release.artifacts_for(&state.host.arch) {
-            Ok(artifacts) => artifacts,
-            Err(missing) => {
-                problems.push(problem(&node.name, "artifact_missing", missing.to_string()));
-                continue;
-            }
-        };
-        before.arch.insert(name, state.host.arch.clone());
-        dry_runs.push(dry_run_job(cluster, update_id, &node.name, &node.address, &release.version, artifacts));
     }
-    let failed: Vec<NodeError> = stream::iter(dry_runs)
-        .map(|job| async move { job.run().await })
-        .buffer_unordered(cluster.settings.concurrency.max(1))
-        .filter_map(|outcome| async move {
-            match outcome {
-                NodeOutcome::Failed { error, .. } => Some(error),
-                NodeOutcome::Patched | NodeOutcome::Skipped => None,
-            }
-        })
-        .collect()
-        .await;
-    problems.extend(failed);
     (before, problems)
+}
+
+/// Reads node `index`, checks the release has its architecture's artifacts,
+/// and runs its dry run: its architecture when all passed.
+async fn check_node(
+    cluster: &ClusterRuntime,
+    update_id: &str,
+    release: &Release,
+    index: usize,
+) -> (usize, NodeStatusRow, Result<String, NodeError>) {
+    let node = &cluster.inventory.nodes[index];
+    let (_, row) = read_row(&cluster.client, index, node).await;
+    let Some(state) = &row.state else {
+        let (code, message) = unreadable_reason(row.unreadable.as_ref());
+        return (index, row.clone(), Err(problem(&node.name, &code, message)));
+    };
+    if state.host.arch.is_empty() {
+        let message = "the agent does not report its architecture (upgrade the agent first)".to_owned();
+        return (index, row.clone(), Err(problem(&node.name, "arch_unknown", message)));
+    }
+    let arch = state.host.arch.clone();
+    let artifacts = match release.artifacts_for(&arch) {
+        Ok(artifacts) => artifacts,
+        Err(missing) => return (index, row.clone(), Err(problem(&node.name, "artifact_missing", missing.to_string()))),
+    };
+    let job = dry_run_job(cluster, update_id, &node.name, &node.address, &release.version, artifacts);
+    let verdict = match job.run().await {
+        NodeOutcome::Failed { error, .. } => Err(error),
+        NodeOutcome::Patched | NodeOutcome::Skipped => Ok(arch),
+    };
+    (index, row, verdict)
 }
 
 /// Why a row could not be read, as (code, message).

@@ -155,6 +155,11 @@ impl ClusterRuntime {
         file.last_error().map(ToString::to_string)
     }
 
+    /// Computes something from the nodes as last read, without copying them.
+    pub fn with_nodes<T>(&self, compute: impl FnOnce(&[NodeView]) -> T) -> T {
+        compute(&self.nodes.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The nodes as last read.
     pub fn nodes(&self) -> Vec<NodeView> {
         self.nodes.read().unwrap_or_else(PoisonError::into_inner).clone()

@@ -159,21 +159,22 @@ async fn view(app: &ServiceApp, cluster: &ClusterRuntime, with_history: bool) ->
         false => None,
     };
     let catalog = cluster.catalog();
-    let nodes = cluster.nodes();
     let mut state = cluster.state.lock().await;
     let running = state.running.as_ref().map(|r| r.log.update());
     let update = running.as_ref().or(state.last.as_ref());
-    let view = cluster_view(ViewInput {
-        name: cluster.name(),
-        spec: &state.spec,
-        observed_generation: state.observed_generation,
-        update,
-        nodes: &nodes,
-        history: history.as_deref(),
-        catalog: &catalog,
-        conditions: &state.conditions,
-        replica: &app.replica,
-        now: Utc::now(),
+    let view = cluster.with_nodes(|nodes| {
+        cluster_view(ViewInput {
+            name: cluster.name(),
+            spec: &state.spec,
+            observed_generation: state.observed_generation,
+            update,
+            nodes,
+            history: history.as_deref(),
+            catalog: &catalog,
+            conditions: &state.conditions,
+            replica: &app.replica,
+            now: Utc::now(),
+        })
     });
     state.conditions.clone_from(&view.conditions);
     Ok(view)

@@ -11,6 +11,10 @@ use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition, TableErro
 
 use super::{Batch, MAX_SCAN, Store, StoreError, StoreFuture, StoreStats, Write};
 
+/// The database's page cache: the service reads back little (an update's
+/// record lives in memory while it runs), so a small cache is enough.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The one table: text keys, byte values.
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 
@@ -30,7 +34,7 @@ struct Inner {
 impl EmbeddedStore {
     /// Opens the database at `path`, creating it when absent.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let database = Database::create(path).map_err(|error| match error {
+        let database = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|error| match error {
             DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.display().to_string()),
             other => StoreError::Failed(format!("{}: {other}", path.display())),
         })?;

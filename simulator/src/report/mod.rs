@@ -76,8 +76,10 @@ pub struct TimelinePoint {
 }
 
 /// What the coordinator service did, when it drove the rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceFigures {
+    /// Each workflow task's duration in ms (PreCheck, Snapshot, Upgrade, PostCheck).
+    pub tasks_ms: BTreeMap<String, f64>,
     /// Times it was killed and opened again on its store.
     pub restarts: usize,
     /// Batches its store committed (one fsync each).
