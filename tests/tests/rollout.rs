@@ -295,3 +295,49 @@ fn prestage_stages_everywhere_first_and_the_upgrade_reuses_it() {
         assert_eq!(upgrade["phase"], "Succeeded");
     }
 }
+
+#[test]
+fn a_rollout_takes_its_version_and_each_nodes_artifacts_from_a_release_catalog() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let fleet = Fleet::workers("v1.30.2", port, 2);
+    let dir = fleet.dir.path();
+    let mut releases = upkeep_tests::service_process::release(
+        "1.30.3",
+        &["stable"],
+        &upkeep_tests::upgrades::kubelet_artifact(dir, "v1.30.3", true),
+        &[],
+    );
+    releases.push_str(&upkeep_tests::service_process::release(
+        "1.30.4",
+        &["fast"],
+        &upkeep_tests::upgrades::kubelet_artifact(dir, "v1.30.4", true),
+        &[],
+    ));
+    let catalog = dir.join("releases.toml");
+    std::fs::write(&catalog, format!("channel = \"stable\"\n{releases}")).expect("write catalog");
+    let inventory = fleet.write_inventory("").display().to_string();
+    let (catalog, journal) = (catalog.display().to_string(), fleet.journal());
+    let rolled = upkeep(&[
+        "rollout",
+        "--inventory",
+        &inventory,
+        "--to",
+        "1.30",
+        "--catalog",
+        &catalog,
+        "--output",
+        "json",
+        "--journal",
+        &journal,
+    ]);
+    let summary = json_lines(&rolled.stdout).pop().expect("summary");
+    assert_eq!(summary["counters"]["patched"], 2, "1.30 is 1.30.3, the newest of the stable channel: {summary}");
+    for history in fleet.histories() {
+        let version = history[0]["version"].as_str().map(|v| v.trim_start_matches('v'));
+        assert_eq!(version, Some("1.30.3"), "{history}");
+    }
+    let refused = upkeep(&["rollout", "--inventory", &inventory, "--to", "1.29", "--catalog", &catalog]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("1.29"), "the refusal names the version");
+}

@@ -470,3 +470,47 @@ fn the_cluster_command_starts_an_upgrade_and_follows_it_to_its_end() {
     assert_ne!(refused.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("1.29.0"), "the refusal names the version");
 }
+
+#[test]
+fn a_node_that_no_longer_reports_the_target_fails_postcheck_and_moves_to_error() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let probing = "[probe]\ninterval_secs = 1\n";
+    let fleet = Fleet::start(vec![
+        ("worker-1", "worker", "a", setup("v1.30.2", port, probing)),
+        ("worker-2", "worker", "a", slow_setup("v1.30.2", port, "1", probing)),
+    ]);
+    let releases = release("1.30.3", &["stable"], &kubelet_artifact(fleet.dir.path(), "v1.30.3", true), &[]);
+    let policy = "max_unavailable = \"1\"\nmax_failures = \"1\"\nsoak = \"3s\"\n";
+    let files = write_service(&fleet, CLUSTER, &releases, policy, "");
+    let service = ServiceProcess::start(&files);
+    wait_for_nodes_read(&fleet, &service, "1.30.2");
+    let id = start_upgrade(&fleet, &service, "1.30.3");
+    let path = format!("/v1/clusters/{CLUSTER}/updates/{id}");
+    // worker-1 goes first (inventory order); once it counts patched, worker-2 runs and soaks for seconds.
+    wait_for(&fleet, &service, &path, Duration::from_secs(60), |u| u["counters"]["workers"]["patched"] == 1);
+    let worker_1 = &fleet.nodes[0].agent;
+    let replaced = worker_1.dir().join("kubelet.replaced");
+    upkeep_tests::fake_kubelet::write_script(
+        &replaced,
+        &upkeep_tests::fake_kubelet::script("kubelet", "v1.30.2", true),
+    );
+    std::fs::rename(&replaced, worker_1.kubelet_path()).expect("someone puts the old kubelet back");
+    let ended = wait_for(&fleet, &service, &path, Duration::from_secs(60), |u| u["status"] != "InProgress");
+    assert_eq!(ended["status"], "Failed", "{ended}");
+    assert_eq!(ended["tasks"][3]["status"], "Failed", "PostCheck failed: {ended}");
+    let workers = &ended["counters"]["workers"];
+    assert_eq!((workers["patched"].as_u64(), workers["error"].as_u64()), (Some(1), Some(1)), "{ended}");
+    let error = ended["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .find(|e| e["task"] == "PostCheck")
+        .expect("a PostCheck error")
+        .clone();
+    assert_eq!(error["error_code"], "postcheck_failed", "{error}");
+    assert_eq!(error["resource_ids"], serde_json::json!(["worker-1"]), "{error}");
+    let node =
+        ended["nodes"].as_array().expect("nodes").iter().find(|n| n["name"] == "worker-1").expect("worker-1").clone();
+    assert_eq!(node["status"]["state"], "failed", "{node}");
+}

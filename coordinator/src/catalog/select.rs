@@ -2,7 +2,7 @@
 //! means, which updates a cluster at some version may take, and what a node
 //! of one architecture installs for a release. Pure: no I/O.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use upkeep_common::api::Artifact;
@@ -149,6 +149,14 @@ impl Release {
     pub fn components(&self) -> Vec<&ComponentName> {
         let set: BTreeSet<&ComponentName> = self.artifacts.iter().map(|artifact| &artifact.component).collect();
         set.into_iter().collect()
+    }
+
+    /// What a node of each architecture the release covers whole installs.
+    pub fn artifacts_by_arch(&self) -> BTreeMap<String, Vec<Artifact>> {
+        self.artifacts
+            .iter()
+            .filter_map(|artifact| Some((artifact.arch.clone(), self.artifacts_for(&artifact.arch).ok()?)))
+            .collect()
     }
 
     /// What a node of `arch` installs: one artifact for every component of

@@ -42,14 +42,9 @@ fn problem(node: &NodeName, code: &str, message: String) -> NodeError {
 /// agent dry run on every node that passed so far. Each node is read and
 /// dry-run in one go, so both ride on one connection.
 pub async fn precheck(cluster: &ClusterRuntime, update_id: &str, release: &Release) -> (NodesBefore, Vec<NodeError>) {
-    let mut before = NodesBefore::default();
     // Every architecture the release covers, so that a node read only later
     // (one that failed here and is tolerated) still finds its artifacts.
-    for arch in release.artifacts.iter().map(|a| a.arch.clone()) {
-        if let Ok(artifacts) = release.artifacts_for(&arch) {
-            before.artifacts.entry(arch).or_insert(artifacts);
-        }
-    }
+    let mut before = NodesBefore { artifacts: release.artifacts_by_arch(), ..NodesBefore::default() };
     let mut checked: Vec<(usize, NodeStatusRow, Result<String, NodeError>)> =
         stream::iter(0..cluster.inventory.nodes.len())
             .map(|index| check_node(cluster, update_id, release, index))

@@ -16,7 +16,7 @@ use upkeep_common::ids::NodeName;
 
 use crate::control::{Control, ControlSource};
 use crate::journal::JournalError;
-use crate::plan::{Halt, Limit};
+use crate::plan::{Halt, Limit, NodeStatus};
 use crate::rollout::{DriverSettings, Rollout, RolloutError, RolloutSpec, RolloutStorage};
 use crate::store::{Batch, StoreError};
 
@@ -374,13 +374,27 @@ impl Workflow {
         }
     }
 
+    /// Reads every patched node again; one that no longer reports the target
+    /// moves from patched to error, in the journal and the counters.
     async fn postcheck(&self) -> Result<TaskEnd, WorkflowError> {
-        let journal = self.cluster.records.journal(self.cluster.name(), &self.id()).load().await?;
+        let journals = self.cluster.records.journal(self.cluster.name(), &self.id());
+        let mut journal = journals.load().await?;
         let problems = postcheck(&self.cluster, &journal).await;
         if problems.is_empty() {
             return Ok(TaskEnd::Success(format!("every patched node reports {}", journal.target)));
         }
+        let mut changed = Vec::new();
+        for problem in &problems {
+            if let Some(index) = journal.nodes.iter().position(|node| node.name == problem.node) {
+                journal.nodes[index].status = NodeStatus::Failed;
+                journal.nodes[index].error = Some(problem.clone());
+                changed.push(index);
+            }
+        }
+        journals.log_nodes(&journal, &changed).await?;
+        let counters = role_counters(&journal, &self.cluster.roles);
         self.log.edit(|update| {
+            update.counters = counters;
             for problem in &problems {
                 add_node_error(update, TaskType::PostCheck, problem);
             }

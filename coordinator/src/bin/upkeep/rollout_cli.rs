@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use upkeep_common::Version;
 use upkeep_common::api::Artifact;
+use upkeep_coordinator::catalog::Catalog;
 use upkeep_coordinator::control::{Control, write_control};
 use upkeep_coordinator::inventory::Inventory;
 use upkeep_coordinator::plan::{Limit, Limits, dry_run_waves};
@@ -66,8 +67,13 @@ pub struct RolloutArgs {
     #[arg(long = "to", value_name = "VERSION", required = true)]
     to: Option<Version>,
     /// The artifacts file (TOML: [[artifacts]] component, source, sha256, signature).
-    #[arg(long, value_name = "FILE", required = true)]
+    #[arg(long, value_name = "FILE", required_unless_present = "catalog", conflicts_with = "catalog")]
     artifacts: Option<PathBuf>,
+    /// The release catalog instead of an artifacts file: --to may then be
+    /// MAJOR.MINOR (the newest patch of the catalog's channel), and each node
+    /// installs its architecture's artifacts.
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
     /// Nodes that may be unavailable at once: a count or a percentage.
     #[arg(long, default_value = "1")]
     max_unavailable: Limit,
@@ -141,15 +147,23 @@ fn exit_code(summary: &Summary) -> ExitCode {
 }
 
 pub async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
-    let missing = || "upkeep rollout needs --inventory, --to and --artifacts (see --help)".to_owned();
-    let (Some(target), Some(artifacts)) = (args.to.clone(), args.artifacts.clone()) else {
+    let missing = || "upkeep rollout needs --inventory, --to and --artifacts or --catalog (see --help)".to_owned();
+    let Some(asked) = args.to.clone() else {
         return Err(missing());
     };
     let connection = &args.connection;
     if connection.inventory.is_empty() {
         return Err(missing());
     }
-    let artifacts = read_artifacts(&artifacts)?;
+    let (target, artifacts, artifacts_by_arch) = match (&args.catalog, &args.artifacts) {
+        (Some(catalog), _) => {
+            let catalog = Catalog::load(catalog).map_err(|e| e.to_string())?;
+            let release = catalog.resolve(&asked.to_string()).map_err(|e| e.to_string())?;
+            (release.version.clone(), Vec::new(), release.artifacts_by_arch())
+        }
+        (None, Some(artifacts)) => (asked, read_artifacts(artifacts)?, Default::default()),
+        (None, None) => return Err(missing()),
+    };
     if args.dry_run {
         let inventory = Inventory::load_all(&connection.inventory).map_err(|e| e.to_string())?;
         return print_plan(&inventory, &target, &args);
@@ -159,7 +173,7 @@ pub async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
         id: None,
         target,
         artifacts,
-        artifacts_by_arch: Default::default(),
+        artifacts_by_arch,
         node_arch: Default::default(),
         max_unavailable: args.max_unavailable,
         max_failures: args.max_failures,
