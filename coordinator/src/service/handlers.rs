@@ -23,6 +23,8 @@ use super::model::{Update, UpdateStatus};
 use super::records::Records;
 use super::view::{ClusterView, ViewInput, cluster_view};
 
+/// The most updates a list answers with (the newest).
+const MAX_LISTED: usize = 100;
 /// The longest update id accepted in a path.
 const MAX_ID: usize = 64;
 
@@ -88,6 +90,7 @@ pub async fn dispatch(
                 *stored = running;
             }
             updates.reverse();
+            updates.truncate(MAX_LISTED);
             Ok(response::json(StatusCode::OK, &serde_json::json!({ "updates": updates })))
         }
         Endpoint::GetUpdate => {
