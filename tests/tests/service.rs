@@ -514,3 +514,56 @@ fn a_node_that_no_longer_reports_the_target_fails_postcheck_and_moves_to_error()
         ended["nodes"].as_array().expect("nodes").iter().find(|n| n["name"] == "worker-1").expect("worker-1").clone();
     assert_eq!(node["status"]["state"], "failed", "{node}");
 }
+
+#[test]
+fn an_admin_rolls_an_update_back_through_the_api_or_by_patching_the_version_back() {
+    let runtime = runtime();
+    let port = runtime.block_on(start_health_server());
+    let fleet = Fleet::workers("v1.30.2", port, 2);
+    let dir = fleet.dir.path();
+    let mut releases = release("1.30.2", &["stable"], &kubelet_artifact(dir, "v1.30.2", true), &[]);
+    releases.push_str(&release("1.30.3", &["stable"], &kubelet_artifact(dir, "v1.30.3", true), &[]));
+    let files = write_service(&fleet, CLUSTER, &releases, "max_unavailable = \"1\"\n", "");
+    let service = ServiceProcess::start(&files);
+    wait_for_nodes_read(&fleet, &service, "1.30.2");
+    let first = start_upgrade(&fleet, &service, "1.30.3");
+    let first_path = format!("/v1/clusters/{CLUSTER}/updates/{first}");
+    let ended = wait_for(&fleet, &service, &first_path, Duration::from_secs(60), |u| u["status"] != "InProgress");
+    assert_eq!(ended["status"], "Successful", "{ended}");
+
+    let none = serde_json::json!({});
+    let refused = send(&fleet, &service, "operator", "POST", &format!("{first_path}/rollback"), &none, &[]);
+    assert_eq!(refused.status, Some(403), "a rollback is admin only: {}", refused.body);
+    let accepted = send(&fleet, &service, "admin", "POST", &format!("{first_path}/rollback"), &none, &[]);
+    assert_eq!(accepted.status, Some(202), "{}", accepted.body);
+    let back = accepted.json()["update"].clone();
+    assert_eq!(back["type"], "Rollback", "{back}");
+    assert!(is_version(&back["target_version"], "1.30.2"), "back to the version before: {back}");
+    let back_path = format!("/v1/clusters/{CLUSTER}/updates/{}", back["id"].as_str().expect("id"));
+    let ended = wait_for(&fleet, &service, &back_path, Duration::from_secs(60), |u| u["status"] != "InProgress");
+    assert_eq!(ended["status"], "Successful", "{ended}");
+    wait_for_nodes_read(&fleet, &service, "1.30.2");
+    let again = send(&fleet, &service, "admin", "POST", &format!("{back_path}/rollback"), &none, &[]);
+    assert_eq!(
+        (again.status, error_code(&again).as_str()),
+        (Some(422), "validation_failed"),
+        "a rollback is not rolled back"
+    );
+
+    let cluster_path = format!("/v1/clusters/{CLUSTER}");
+    let forward =
+        send(&fleet, &service, "operator", "PATCH", &cluster_path, &serde_json::json!({ "version": "1.30.3" }), &[]);
+    assert_eq!(forward.status, Some(202), "{}", forward.body);
+    let forward_path = format!("{cluster_path}/updates/{}", forward.json()["update"]["id"].as_str().expect("id"));
+    wait_for(&fleet, &service, &forward_path, Duration::from_secs(60), |u| u["status"] == "Successful");
+    wait_for_nodes_read(&fleet, &service, "1.30.3");
+    let patch_back = serde_json::json!({ "version": "1.30.2" });
+    let refused = send(&fleet, &service, "operator", "PATCH", &cluster_path, &patch_back, &[]);
+    assert_eq!(refused.status, Some(403), "patching back is a rollback, admin only: {}", refused.body);
+    let patched = send(&fleet, &service, "admin", "PATCH", &cluster_path, &patch_back, &[]);
+    assert_eq!(patched.status, Some(202), "{}", patched.body);
+    assert_eq!(patched.json()["update"]["type"], "Rollback", "{}", patched.body);
+    wait_for_nodes_read(&fleet, &service, "1.30.2");
+    let cluster = get(&fleet, &service, "reader", &cluster_path).json();
+    assert!(is_version(&cluster["k8s_version"], "1.30.2"), "the desired version is the one rolled back to: {cluster}");
+}

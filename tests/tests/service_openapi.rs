@@ -169,4 +169,20 @@ async fn real_responses_of_every_route_validate_against_the_document() {
         let reply = reader.get(path).await.expect("reply");
         assert_conforms(&doc, &path.replace("/prod", "/{cluster}"), "get", &reply);
     }
+    let rollback = "/v1/clusters/{cluster}/updates/{id}/rollback";
+    let refused = operator.post_json(&format!("{update}/rollback"), "{}").await.expect("reply");
+    assert_eq!(refused.status, 403, "a rollback is admin only");
+    assert_conforms(&doc, rollback, "post", &refused);
+    let mut admin = connect("admin").await.expect("admin connects");
+    let unknown_field = admin.post_json(&format!("{update}/rollback"), r#"{"forse": true}"#).await.expect("reply");
+    assert_eq!(unknown_field.status, 422);
+    assert_conforms(&doc, rollback, "post", &unknown_field);
+    let missing_release = admin.post_json(&format!("{update}/rollback"), "{}").await.expect("reply");
+    assert_eq!(
+        missing_release.status,
+        422,
+        "1.30.2 is not in this catalog: {}",
+        String::from_utf8_lossy(&missing_release.body)
+    );
+    assert_conforms(&doc, rollback, "post", &missing_release);
 }

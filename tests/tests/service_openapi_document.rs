@@ -4,7 +4,6 @@
 //! them validate against its schemas (and a misspelled field does not).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
@@ -28,12 +27,11 @@ macro_rules! to_value {
 }
 
 fn document() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../coordinator/openapi.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("coordinator/openapi.json")).expect("valid JSON")
+    upkeep_tests::openapi_check::document("coordinator/openapi.json")
 }
 
 /// The service API's routes and the lowest role each needs, as DESIGN.md §6 lists them.
-const ROUTES: [(&str, &str, &str); 14] = [
+const ROUTES: [(&str, &str, &str); 15] = [
     ("get", "/healthz", "any"),
     ("get", "/readyz", "any"),
     ("get", "/metrics", "reader"),
@@ -46,6 +44,7 @@ const ROUTES: [(&str, &str, &str); 14] = [
     ("post", "/v1/clusters/{cluster}/updates/{id}/pause", "operator"),
     ("post", "/v1/clusters/{cluster}/updates/{id}/resume", "operator"),
     ("post", "/v1/clusters/{cluster}/updates/{id}/cancel", "operator"),
+    ("post", "/v1/clusters/{cluster}/updates/{id}/rollback", "admin"),
     ("get", "/v1/clusters/{cluster}/updates/{id}/events", "reader"),
     ("get", "/v1/clusters/{cluster}/nodes", "reader"),
 ];

@@ -123,6 +123,12 @@ impl Catalog {
         })
     }
 
+    /// The release of exactly `version`, in any channel (an update that was
+    /// accepted keeps its release even if the channel moved on).
+    pub fn release(&self, version: &Version) -> Option<&Release> {
+        self.releases.iter().find(|release| &release.version == version)
+    }
+
     /// The releases of the cluster's channel that the incremental rule lets a
     /// cluster at `current` move to (a newer patch, or the next minor), newest
     /// first; those with known risks are the conditional ones.

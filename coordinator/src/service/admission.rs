@@ -7,7 +7,7 @@ use serde::Deserialize;
 use upkeep_common::api::NodeRole;
 use upkeep_common::ids::RequestToken;
 use upkeep_common::rules::{IncrementalVerdict, check_incremental};
-use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail, Identity, Role};
+use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail, Identity, Role, Version};
 use upkeep_net::routing::forbidden;
 
 use crate::catalog::Catalog;
@@ -124,31 +124,66 @@ pub fn admit(body: &UpgradeBody, input: AdmissionInput<'_>) -> Result<Update, Er
         return Err(invalid("accept_risks", "risks_not_accepted", message));
     }
     accepted_risks.extend(release.risks.iter().map(|risk| risk.name.clone()));
-    let max_unavailable = policy.max_unavailable.resolve_nonzero(fleet).max(1);
-    let mut params = vec![UpdateParam { kind: "Version".to_owned(), value: release.version.to_string() }];
+    Ok(new_update(NewUpdate {
+        kind: UpdateType::VersionUpdate,
+        target: release.version.clone(),
+        policy: &policy,
+        force: body.force,
+        dry_run: body.dry_run,
+        request_token: body.request_token.as_ref().map(|t| t.as_str().to_owned()),
+        accepted_risks,
+        input,
+    }))
+}
+
+/// What a new update is made of.
+pub struct NewUpdate<'a> {
+    /// A version update or a rollback.
+    pub kind: UpdateType,
+    /// The version it moves to.
+    pub target: Version,
+    /// The policy it runs under.
+    pub policy: &'a Policy,
+    /// Whether a rule was overridden.
+    pub force: bool,
+    /// PreCheck only.
+    pub dry_run: bool,
+    /// The caller's token.
+    pub request_token: Option<String>,
+    /// The risks accepted.
+    pub accepted_risks: Vec<String>,
+    /// The cluster, the caller, the id and the time.
+    pub input: AdmissionInput<'a>,
+}
+
+/// A new update, InProgress with its tasks not started and every node pending.
+pub fn new_update(new: NewUpdate<'_>) -> Update {
+    let NewUpdate { kind, target, policy, force, dry_run, request_token, accepted_risks, input } = new;
+    let fleet = input.nodes.len();
+    let mut params = vec![UpdateParam { kind: "Version".to_owned(), value: target.to_string() }];
     for (kind, value) in [
-        ("Force", body.force.to_string()),
-        ("DryRun", body.dry_run.to_string()),
+        ("Force", force.to_string()),
+        ("DryRun", dry_run.to_string()),
         ("MaxUnavailable", policy.max_unavailable.to_string()),
         ("MaxFailures", policy.max_failures.to_string()),
     ] {
         params.push(UpdateParam { kind: kind.to_owned(), value });
     }
-    Ok(Update {
+    Update {
         id: input.id,
         cluster: input.cluster.to_owned(),
-        kind: UpdateType::VersionUpdate,
+        kind,
         params,
-        target_version: release.version.clone(),
+        target_version: target,
         status: UpdateStatus::InProgress,
         created_at: input.now,
         ended_at: None,
         requested_by: input.identity.common_name.clone(),
-        request_token: body.request_token.as_ref().map(|t| t.as_str().to_owned()),
-        force: body.force,
+        request_token,
+        force,
         accepted_risks,
         limits: Limits {
-            max_unavailable,
+            max_unavailable: policy.max_unavailable.resolve_nonzero(fleet).max(1),
             max_failures: policy.max_failures.resolve(fleet),
             per_zone: policy.per_zone,
             soak_ms: u64::try_from(policy.soak.as_millis()).unwrap_or(u64::MAX),
@@ -159,7 +194,7 @@ pub fn admit(body: &UpgradeBody, input: AdmissionInput<'_>) -> Result<Update, Er
         tasks: Update::fresh_tasks(),
         waiting: None,
         counters: counters_all_pending(input.nodes),
-    })
+    }
 }
 
 /// Every node pending, by role.

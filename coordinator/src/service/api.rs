@@ -13,6 +13,7 @@
 //! | POST | `/v1/clusters/{cluster}/upgrade` | operator (`force`, `policy`: admin) |
 //! | GET | `/v1/clusters/{cluster}/updates`, `.../updates/{id}` | reader |
 //! | POST | `.../updates/{id}/pause`, `/resume`, `/cancel` | operator |
+//! | POST | `.../updates/{id}/rollback` | admin (so is a `PATCH` back to the version before the last update) |
 //! | GET | `.../updates/{id}/events?from=N` | reader |
 //! | GET | `/v1/clusters/{cluster}/nodes` | reader |
 
@@ -55,6 +56,8 @@ pub enum Endpoint {
     Resume,
     /// Cancel an update.
     Cancel,
+    /// Roll an ended update back.
+    Rollback,
     /// An update's events.
     Events,
     /// A cluster's nodes.
@@ -81,6 +84,7 @@ pub const ROUTES: &[Route] = &[
     Route::new(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/pause", OPERATOR, Endpoint::Pause),
     Route::new(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/resume", OPERATOR, Endpoint::Resume),
     Route::new(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/cancel", OPERATOR, Endpoint::Cancel),
+    Route::new(ApiMethod::Post, "/v1/clusters/{cluster}/updates/{id}/rollback", Some(Role::Admin), Endpoint::Rollback),
     Route::new(ApiMethod::Get, "/v1/clusters/{cluster}/updates/{id}/events", READER, Endpoint::Events),
     Route::new(ApiMethod::Get, "/v1/clusters/{cluster}/nodes", READER, Endpoint::Nodes),
 ];

@@ -12,15 +12,15 @@ use upkeep_net::response::{self, Body};
 
 use crate::control::Control;
 use crate::journal::JournalNode;
-use crate::store::{Batch, StoreError};
+use crate::store::StoreError;
 
-use super::admission::{AdmissionInput, UpgradeBody, admit};
+use super::admission::UpgradeBody;
 use super::api::Endpoint;
 use super::app::ServiceApp;
-use super::cluster::{ClusterRuntime, ClusterState};
+use super::cluster::ClusterRuntime;
 use super::events;
-use super::model::{Update, UpdateStatus};
-use super::records::Records;
+use super::model::Update;
+use super::starting::{self, RollbackBody};
 use super::view::{ClusterView, ViewInput, cluster_view};
 
 /// The most updates a list answers with (the newest).
@@ -28,7 +28,7 @@ const MAX_LISTED: usize = 100;
 /// The longest update id accepted in a path.
 const MAX_ID: usize = 64;
 
-fn unavailable(error: &StoreError) -> ErrorBody {
+pub(super) fn unavailable(error: &StoreError) -> ErrorBody {
     tracing::error!(%error, "the store failed");
     ErrorBody::new(ErrorCode::DependencyUnavailable, format!("the service's store failed: {error}"))
 }
@@ -67,6 +67,13 @@ pub async fn dispatch(
             let patch: VersionPatch =
                 read_json_as(request, BodyPresence::Required, &["application/merge-patch+json", "application/json"])
                     .await?;
+            if let Ok(version) = patch.version.parse::<upkeep_common::Version>()
+                && let Some(last) = starting::rollback_target(cluster, &version).await
+            {
+                starting::may_roll_back(identity, cluster.name())?;
+                let body = RollbackBody::default();
+                return starting::start_rollback(app, cluster, identity, Some(&last), body, if_match.as_deref()).await;
+            }
             let body = UpgradeBody {
                 target_version: patch.version,
                 request_token: None,
@@ -75,12 +82,17 @@ pub async fn dispatch(
                 policy: None,
                 accept_risks: Vec::new(),
             };
-            start_update(app, cluster, identity, body, if_match.as_deref()).await
+            starting::start_update(app, cluster, identity, body, if_match.as_deref()).await
         }
         Endpoint::Upgrade => {
             let if_match = if_match(&request);
             let body: UpgradeBody = read_json(request, BodyPresence::Required).await?;
-            start_update(app, cluster, identity, body, if_match.as_deref()).await
+            starting::start_update(app, cluster, identity, body, if_match.as_deref()).await
+        }
+        Endpoint::Rollback => {
+            let if_match = if_match(&request);
+            let body: RollbackBody = read_json(request, BodyPresence::Optional).await?;
+            starting::start_rollback(app, cluster, identity, id, body, if_match.as_deref()).await
         }
         Endpoint::ListUpdates => {
             let mut updates = cluster.records.updates(cluster.name()).await.map_err(|e| unavailable(&e))?;
@@ -188,7 +200,7 @@ async fn running_update(cluster: &ClusterRuntime) -> Option<Update> {
 }
 
 /// The update named in the path: the running one as it is now, else as stored.
-async fn find_update(cluster: &ClusterRuntime, id: Option<&str>) -> Result<Update, ErrorBody> {
+pub(super) async fn find_update(cluster: &ClusterRuntime, id: Option<&str>) -> Result<Update, ErrorBody> {
     let id = id.unwrap_or_default();
     let not_found = || {
         ErrorBody::new(
@@ -230,86 +242,4 @@ async fn steer(
     running.control.send_replace(control);
     tracing::info!(target: "audit", client = %identity, update = %update.id, asked = ?control, "update steered");
     Ok(response::json(StatusCode::OK, &running.log.update()))
-}
-
-/// Starts an update (or answers with the one its token already started).
-async fn start_update(
-    app: &Arc<ServiceApp>,
-    cluster: &Arc<ClusterRuntime>,
-    identity: &Identity,
-    body: UpgradeBody,
-    if_match: Option<&str>,
-) -> Result<Response<Body>, ErrorBody> {
-    let mut state = cluster.state.lock().await;
-    if let Some(token) = &body.request_token {
-        let earlier = cluster.records.token(cluster.name(), token.as_str()).await.map_err(|e| unavailable(&e))?;
-        if let Some(earlier) = earlier {
-            drop(state);
-            let update = find_update(cluster, Some(&earlier)).await?;
-            return Ok(accepted(cluster, &update));
-        }
-    }
-    if let Some(tag) = if_match
-        && tag != "*"
-        && tag != state.spec.etag()
-    {
-        return Err(ErrorBody::new(
-            ErrorCode::PreconditionFailed,
-            format!("If-Match {tag} does not match the cluster's spec {}", state.spec.etag()),
-        ));
-    }
-    if let Some(running) = &state.running {
-        let id = running.log.update().id;
-        return Err(ErrorBody::with_details(
-            ErrorCode::UpdateInProgress,
-            format!("update {id} is running on cluster {}; wait for it, or cancel it", cluster.name()),
-            vec![upkeep_common::ErrorDetail::new("update", "update_in_progress", id)],
-        ));
-    }
-    let now = Utc::now();
-    let suffix: u32 = rand::random();
-    let id = format!("u{}-{suffix:08x}", now.format("%Y%m%d%H%M%S"));
-    let catalog = cluster.catalog();
-    let nodes = cluster.nodes();
-    let input = AdmissionInput {
-        cluster: cluster.name(),
-        policy: &cluster.config.policy,
-        catalog: &catalog,
-        nodes: &nodes,
-        identity,
-        id,
-        now,
-    };
-    let update = admit(&body, input)?;
-    let mut spec = state.spec.clone();
-    if !body.dry_run {
-        spec.version = Some(update.target_version.clone());
-        spec.generation += 1;
-    }
-    let mut batch = Batch::new();
-    Records::put_update(&mut batch, &update);
-    Records::put_current(&mut batch, cluster.name(), Some(&update.id));
-    Records::put_spec(&mut batch, cluster.name(), &spec);
-    if let Some(token) = &body.request_token {
-        Records::put_token(&mut batch, cluster.name(), token.as_str(), &update.id);
-    }
-    cluster.records.store().commit(batch).await.map_err(|e| unavailable(&e))?;
-    tracing::info!(target: "audit", client = %identity, cluster = cluster.name(), update = %update.id,
-        target = %update.target_version, force = update.force, "update accepted");
-    commit_spec(&mut state, spec);
-    app.metrics.update_started();
-    app.launch(cluster, &mut state, update.clone(), 0, Control::Run);
-    Ok(accepted(cluster, &update))
-}
-
-fn commit_spec(state: &mut ClusterState, spec: super::model::ClusterSpec) {
-    state.observed_generation = spec.generation;
-    state.spec = spec;
-}
-
-fn accepted(cluster: &ClusterRuntime, update: &Update) -> Response<Body> {
-    let body = serde_json::json!({ "cluster": cluster.name(), "update": update });
-    let status = if update.status == UpdateStatus::InProgress { StatusCode::ACCEPTED } else { StatusCode::OK };
-    let _ = status;
-    response::json(StatusCode::ACCEPTED, &body)
 }

@@ -3,6 +3,8 @@
 //! - [`app`]: the service as a whole: store, clusters, metrics.
 //! - [`api`]: the HTTPS API's routes and roles; [`handlers`]: what each does.
 //! - [`admission`]: whether an upgrade request may start an update.
+//! - [`rollback`]: whether an ended update may be rolled back.
+//! - [`starting`]: starting an upgrade or a rollback, once.
 //! - [`events`]: an update's event stream.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`config`]: the service's config file.
@@ -30,7 +32,9 @@ pub mod metrics;
 pub mod model;
 pub mod nodes;
 pub mod records;
+pub mod rollback;
 pub mod run;
 pub mod sink;
+pub mod starting;
 pub mod view;
 pub mod workflow;

@@ -248,9 +248,11 @@ impl Workflow {
     async fn precheck(&self) -> Result<TaskEnd, WorkflowError> {
         let update = self.log.update();
         let catalog = self.cluster.catalog();
-        let release = match catalog.resolve(&update.target_version.to_string()) {
-            Ok(release) => release.clone(),
-            Err(error) => return Ok(TaskEnd::Failed(error.to_string())),
+        let Some(release) = catalog.release(&update.target_version).cloned() else {
+            return Ok(TaskEnd::Failed(format!(
+                "version {} is no longer in the release catalog",
+                update.target_version
+            )));
         };
         let (before, problems) = precheck(&self.cluster, &update.id, &release).await;
         let mut batch = Batch::new();
