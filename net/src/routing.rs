@@ -8,6 +8,7 @@ use hyper::header::{ALLOW, HeaderValue};
 use hyper::{Method, Response};
 use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
 
+use crate::log::Escaped;
 use crate::response::{self, Body};
 
 /// The HTTP methods upkeep's APIs use.
@@ -84,6 +85,35 @@ pub fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>>
             (Some(expected), Some(segment)) if expected == segment => {}
             _ => return None,
         }
+    }
+}
+
+/// Where a request goes: its route with the path's `{name}` segments, or
+/// the answer when no route takes it (404, or 405 naming the allowed methods).
+pub enum Routed<'r, E> {
+    /// The route and its segments (still percent-encoded).
+    Found(&'r Route<E>, Vec<String>),
+    /// No route takes it: the label to count it under and the answer.
+    Refused(&'static str, Response<Body>),
+}
+
+/// Finds the route of `method` and `path` among `routes`.
+pub fn route<'r, E>(routes: &'r [Route<E>], method: &Method, path: &str) -> Routed<'r, E> {
+    let matching: Vec<(&Route<E>, Vec<&str>)> =
+        routes.iter().filter_map(|route| match_template(route.path, path).map(|values| (route, values))).collect();
+    let api_method = ApiMethod::of(method);
+    if let Some((route, values)) = matching.iter().find(|(route, _)| Some(route.method) == api_method) {
+        return Routed::Found(route, values.iter().map(|v| (*v).to_owned()).collect());
+    }
+    match matching.first() {
+        Some((route, _)) => {
+            let allowed: Vec<ApiMethod> = matching.iter().map(|(route, _)| route.method).collect();
+            Routed::Refused(route.path, method_not_allowed(&allowed, method))
+        }
+        None => Routed::Refused(
+            "unmatched",
+            response::error(&ErrorBody::new(ErrorCode::NotFound, format!("no route for {}", Escaped(path)))),
+        ),
     }
 }
 

@@ -30,7 +30,7 @@ use upkeep_net::body::{BodyPresence, RequestBody, read_json};
 use upkeep_net::connection::ShutdownSignal;
 use upkeep_net::response::{self, Body};
 pub use upkeep_net::routing::ApiMethod;
-use upkeep_net::routing::{self, match_template};
+use upkeep_net::routing::{self, Routed};
 
 use crate::app::App;
 use crate::server::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
@@ -85,24 +85,12 @@ pub const ROUTES: &[Route] = &[
 pub async fn handle(app: &Arc<App>, identity: &Identity, request: Request<RequestBody>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    let matching: Vec<(&Route, Option<&str>)> = ROUTES
-        .iter()
-        .filter_map(|route| match_template(route.path, &path).map(|ids| (route, ids.first().copied())))
-        .collect();
-    let api_method = ApiMethod::of(&method);
-    let found = matching.iter().find(|(route, _)| Some(route.method) == api_method);
-    let (route_label, response) = match (found, matching.first()) {
-        (Some(&(route, id)), _) => {
-            let id = id.map(str::to_owned);
+    let (route_label, response) = match routing::route(ROUTES, &method, &path) {
+        Routed::Found(route, ids) => {
+            let id = ids.into_iter().next();
             (route.path, authorize_and_dispatch(app, identity, route, id, request).await)
         }
-        (None, Some((route, _))) => {
-            let allowed: Vec<ApiMethod> = matching.iter().map(|(route, _)| route.method).collect();
-            (route.path, routing::method_not_allowed(&allowed, &method))
-        }
-        (None, None) => {
-            ("unmatched", response::error(&ErrorBody::new(ErrorCode::NotFound, format!("no route for {path}"))))
-        }
+        Routed::Refused(label, response) => (label, response),
     };
     let status = response.status().as_u16();
     app.metrics.record_request(route_label, status);

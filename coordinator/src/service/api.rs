@@ -23,7 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
 use upkeep_net::body::RequestBody;
 use upkeep_net::response::{self, Body};
-use upkeep_net::routing::{self, ApiMethod, match_template};
+use upkeep_net::routing::{self, ApiMethod, Routed};
 
 use super::app::ServiceApp;
 use super::handlers;
@@ -118,23 +118,11 @@ impl upkeep_net::Service for ServiceHandler {
 pub async fn handle(app: &Arc<ServiceApp>, identity: &Identity, request: Request<RequestBody>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    let matching: Vec<(&Route, Vec<String>)> = ROUTES
-        .iter()
-        .filter_map(|route| {
-            match_template(route.path, &path).map(|values| (route, values.into_iter().map(str::to_owned).collect()))
-        })
-        .collect();
-    let api_method = ApiMethod::of(&method);
-    let found = matching.iter().find(|(route, _)| Some(route.method) == api_method);
-    let (label, response) = match (found, matching.first()) {
-        (Some((route, values)), _) => (route.path, authorize_and_dispatch(app, identity, route, values, request).await),
-        (None, Some((route, _))) => {
-            let allowed: Vec<ApiMethod> = matching.iter().map(|(route, _)| route.method).collect();
-            (route.path, routing::method_not_allowed(&allowed, &method))
+    let (label, response) = match routing::route(ROUTES, &method, &path) {
+        Routed::Found(route, values) => {
+            (route.path, authorize_and_dispatch(app, identity, route, &values, request).await)
         }
-        (None, None) => {
-            ("unmatched", response::error(&ErrorBody::new(ErrorCode::NotFound, format!("no route for {path}"))))
-        }
+        Routed::Refused(label, response) => (label, response),
     };
     let status = response.status().as_u16();
     app.metrics.record_request(label, status);

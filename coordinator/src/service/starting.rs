@@ -14,6 +14,7 @@ use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail, Identity, Role, Version};
 use upkeep_net::response::{self, Body};
 use upkeep_net::routing::forbidden;
 
+use crate::catalog::Catalog;
 use crate::control::Control;
 use crate::store::Batch;
 
@@ -22,6 +23,7 @@ use super::app::ServiceApp;
 use super::cluster::{ClusterRuntime, ClusterState};
 use super::handlers::{find_update, unavailable};
 use super::model::{Update, UpdateType};
+use super::nodes::NodeView;
 use super::records::Records;
 use super::rollback::{RollbackInput, admit_rollback};
 
@@ -37,10 +39,25 @@ pub struct RollbackBody {
     pub request_token: Option<RequestToken>,
 }
 
-/// A new update's id: its creation time, then random digits.
-fn new_id(now: chrono::DateTime<Utc>) -> String {
+/// What an admission on `cluster` is given, with a new update id (its
+/// creation time, then random digits).
+fn admission_input<'a>(
+    cluster: &'a ClusterRuntime,
+    catalog: &'a Catalog,
+    nodes: &'a [NodeView],
+    identity: &'a Identity,
+) -> AdmissionInput<'a> {
+    let now = Utc::now();
     let suffix: u32 = rand::random();
-    format!("u{}-{suffix:08x}", now.format("%Y%m%d%H%M%S"))
+    AdmissionInput {
+        cluster: cluster.name(),
+        policy: &cluster.config.policy,
+        catalog,
+        nodes,
+        identity,
+        id: format!("u{}-{suffix:08x}", now.format("%Y%m%d%H%M%S")),
+        now,
+    }
 }
 
 /// Checks that may refuse any start: the token's earlier update (answered as
@@ -90,19 +107,9 @@ pub async fn start_update(
         drop(state);
         return Ok(accepted(cluster, &find_update(cluster, Some(&earlier)).await?));
     }
-    let now = Utc::now();
     let catalog = cluster.catalog();
     let nodes = cluster.nodes();
-    let input = AdmissionInput {
-        cluster: cluster.name(),
-        policy: &cluster.config.policy,
-        catalog: &catalog,
-        nodes: &nodes,
-        identity,
-        id: new_id(now),
-        now,
-    };
-    let update = admit(&body, input)?;
+    let update = admit(&body, admission_input(cluster, &catalog, &nodes, identity))?;
     launch(app, cluster, &mut state, identity, update, !body.dry_run).await
 }
 
@@ -130,7 +137,6 @@ pub async fn start_rollback(
         }
     };
     let before = records.nodes_before(cluster.name(), &original.id).await.map_err(|e| unavailable(&e))?;
-    let now = Utc::now();
     let catalog = cluster.catalog();
     let nodes = cluster.nodes();
     let update = admit_rollback(RollbackInput {
@@ -142,15 +148,7 @@ pub async fn start_rollback(
         policy: &cluster.config.policy,
         force: body.force,
         request_token: body.request_token.as_ref().map(|t| t.as_str().to_owned()),
-        input: AdmissionInput {
-            cluster: cluster.name(),
-            policy: &cluster.config.policy,
-            catalog: &catalog,
-            nodes: &nodes,
-            identity,
-            id: new_id(now),
-            now,
-        },
+        input: admission_input(cluster, &catalog, &nodes, identity),
     })?;
     launch(app, cluster, &mut state, identity, update, true).await
 }
