@@ -40,9 +40,16 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
-/// The one crypto provider of upkeep: ring.
+/// The one crypto provider of upkeep: ring, with TLS 1.3's AES-128-GCM with
+/// SHA-256 preferred. Its key schedule hashes with SHA-256, which this
+/// kind of machine computes in hardware; SHA-384 (the default's first suite)
+/// runs in software and cost a fleet's agents a tenth of their CPU in handshakes.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    let preferred = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    provider.cipher_suites.retain(|suite| suite.suite() != preferred.suite());
+    provider.cipher_suites.insert(0, preferred);
+    Arc::new(provider)
 }
 
 /// Reads every certificate in a PEM file; none at all is an error.
@@ -158,4 +165,15 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn aes_128_gcm_sha256_comes_first_and_every_suite_stays() {
+        let provider = super::crypto_provider();
+        let default = rustls::crypto::ring::default_provider();
+        assert_eq!(provider.cipher_suites[0].suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(provider.cipher_suites.len(), default.cipher_suites.len(), "nothing dropped, nothing doubled");
+    }
 }
