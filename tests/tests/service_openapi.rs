@@ -116,6 +116,17 @@ async fn real_responses_of_every_route_validate_against_the_document() {
         .expect("reply");
     assert_eq!(stale.status, 412);
     assert_conforms(&doc, upgrade, "post", &stale);
+    let empty_tag = operator
+        .send(request(
+            Method::POST,
+            "/v1/clusters/prod/upgrade",
+            &[("content-type", "application/json"), ("if-match", "")],
+            Bytes::from(body),
+        ))
+        .await
+        .expect("reply");
+    assert_eq!(empty_tag.status, 400, "an empty If-Match is malformed, not a mismatch");
+    assert_conforms(&doc, upgrade, "post", &empty_tag);
     let deadline = Instant::now() + Duration::from_secs(30);
     while reader.get("/v1/clusters/prod").await.expect("reply").json()["observed_kubernetes_version"].is_null() {
         assert!(Instant::now() < deadline, "the nodes are read");

@@ -63,7 +63,7 @@ pub async fn dispatch(
             Ok(response)
         }
         Endpoint::PatchCluster => {
-            let if_match = if_match(&request);
+            let if_match = if_match(&request)?;
             let patch: VersionPatch =
                 read_json_as(request, BodyPresence::Required, &["application/merge-patch+json", "application/json"])
                     .await?;
@@ -85,12 +85,12 @@ pub async fn dispatch(
             starting::start_update(app, cluster, identity, body, if_match.as_deref()).await
         }
         Endpoint::Upgrade => {
-            let if_match = if_match(&request);
+            let if_match = if_match(&request)?;
             let body: UpgradeBody = read_json(request, BodyPresence::Required).await?;
             starting::start_update(app, cluster, identity, body, if_match.as_deref()).await
         }
         Endpoint::Rollback => {
-            let if_match = if_match(&request);
+            let if_match = if_match(&request)?;
             let body: RollbackBody = read_json(request, BodyPresence::Optional).await?;
             starting::start_rollback(app, cluster, identity, id, body, if_match.as_deref()).await
         }
@@ -163,8 +163,16 @@ impl NodeOutcome {
     }
 }
 
-fn if_match(request: &Request<RequestBody>) -> Option<String> {
-    request.headers().get(IF_MATCH).map(|value| value.to_str().unwrap_or("").trim().to_owned())
+/// The `If-Match` header, when given; an empty or unprintable one is malformed.
+fn if_match(request: &Request<RequestBody>) -> Result<Option<String>, ErrorBody> {
+    let Some(value) = request.headers().get(IF_MATCH) else { return Ok(None) };
+    match value.to_str().map(str::trim) {
+        Ok(tag) if !tag.is_empty() => Ok(Some(tag.to_owned())),
+        _ => Err(ErrorBody::new(
+            ErrorCode::MalformedRequest,
+            "If-Match must be an entity tag, such as \"d43fa645a30845cc\"",
+        )),
+    }
 }
 
 /// The cluster's view.
