@@ -16,6 +16,17 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (now / 1024, peak / 1024)
 }
 
+/// The process's resident memory by kind (anonymous, file-backed, shared), from `/proc/PID/status`.
+fn rss_parts(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|line| ["RssAnon:", "RssFile:", "RssShmem:"].iter().any(|key| line.starts_with(key)))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let pki = Pki::new();
@@ -31,6 +42,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let (idle, peak) = memory_kib(agent.pid());
     println!("agent_footprint/idle_rss: {idle} KiB (just started {started} KiB, peak {peak} KiB)");
+    println!("agent_footprint/idle_rss_parts: {}", rss_parts(agent.pid()));
     let held = runtime.block_on(async {
         let mut clients = Vec::new();
         for _ in 0..100 {
