@@ -162,7 +162,8 @@ pub async fn postcheck(cluster: &ClusterRuntime, journal: &Journal) -> Vec<NodeE
                     .map(|artifact| artifact.component.to_string())
                     .collect();
                 if !behind.is_empty() {
-                    let message = format!("{} do not report {}", behind.join(", "), journal.target);
+                    let verb = if behind.len() == 1 { "does" } else { "do" };
+                    let message = format!("{} {verb} not report {}", behind.join(", "), journal.target);
                     problems.push(problem(&node.name, "postcheck_failed", message));
                 }
             }
