@@ -139,12 +139,13 @@ fn dry_run_job(
 /// report the target for every artifact they installed.
 pub async fn postcheck(cluster: &ClusterRuntime, journal: &Journal) -> Vec<NodeError> {
     let rows = cluster.read_nodes().await;
+    let row_of: HashMap<&NodeName, &NodeStatusRow> = rows.iter().map(|row| (&row.name, row)).collect();
     let mut problems = Vec::new();
     for (index, node) in journal.nodes.iter().enumerate() {
         if node.status != NodeStatus::Patched {
             continue;
         }
-        let Some(row) = rows.iter().find(|row| row.name == node.name) else { continue };
+        let Some(row) = row_of.get(&node.name) else { continue };
         match &row.state {
             None => {
                 let (code, message) = unreadable_reason(row.unreadable.as_ref());
