@@ -74,12 +74,11 @@ impl UpdateLog {
                 state.changed = false;
             }
             let events = std::mem::take(&mut state.pending);
+            for event in &events {
+                Records::put_event(&mut batch, &state.update.cluster, &state.update.id, event);
+            }
             (events, state.next_seq - 1)
         };
-        let update = self.update();
-        for event in &events {
-            Records::put_event(&mut batch, &update.cluster, &update.id, event);
-        }
         if let Err(error) = self.records.store().commit(batch).await {
             // Not stored: keep the events for the next flush.
             let mut state = self.state();
