@@ -52,8 +52,7 @@ pub async fn precheck(cluster: &ClusterRuntime, update_id: &str, release: &Relea
             .collect()
             .await;
     checked.sort_by_key(|(index, _, _)| *index);
-    let rows: Vec<NodeStatusRow> = checked.iter().map(|(_, row, _)| row.clone()).collect();
-    cluster.absorb(&rows);
+    cluster.absorb(checked.iter().map(|(_, row, _)| row));
     let mut problems = Vec::new();
     for ((_, row, verdict), view) in checked.into_iter().zip(cluster.nodes()) {
         let name = row.name.to_string();

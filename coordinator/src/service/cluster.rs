@@ -166,7 +166,7 @@ impl ClusterRuntime {
     }
 
     /// Takes in fresh reads of the nodes (in inventory order).
-    pub fn absorb(&self, rows: &[NodeStatusRow]) {
+    pub fn absorb<'a>(&self, rows: impl IntoIterator<Item = &'a NodeStatusRow>) {
         let now = Utc::now();
         let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
         for (view, row) in nodes.iter_mut().zip(rows) {
