@@ -186,6 +186,11 @@ impl Update {
         self.tasks.iter_mut().find(|task| task.kind == kind)
     }
 
+    /// Whether the update was asked as a dry run (PreCheck only).
+    pub fn is_dry_run(&self) -> bool {
+        self.params.iter().any(|param| param.kind == "DryRun" && param.value == "true")
+    }
+
     /// The tasks of a new update: the first queuing, the others not started.
     pub fn fresh_tasks() -> Vec<Task> {
         [TaskType::PreCheck, TaskType::Snapshot, TaskType::Upgrade, TaskType::PostCheck]

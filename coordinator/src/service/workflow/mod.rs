@@ -123,7 +123,7 @@ impl Workflow {
 
     /// Runs the tasks not yet done; true when the update ended, false when the service stops.
     async fn drive(&self) -> Result<bool, WorkflowError> {
-        let dry_run = self.log.update().params.iter().any(|p| p.kind == "DryRun" && p.value == "true");
+        let dry_run = self.log.update().is_dry_run();
         for kind in [TaskType::PreCheck, TaskType::Snapshot, TaskType::Upgrade, TaskType::PostCheck] {
             let done = self.log.update().tasks.iter().any(|t| t.kind == kind && t.status == TaskStatus::Success);
             if done {
@@ -251,7 +251,7 @@ impl Workflow {
         let update = self.log.update();
         let mut batch = Batch::new();
         Records::put_current(&mut batch, self.cluster.name(), None);
-        let dry_run = update.params.iter().any(|p| p.kind == "DryRun" && p.value == "true");
+        let dry_run = update.is_dry_run();
         let upgraded = update.tasks.iter().any(|t| t.kind == TaskType::Upgrade && t.started_at.is_some());
         if !dry_run && upgraded {
             let mut history = self.cluster.records.history(self.cluster.name()).await.unwrap_or_default();
