@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::journal::JournalStore;
-use crate::store::{Batch, Store, StoreError, get_json, json, scan_json};
+use crate::store::{Batch, Store, StoreError, decode_json, get_json, json, scan_json};
 
 use super::checks::NodesBefore;
 use super::model::{ClusterSpec, HistoryEntry, Update, UpdateEvent};
@@ -106,12 +106,7 @@ impl Records {
         let prefix = event_prefix(cluster, update);
         let after = (from > 0).then(|| format!("{prefix}{:012}", from - 1));
         let entries = self.store.scan(&prefix, after.as_deref(), limit).await?;
-        entries
-            .into_iter()
-            .map(|(key, bytes)| {
-                serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt { key, reason: error.to_string() })
-            })
-            .collect()
+        entries.into_iter().map(|(key, bytes)| decode_json(&key, &bytes)).collect()
     }
 
     /// The last stored sequence number of an update's events (0 when none).

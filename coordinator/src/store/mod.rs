@@ -123,9 +123,7 @@ pub trait Store: Send + Sync {
 pub async fn get_json<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &str) -> Result<Option<T>, StoreError> {
     match store.get(key).await? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| StoreError::Corrupt { key: key.to_owned(), reason: error.to_string() }),
+        Some(bytes) => decode_json(key, &bytes).map(Some),
     }
 }
 
@@ -140,8 +138,7 @@ pub async fn scan_json<T: serde::de::DeserializeOwned>(
         let page = store.scan(prefix, after.as_deref(), MAX_SCAN).await?;
         let full = page.len() == MAX_SCAN;
         for (key, bytes) in page {
-            let value = serde_json::from_slice(&bytes)
-                .map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
+            let value = decode_json(&key, &bytes)?;
             after = Some(key.clone());
             entries.push((key, value));
         }
@@ -149,6 +146,12 @@ pub async fn scan_json<T: serde::de::DeserializeOwned>(
             return Ok(entries);
         }
     }
+}
+
+/// The value stored at `key` decoded as JSON of type `T`.
+pub fn decode_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| StoreError::Corrupt { key: key.to_owned(), reason: error.to_string() })
 }
 
 /// `value` as JSON bytes for a [`Batch`].
