@@ -75,15 +75,8 @@ pub enum StartError {
 /// Runs the agent on a real host until SIGTERM or SIGINT; SIGHUP reloads the
 /// TLS credentials.
 pub async fn run(config: AgentConfig) -> Result<(), StartError> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    let shutdown = upkeep_net::signals::termination().map_err(StartError::Signals)?;
     let hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    };
     let tls = Arc::new(ServerCredentials::load(config.tls.clone())?);
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { address: config.listen, source })?;

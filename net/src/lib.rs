@@ -7,6 +7,7 @@
 //! - [`tls`]: rustls configurations from PEM with the one protocol policy.
 //! - [`client`]: client configurations from PEM files.
 //! - [`reload`]: server credentials reloaded on SIGHUP or file change.
+//! - [`signals`]: the SIGTERM or SIGINT a server stops on.
 //! - [`systemd`]: READY, STOPPING and watchdog notifications to systemd.
 //! - [`server`]: the accept loop, its limits and the [`server::Service`] a server plugs in.
 //! - [`connection`]: one connection: handshake, identity, HTTP/1.1, idle timeout.
@@ -27,6 +28,7 @@ pub mod reload;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod signals;
 pub mod systemd;
 pub mod tls;
 

@@ -300,12 +300,8 @@ fn serve_fake_api(args: FakeApiArgs) -> ExitCode {
 
 /// Resolves at the first SIGINT or SIGTERM (at once when they cannot be watched).
 async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    if let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
+    if let Ok(signalled) = upkeep_net::signals::termination() {
+        signalled.await;
     }
 }
 

@@ -43,8 +43,7 @@ pub enum ServeError {
 
 /// Serves until SIGTERM or SIGINT.
 pub async fn serve(config: ServiceConfig, settings: ServiceSettings) -> Result<(), ServeError> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let shutdown = upkeep_net::signals::termination().map_err(ServeError::Signals)?;
     let hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
     let paths = TlsPaths {
         cert: config.tls.cert.clone(),
@@ -66,10 +65,7 @@ pub async fn serve(config: ServiceConfig, settings: ServiceSettings) -> Result<(
     let handler = Arc::new(ServiceHandler { app: app.clone() });
     let stopping = app.clone();
     upkeep_net::serve(listener, credentials, ServerLimits::default(), handler, async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
+        shutdown.await;
         tracing::info!("shutting down: updates stop at their next safe point");
         systemd::notify_stopping();
         stopping.stop().await;
