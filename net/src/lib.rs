@@ -16,6 +16,7 @@
 //! - [`body`]: request bodies within size and time limits, parsed as JSON objects.
 //! - [`response`]: JSON responses and the error envelope.
 //! - [`routing`]: methods, path templates, 405 and 403 envelopes.
+//! - [`metrics`]: requests, failed handshakes and open connections, for every server.
 //! - [`log`]: log fields escaped so clients cannot forge lines.
 
 pub mod body;
@@ -24,6 +25,7 @@ pub mod connection;
 pub mod identity;
 pub mod idle;
 pub mod log;
+pub mod metrics;
 pub mod reload;
 pub mod response;
 pub mod routing;

@@ -18,6 +18,7 @@ use upkeep_common::Identity;
 use crate::body::{BodyLimits, RequestBody};
 use crate::connection::serve_connection;
 use crate::identity::IdentityRefused;
+use crate::metrics::ServerMetrics;
 use crate::reload::ServerCredentials;
 use crate::response::Body;
 
@@ -73,20 +74,33 @@ pub trait Service: Send + Sync + 'static {
     /// Answers one request from `caller`. Never fails: every problem is an envelope.
     fn call(&self, caller: &Identity, request: Request<RequestBody>) -> impl Future<Output = Response<Body>> + Send;
 
+    /// The server's request, handshake and connection metrics, which the
+    /// hooks below keep when the server has them.
+    fn metrics(&self) -> Option<&ServerMetrics> {
+        None
+    }
+
     /// A request was refused before [`Service::call`] because its connection's
     /// certificate names nobody; `response` is what was answered.
     fn refused(&self, refusal: &IdentityRefused, response: &Response<Body>) {
-        let _ = (refusal, response);
+        if let Some(metrics) = self.metrics() {
+            metrics.record_request("unauthenticated", response.status().as_u16());
+        }
+        tracing::info!(target: "audit", reason = refusal.reason(), "request refused: client certificate names nobody");
     }
 
     /// A TLS handshake failed, for the stable `reason`.
     fn handshake_failed(&self, reason: &'static str) {
-        let _ = reason;
+        if let Some(metrics) = self.metrics() {
+            metrics.record_handshake_failure(reason);
+        }
     }
 
     /// A connection opened (`+1`) or closed (`-1`) after its handshake.
     fn connections_changed(&self, delta: i64) {
-        let _ = delta;
+        if let Some(metrics) = self.metrics() {
+            metrics.add_open_connections(delta);
+        }
     }
 }
 

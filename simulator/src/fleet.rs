@@ -233,7 +233,7 @@ postcheck_secs = 1
 impl Fleet {
     /// Requests the fleet's agents have answered, each since it last started.
     pub fn requests_served(&self) -> u64 {
-        self.nodes.iter().filter_map(|node| node.app()).map(|app| app.metrics.requests_served()).sum()
+        self.nodes.iter().filter_map(|node| node.app()).map(|app| app.metrics.server.requests_served()).sum()
     }
 
     /// Starts every node of `spec` with the machines `plan` describes.

@@ -10,20 +10,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use upkeep_net::metrics::ServerMetrics;
 
 /// The content type of the metrics page.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: String,
-    status: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HandshakeLabels {
-    reason: String,
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
@@ -48,11 +38,9 @@ const STEP_BUCKETS: [f64; 14] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 
 /// The agent's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    requests_served: std::sync::atomic::AtomicU64,
-    handshake_failures: Family<HandshakeLabels, Counter>,
+    /// Requests, failed handshakes and open connections.
+    pub server: ServerMetrics,
     component_versions: Family<VersionLabels, Gauge>,
-    open_connections: Gauge,
     waiting_requests: Gauge,
     operations: Family<OperationLabels, Counter>,
     step_durations: Family<StepLabels, Histogram>,
@@ -62,28 +50,20 @@ impl Metrics {
     /// Registers every metric under the `upkeep_agent` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("upkeep_agent");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let handshake_failures = Family::<HandshakeLabels, Counter>::default();
+        let server = ServerMetrics::default();
         let component_versions = Family::<VersionLabels, Gauge>::default();
-        let open_connections = Gauge::default();
         let waiting_requests = Gauge::default();
         let operations = Family::<OperationLabels, Counter>::default();
         let step_durations =
             Family::<StepLabels, Histogram>::new_with_constructor(|| Histogram::new(STEP_BUCKETS.iter().copied()));
         registry.register("operations", "Operations that ended, by kind and outcome", operations.clone());
         registry.register("step_duration_seconds", "How long upgrade steps took", step_durations.clone());
-        registry.register("http_requests", "HTTP requests served, by route template and status", requests.clone());
-        registry.register(
-            "tls_handshake_failures",
-            "TLS handshakes that failed, by reason",
-            handshake_failures.clone(),
-        );
+        server.register(&mut registry);
         registry.register(
             "component_version",
             "Observed version of each managed component (1 for the current version)",
             component_versions.clone(),
         );
-        registry.register("open_connections", "Client connections open now", open_connections.clone());
         registry.register(
             "waiting_requests",
             "Requests holding their answer until an operation moves on (long polls)",
@@ -94,33 +74,7 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
         );
-        Self {
-            registry,
-            requests,
-            requests_served: std::sync::atomic::AtomicU64::new(0),
-            handshake_failures,
-            component_versions,
-            open_connections,
-            waiting_requests,
-            operations,
-            step_durations,
-        }
-    }
-
-    /// Counts one served request.
-    pub fn record_request(&self, route: &str, status: u16) {
-        self.requests.get_or_create(&RequestLabels { route: route.to_owned(), status: status.to_string() }).inc();
-        self.requests_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Requests answered since the agent started, every route and status together.
-    pub fn requests_served(&self) -> u64 {
-        self.requests_served.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Counts one failed handshake.
-    pub fn record_handshake_failure(&self, reason: &str) {
-        self.handshake_failures.get_or_create(&HandshakeLabels { reason: reason.to_owned() }).inc();
+        Self { registry, server, component_versions, waiting_requests, operations, step_durations }
     }
 
     /// Publishes the observed versions, replacing the previous ones.
@@ -129,11 +83,6 @@ impl Metrics {
         for (component, version) in versions {
             self.component_versions.get_or_create(&VersionLabels { component: component.to_owned(), version }).set(1);
         }
-    }
-
-    /// Tracks a connection opening (`+1`) or closing (`-1`).
-    pub fn add_open_connections(&self, delta: i64) {
-        self.open_connections.inc_by(delta);
     }
 
     /// Tracks a request starting (`+1`) or ending (`-1`) a wait for an operation.
@@ -179,9 +128,9 @@ mod tests {
     #[test]
     fn page_lists_every_family() {
         let metrics = Metrics::new();
-        metrics.record_request("/v1/node", 200);
-        metrics.record_request("/v1/node", 200);
-        metrics.record_handshake_failure("unknown_issuer");
+        metrics.server.record_request("/v1/node", 200);
+        metrics.server.record_request("/v1/node", 200);
+        metrics.server.record_handshake_failure("unknown_issuer");
         metrics.set_component_versions([("kubelet", "v1.30.2".to_owned())]);
         metrics.set_component_versions([("kubelet", "v1.31.0".to_owned())]);
         let page = metrics.encode();

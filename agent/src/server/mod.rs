@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use upkeep_common::Identity;
 use upkeep_net::ServerCredentials;
 use upkeep_net::body::RequestBody;
-use upkeep_net::identity::IdentityRefused;
+use upkeep_net::metrics::ServerMetrics;
 use upkeep_net::response::Body;
 
 use crate::app::App;
@@ -29,17 +29,8 @@ impl upkeep_net::Service for AgentService {
         routes::handle(&self.app, caller, request).await
     }
 
-    fn refused(&self, refusal: &IdentityRefused, response: &Response<Body>) {
-        self.app.metrics.record_request("unauthenticated", response.status().as_u16());
-        tracing::info!(target: "audit", reason = refusal.reason(), "request refused: client certificate names nobody");
-    }
-
-    fn handshake_failed(&self, reason: &'static str) {
-        self.app.metrics.record_handshake_failure(reason);
-    }
-
-    fn connections_changed(&self, delta: i64) {
-        self.app.metrics.add_open_connections(delta);
+    fn metrics(&self) -> Option<&ServerMetrics> {
+        Some(&self.app.metrics.server)
     }
 }
 

@@ -93,7 +93,7 @@ pub async fn handle(app: &Arc<App>, identity: &Identity, request: Request<Reques
         Routed::Refused(label, response) => (label, response),
     };
     let status = response.status().as_u16();
-    app.metrics.record_request(route_label, status);
+    app.metrics.server.record_request(route_label, status);
     if method == Method::POST {
         tracing::info!(target: "audit", client = %identity, route = route_label, status, "mutating request");
     }

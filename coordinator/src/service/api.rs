@@ -100,17 +100,8 @@ impl upkeep_net::Service for ServiceHandler {
         handle(&self.app, caller, request).await
     }
 
-    fn refused(&self, refusal: &upkeep_net::identity::IdentityRefused, response: &Response<Body>) {
-        self.app.metrics.record_request("unauthenticated", response.status().as_u16());
-        tracing::info!(target: "audit", reason = refusal.reason(), "request refused: client certificate names nobody");
-    }
-
-    fn handshake_failed(&self, reason: &'static str) {
-        self.app.metrics.record_handshake_failure(reason);
-    }
-
-    fn connections_changed(&self, delta: i64) {
-        self.app.metrics.add_open_connections(delta);
+    fn metrics(&self) -> Option<&upkeep_net::metrics::ServerMetrics> {
+        Some(&self.app.metrics.server)
     }
 }
 
@@ -125,7 +116,7 @@ pub async fn handle(app: &Arc<ServiceApp>, identity: &Identity, request: Request
         Routed::Refused(label, response) => (label, response),
     };
     let status = response.status().as_u16();
-    app.metrics.record_request(label, status);
+    app.metrics.server.record_request(label, status);
     if method != Method::GET {
         tracing::info!(target: "audit", client = %identity, route = label, path = %upkeep_net::log::Escaped(&path), status, "request");
     }
