@@ -9,6 +9,28 @@ use serde::de::DeserializeOwned;
 /// The prefix of the keys `toml::Spanned` uses internally; never a user's key.
 const SPANNED_KEY_PREFIX: &str = "$__serde_spanned_private";
 
+/// Why a text file could not be read whole.
+#[derive(Debug)]
+pub enum FileTextError {
+    /// The file could not be opened or read.
+    Io(std::io::Error),
+    /// The file is longer than allowed.
+    TooLarge,
+}
+
+/// The text of the file at `path`, when it holds at most `max_bytes`; no
+/// more than that plus one byte is ever read.
+pub fn read_file_text(path: &std::path::Path, max_bytes: u64) -> Result<String, FileTextError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(FileTextError::Io)?;
+    let mut text = String::new();
+    file.take(max_bytes + 1).read_to_string(&mut text).map_err(FileTextError::Io)?;
+    if text.len() as u64 > max_bytes {
+        return Err(FileTextError::TooLarge);
+    }
+    Ok(text)
+}
+
 /// Deserializes `text` into `T`. Unknown keys do not stop the reading: they
 /// come back as problems beside the value, so the caller can add the problems
 /// of its own checks and report everything at once. A syntax error or a value

@@ -36,12 +36,13 @@ mod reference;
 mod select;
 mod validate;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use upkeep_common::Version;
 use upkeep_common::ids::{ComponentName, Sha256};
+
+use crate::toml_problems::{FileTextError, read_file_text};
 
 pub use file::{CatalogFile, Refresh};
 pub use select::{MissingArtifacts, ResolveError, Updates};
@@ -168,13 +169,10 @@ impl Catalog {
 
     /// Reads and validates a catalog file of at most [`MAX_CATALOG_BYTES`].
     pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
-        let read_error = |source| CatalogError::Read { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(read_error)?;
-        let mut text = String::new();
-        file.take(MAX_CATALOG_BYTES + 1).read_to_string(&mut text).map_err(read_error)?;
-        if text.len() as u64 > MAX_CATALOG_BYTES {
-            return Err(CatalogError::TooLarge { path: path.to_owned() });
-        }
+        let text = read_file_text(path, MAX_CATALOG_BYTES).map_err(|error| match error {
+            FileTextError::Io(source) => CatalogError::Read { path: path.to_owned(), source },
+            FileTextError::TooLarge => CatalogError::TooLarge { path: path.to_owned() },
+        })?;
         validate::parse(&text).map_err(|problems| CatalogError::Invalid { path: Some(path.to_owned()), problems })
     }
 }

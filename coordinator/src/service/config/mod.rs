@@ -17,7 +17,6 @@ mod values;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -28,7 +27,7 @@ use toml::Spanned;
 pub use policy::{MAX_PER_ZONE, MAX_SOAK, Policy, PolicyOverrides};
 pub use values::{MAX_LIMIT_COUNT, format_duration, parse_duration};
 
-use crate::toml_problems::{self, Lines};
+use crate::toml_problems::{self, FileTextError, Lines, read_file_text};
 
 /// The largest config file read.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -167,13 +166,10 @@ struct RawCluster {
 impl ServiceConfig {
     /// Reads and validates a config file; relative paths are read relative to its directory.
     pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
-        let read_error = |source| ConfigError::Read { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(read_error)?;
-        let mut text = String::new();
-        file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(read_error)?;
-        if text.len() as u64 > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge { path: path.to_owned() });
-        }
+        let text = read_file_text(path, MAX_CONFIG_BYTES).map_err(|error| match error {
+            FileTextError::Io(source) => ConfigError::Read { path: path.to_owned(), source },
+            FileTextError::TooLarge => ConfigError::TooLarge { path: path.to_owned() },
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         parse(&text, base).map_err(|problems| ConfigError::Invalid { path: Some(path.to_owned()), problems })
     }
