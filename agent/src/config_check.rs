@@ -27,7 +27,7 @@ pub async fn check(config: &AgentConfig) -> Vec<ConfigProblem> {
     }
     for (index, component) in config.components.iter().enumerate() {
         let key = |field: &str| format!("components[{index}].{field}");
-        if let Some(message) = not_a_file(&component.binary) {
+        if let Some(message) = not_a_file(&component.path) {
             add(key("binary"), message);
         }
         if let Some(message) = component.version_command.first().and_then(|program| not_a_file(Path::new(program))) {

@@ -1,6 +1,6 @@
 //! upkeep-agent: the node-side upgrade agent. It serves a mutual-TLS HTTPS API
 //! through which a coordinator reads the node's state and drives upgrades of its
-//! binaries.
+//! binaries and static pods.
 //!
 //! # Layout
 //!
@@ -13,6 +13,7 @@
 //! - [`store`]: durable, atomically written state files.
 //! - [`host`]: traits for the host (versions, facts, files, services, health,
 //!   Kubernetes) and the real implementations.
+//! - [`static_pod`]: static-pod manifests and whether their new container runs.
 //! - [`engine`]: operations and their steps, durability, recovery and rollback.
 //! - [`app`]: what handlers and background tasks share.
 //! - [`cli`]: the binary's command line.
@@ -33,6 +34,7 @@ pub mod host;
 pub mod node;
 pub mod refresh;
 pub mod server;
+pub mod static_pod;
 pub mod store;
 
 use std::sync::Arc;

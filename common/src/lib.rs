@@ -7,6 +7,7 @@
 //! - [`version`]: parsing, display and ordering of Kubernetes versions.
 //! - [`rules`]: the incremental and skew rules as pure functions with typed verdicts.
 //! - [`ids`]: validated identifiers (node names, operation ids, tokens, digests).
+//! - [`image`]: container image references pinned by digest.
 //! - [`error`]: the one error envelope and its stable codes.
 //! - [`identity`]: client certificate to [`identity::Role`].
 //! - [`api`]: the request and response bodies of the agent API.
@@ -17,6 +18,7 @@ pub mod api;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod image;
 pub mod rules;
 pub mod version;
 

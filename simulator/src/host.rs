@@ -19,8 +19,10 @@ use tokio::sync::Notify;
 use upkeep_agent::config::ComponentConfig;
 use upkeep_agent::host::files::{FileError, Files, Staged};
 use upkeep_agent::host::health::HealthProbe;
+use upkeep_agent::host::images::ImagePuller;
 use upkeep_agent::host::kubernetes::{
-    CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess, NodeObservation, ReadyCondition,
+    ContainerObservation, CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess, NodeObservation,
+    ReadyCondition,
 };
 use upkeep_agent::host::services::{RestartError, RestartOutcome, ServiceManager};
 use upkeep_agent::host::staging::DirEntry;
@@ -193,6 +195,7 @@ impl Machine {
             files: Arc::new(SimFiles(self.clone())),
             services: Arc::new(SimServices(self.clone())),
             health: Arc::new(SimHealth(self.clone())),
+            images: Arc::new(SimImages),
             kubernetes: Arc::new(SimKube { machine: self.clone(), control_plane: self.target.clone() }),
         }
     }
@@ -290,6 +293,20 @@ impl Files for SimFiles {
         })
     }
 
+    fn read<'a>(&'a self, path: &'a Path, max_bytes: u64) -> BoxFuture<'a, Result<Vec<u8>, FileError>> {
+        Box::pin(async move {
+            let bytes = self.0.files().get(path).cloned().ok_or_else(|| missing(path))?;
+            if bytes.len() as u64 > max_bytes { Err(FileError::TooLarge { limit: max_bytes }) } else { Ok(bytes) }
+        })
+    }
+
+    fn write<'a>(&'a self, path: &'a Path, bytes: &'a [u8], _mode: u32) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(async move {
+            self.0.files().insert(path.to_path_buf(), bytes.to_vec());
+            Ok(())
+        })
+    }
+
     fn list<'a>(&'a self, dir: &'a Path) -> BoxFuture<'a, Vec<DirEntry>> {
         Box::pin(async move {
             let files = self.0.files();
@@ -359,7 +376,12 @@ impl ServiceManager for SimServices {
 struct SimHealth(Arc<Machine>);
 
 impl HealthProbe for SimHealth {
-    fn check<'a>(&'a self, _url: &'a str, _timeout: Duration) -> BoxFuture<'a, Result<(), String>> {
+    fn check<'a>(
+        &'a self,
+        _url: &'a str,
+        _ca: Option<&'a Path>,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             if self.0.fault() == Some(FaultKind::ServiceWontStart) && self.0.runs_new_binary() {
                 Err("kubelet.service failed to start".to_owned())
@@ -367,6 +389,29 @@ impl HealthProbe for SimHealth {
                 Ok(())
             }
         })
+    }
+
+    fn version<'a>(
+        &'a self,
+        url: &'a str,
+        _ca: Option<&'a Path>,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<Version, String>> {
+        Box::pin(async move { Err(format!("{url}: a simulated host serves no version URL")) })
+    }
+}
+
+/// Image pulls: a simulated node has every image at hand.
+struct SimImages;
+
+impl ImagePuller for SimImages {
+    fn pull<'a>(
+        &'a self,
+        _command: &'a [String],
+        _image: &'a str,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -468,5 +513,15 @@ impl NodeAccess for SimKube {
 
     fn control_plane_version(&self) -> BoxFuture<'_, Result<Option<Version>, KubeError>> {
         Box::pin(async move { Ok(Some(self.control_plane.clone())) })
+    }
+
+    fn static_pod_container<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _pod: &'a str,
+        _container: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ContainerObservation>, KubeError>> {
+        // A simulated node runs no static pods: its config names none.
+        Box::pin(async { Ok(None) })
     }
 }

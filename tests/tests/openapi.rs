@@ -244,37 +244,41 @@ async fn every_field_the_server_accepts_is_documented() {
     assert_eq!(checked, 6, "every write endpoint documents its body");
     let artifact = r#"{"target_version": "v1.30.3", "artifacts": [{"zz_unknown": 1}]}"#;
     assert_eq!(accepted_fields(&mut admin, "/v1/upgrades", artifact).await, documented_fields(&doc, "Artifact"));
+    let image = r#"{"target_version": "v1.30.3", "images": [{"zz_unknown": 1}]}"#;
+    assert_eq!(accepted_fields(&mut admin, "/v1/upgrades", image).await, documented_fields(&doc, "ImageArtifact"));
     let drain = r#"{"drain": {"zz_unknown": 1}}"#;
     assert_eq!(accepted_fields(&mut admin, "/v1/drain", drain).await, documented_fields(&doc, "DrainOptions"));
 }
 
 #[tokio::test]
-async fn the_documented_artifact_count_is_the_servers() {
+async fn an_upgrade_needs_an_artifact_or_an_image_as_documented() {
     let doc = document();
-    let minimum = doc["components"]["schemas"]["UpgradeRequest"]["properties"]["artifacts"]["minItems"]
-        .as_u64()
-        .expect("artifacts has a documented minItems");
+    let properties = &doc["components"]["schemas"]["UpgradeRequest"]["properties"];
+    assert!(properties["artifacts"]["minItems"].is_null() && properties["images"]["minItems"].is_null());
+    let description = properties["artifacts"]["description"].as_str().expect("described");
+    assert!(description.contains("At least one artifact or one image"), "{description}");
     let (_pki, _agent, mut operator) = agent_with_client("operator").await;
-    let artifact = |index: u64| {
-        format!(
-            r#"{{"component": "kubelet-{index}", "source": "file:///srv/kubelet",
-            "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}}"#
-        )
-    };
-    let upgrade = |count: u64| {
-        let artifacts: Vec<String> = (0..count).map(artifact).collect();
-        format!(r#"{{"target_version": "v1.30.3", "dry_run": true, "artifacts": [{}]}}"#, artifacts.join(","))
-    };
     let names_the_count = |reply: &Reply| {
         reply.status == 422
             && reply.json()["error"]["details"]
                 .as_array()
-                .is_some_and(|details| details.iter().any(|detail| detail["field"] == "artifacts"))
+                .is_some_and(|details| details.iter().any(|d| d["field"] == "artifacts" && d["code"] == "empty"))
     };
-    let too_few = operator.post_json("/v1/upgrades", &upgrade(minimum.saturating_sub(1))).await.expect("reply");
-    assert!(minimum > 0 && names_the_count(&too_few), "{}", String::from_utf8_lossy(&too_few.body));
-    let enough = operator.post_json("/v1/upgrades", &upgrade(minimum)).await.expect("reply");
-    assert!(!names_the_count(&enough), "{minimum} artifacts are enough: {}", String::from_utf8_lossy(&enough.body));
+    let none = r#"{"target_version": "v1.30.3", "dry_run": true}"#;
+    let refused = operator.post_json("/v1/upgrades", none).await.expect("reply");
+    assert!(names_the_count(&refused), "{}", String::from_utf8_lossy(&refused.body));
+    let image = format!(
+        r#"{{"target_version": "v1.30.3", "dry_run": true, "images": [{{"component": "etcd",
+        "image": "registry.k8s.io/etcd:3.5.15-0@sha256:{}"}}]}}"#,
+        "0".repeat(64)
+    );
+    let one_image = operator.post_json("/v1/upgrades", &image).await.expect("reply");
+    assert!(!names_the_count(&one_image), "an image is enough: {}", String::from_utf8_lossy(&one_image.body));
+    let tag_only =
+        r#"{"target_version": "v1.30.3", "images": [{"component": "etcd", "image": "registry.k8s.io/etcd:3.5.15-0"}]}"#;
+    let unpinned = operator.post_json("/v1/upgrades", tag_only).await.expect("reply");
+    assert_eq!(unpinned.status, 422, "{}", String::from_utf8_lossy(&unpinned.body));
+    assert!(String::from_utf8_lossy(&unpinned.body).contains("digest"));
 }
 
 /// Whether a reply is a 422 with a bounds detail (`out_of_range`, `too_long`,

@@ -37,6 +37,7 @@ fn upgrade_request(token: &str) -> UpgradeRequest {
         drain: None,
         dry_run: false,
         stage_only: false,
+        images: Vec::new(),
         control_plane_version: None,
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! One file per section, each with its raw (as read) and validated types, its
 //! defaults and its validator: `tls`, `components`, `kubernetes`, `server`,
-//! `probe`, `artifacts`, `timeouts`; `problems` collects what is wrong.
+//! `probe`, `artifacts`, `timeouts` (and `static_pod`, the static-pod keys of a
+//! component); `problems` collects what is wrong.
 
 mod artifacts;
 mod components;
@@ -16,6 +17,7 @@ mod kubernetes;
 mod probe;
 mod problems;
 mod server;
+mod static_pod;
 mod timeouts;
 mod tls;
 
@@ -27,12 +29,13 @@ use upkeep_common::api::NodeRole;
 use upkeep_common::ids::NodeName;
 
 pub use self::artifacts::ArtifactSettings;
-pub use self::components::{ComponentConfig, RestartMethod};
+pub use self::components::{ComponentConfig, ComponentKind, RestartMethod};
 pub use self::kubernetes::KubernetesConfig;
 pub use self::probe::ProbeSettings;
 use self::problems::Problems;
 pub use self::problems::{ConfigError, ConfigProblem};
 pub use self::server::ServerLimits;
+pub use self::static_pod::{StaticPodSettings, default_staging_dir};
 pub use self::timeouts::StepTimeouts;
 pub use self::tls::TlsPaths;
 
@@ -154,7 +157,7 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<AgentConfig> {
     });
     let state_dir = problems.absolute_path("state_dir", raw.state_dir);
     let tls = tls::validate_tls(raw.tls, problems);
-    let components = components::validate_components(raw.components, problems);
+    let components = components::validate_components(raw.components, node_name.as_ref().map(|n| n.as_str()), problems);
     let kubernetes = raw.kubernetes.and_then(|raw| kubernetes::validate_kubernetes(raw, problems));
     let server = server::validate_server(raw.server, problems);
     let probe = probe::validate_probe(raw.probe, problems);

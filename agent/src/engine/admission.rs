@@ -5,21 +5,49 @@
 
 use base64::Engine as _;
 use upkeep_common::api::{AcceptedRisk, UpgradeRequest};
+use upkeep_common::ids::ComponentName;
 use upkeep_common::rules::{IncrementalRefusal, IncrementalVerdict, SkewVerdict, check_incremental, check_skew};
 use upkeep_common::{ErrorBody, ErrorCode, ErrorDetail, Version};
 
 use crate::config::{AgentConfig, ComponentConfig};
 use crate::host::file_source;
 
+/// Where in the request a component's new content is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requested {
+    /// `artifacts[i]`: a binary.
+    Artifact(usize),
+    /// `images[i]`: a static pod's image.
+    Image(usize),
+}
+
 /// One component the upgrade will change.
 #[derive(Debug, Clone)]
 pub struct AdmittedComponent {
     /// Its configuration.
     pub config: ComponentConfig,
-    /// Index of its artifact in the request.
-    pub artifact: usize,
+    /// Where its new content is in the request.
+    pub requested: Requested,
     /// Its observed version.
     pub from_version: Option<Version>,
+    /// The version it moves to: the request's target for a binary, the
+    /// image's tag for a static pod (etcd has versions of its own).
+    pub to_version: Version,
+}
+
+/// Each component the request names: where, the field to name in a
+/// refusal, and the version it moves to.
+fn requested_components(request: &UpgradeRequest) -> Vec<(&ComponentName, Requested, String, Version)> {
+    let binaries = request.artifacts.iter().enumerate().map(|(index, artifact)| {
+        let field = format!("artifacts[{index}].component");
+        (&artifact.component, Requested::Artifact(index), field, request.target_version.clone())
+    });
+    let images = request.images.iter().enumerate().map(|(index, image)| {
+        let field = format!("images[{index}].component");
+        let target = image.image.version().unwrap_or_else(|| request.target_version.clone());
+        (&image.component, Requested::Image(index), field, target)
+    });
+    binaries.chain(images).collect()
 }
 
 /// An admitted upgrade.
@@ -49,25 +77,31 @@ pub struct NodeFacts<'a> {
 /// Checks the request's fields against the config; every problem is a detail.
 pub fn check_fields(config: &AgentConfig, request: &UpgradeRequest) -> Result<(), ErrorBody> {
     let mut details = upkeep_common::api::bounds::upgrade_problems(request);
-    if request.artifacts.is_empty() {
-        details.push(ErrorDetail::new("artifacts", "empty", "at least one artifact is required"));
+    if request.artifacts.is_empty() && request.images.is_empty() {
+        details.push(ErrorDetail::new("artifacts", "empty", "at least one artifact or image is required"));
+    }
+    let requested = requested_components(request);
+    for (position, (name, kind, field, _)) in requested.iter().enumerate() {
+        let component = config.components.iter().find(|c| &&c.name == name);
+        let problem = match (component, kind) {
+            (None, _) => Some(("unknown_component", format!("{name} is not a component this agent manages"))),
+            (Some(c), Requested::Artifact(_)) if c.static_pod().is_some() => {
+                Some(("not_a_binary", format!("{name} is a static pod: send its image in images")))
+            }
+            (Some(c), Requested::Image(_)) if c.static_pod().is_none() => {
+                Some(("not_a_static_pod", format!("{name} is a binary: send it in artifacts")))
+            }
+            _ if requested[..position].iter().any(|earlier| earlier.0 == *name) => {
+                Some(("duplicate", format!("{name} is listed twice")))
+            }
+            _ => None,
+        };
+        if let Some((code, message)) = problem {
+            details.push(ErrorDetail::new(field.clone(), code, message));
+        }
     }
     for (index, artifact) in request.artifacts.iter().enumerate() {
         let field = |name: &str| format!("artifacts[{index}].{name}");
-        if !config.components.iter().any(|c| c.name == artifact.component) {
-            details.push(ErrorDetail::new(
-                field("component"),
-                "unknown_component",
-                format!("{} is not a component this agent manages", artifact.component),
-            ));
-        }
-        if request.artifacts[..index].iter().any(|earlier| earlier.component == artifact.component) {
-            details.push(ErrorDetail::new(
-                field("component"),
-                "duplicate",
-                format!("{} is listed twice", artifact.component),
-            ));
-        }
         if artifact.source.starts_with("file://") {
             if let Err(refusal) = file_source::admit(&config.artifacts.file_roots, &artifact.source) {
                 details.push(ErrorDetail::new(field("source"), refusal.code(), refusal.to_string()));
@@ -107,7 +141,6 @@ pub fn decode_signature(text: &str) -> Option<[u8; 64]> {
 
 /// Applies the rules; `force` turns refusals into accepted risks.
 pub fn admit(config: &AgentConfig, request: &UpgradeRequest, node: &NodeFacts<'_>) -> Result<Admission, ErrorBody> {
-    let target = &request.target_version;
     let mut admission = Admission { components: Vec::new(), accepted_risks: Vec::new(), notes: Vec::new() };
     let mut refusals = Vec::new();
     let control_plane = control_plane_for_skew(request, node, &mut admission, &mut refusals);
@@ -121,11 +154,11 @@ pub fn admit(config: &AgentConfig, request: &UpgradeRequest, node: &NodeFacts<'_
             ));
         }
     }
-    for (index, artifact) in request.artifacts.iter().enumerate() {
-        let Some(component) = config.components.iter().find(|c| c.name == artifact.component) else { continue };
+    for (component_name, requested, field, target) in requested_components(request) {
+        let target = &target;
+        let Some(component) = config.components.iter().find(|c| &c.name == component_name) else { continue };
         let name = component.name.as_str();
         let observed = (node.observed)(name);
-        let field = format!("artifacts[{index}].component");
         match &observed {
             None if request.force => {
                 admission.accepted_risks.push(risk("unknown_version", format!("the version of {name} was unknown")));
@@ -169,8 +202,9 @@ pub fn admit(config: &AgentConfig, request: &UpgradeRequest, node: &NodeFacts<'_
         }
         admission.components.push(AdmittedComponent {
             config: component.clone(),
-            artifact: index,
+            requested,
             from_version: observed,
+            to_version: target.clone(),
         });
     }
     if !refusals.is_empty() {
@@ -254,6 +288,7 @@ mod tests {
             drain: None,
             dry_run: false,
             stage_only: false,
+            images: Vec::new(),
             control_plane_version: None,
         }
     }
@@ -281,8 +316,59 @@ mod tests {
         bad.artifacts[1].signature = Some("not base64".into());
         let error = check_fields(&config(), &bad).expect_err("refused");
         let codes: Vec<&str> = error.error.details.iter().map(|d| d.code.as_str()).collect();
-        assert_eq!(codes, ["unsupported_source", "duplicate", "invalid_format", "unknown_component"]);
+        assert_eq!(codes, ["duplicate", "unknown_component", "unsupported_source", "invalid_format"]);
         assert!(check_fields(&config(), &request("v1.30.3", &[], false)).is_err());
+    }
+
+    fn with_api_server() -> AgentConfig {
+        let mut config = config();
+        let text = "node_name = \"cp-1\"\nrole = \"control-plane\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"/s\"\n\
+            [tls]\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/ca\"\n[[components]]\nname = \"kube-apiserver\"\n\
+            kind = \"static-pod\"\nmanifest = \"/etc/kubernetes/manifests/kube-apiserver.yaml\"\n";
+        config.components.extend(AgentConfig::parse(text).expect("valid").components);
+        config
+    }
+
+    fn image(component: &str, tag: &str) -> upkeep_common::api::ImageArtifact {
+        upkeep_common::api::ImageArtifact {
+            component: component.parse().expect("valid"),
+            image: format!("registry.k8s.io/{component}:{tag}@sha256:{}", "ab".repeat(32)).parse().expect("pinned"),
+            remove_flags: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn images_go_to_static_pods_and_binaries_to_artifacts() {
+        let config = with_api_server();
+        let mut mixed = request("v1.30.3", &["kube-apiserver"], false);
+        mixed.images = vec![image("kubelet", "v1.30.3"), image("kube-apiserver", "v1.30.3")];
+        let error = check_fields(&config, &mixed).expect_err("refused");
+        let details: Vec<(&str, &str)> =
+            error.error.details.iter().map(|d| (d.field.as_str(), d.code.as_str())).collect();
+        assert_eq!(
+            details,
+            [
+                ("artifacts[0].component", "not_a_binary"),
+                ("images[0].component", "not_a_static_pod"),
+                ("images[1].component", "duplicate"),
+            ]
+        );
+        let mut images_only = request("v1.30.3", &[], false);
+        images_only.images = vec![image("kube-apiserver", "v1.30.3")];
+        assert!(check_fields(&config, &images_only).is_ok(), "images alone are an upgrade");
+    }
+
+    #[test]
+    fn a_static_pod_moves_to_its_images_version() {
+        let config = with_api_server();
+        let mut upgrade = request("v1.30.3", &[], false);
+        upgrade.images = vec![image("kube-apiserver", "v1.31.0")];
+        let admitted = admit(&config, &upgrade, &facts(&V1302, &NONE, None)).expect("next minor");
+        assert_eq!(admitted.components[0].to_version, "v1.31.0".parse().expect("valid"));
+        assert_eq!(admitted.components[0].requested, Requested::Image(0));
+        upgrade.images = vec![image("kube-apiserver", "v1.32.0")];
+        let skipping = admit(&config, &upgrade, &facts(&V1302, &NONE, None)).expect_err("skips a minor");
+        assert_eq!(skipping.error.details[0].field, "images[0].component");
     }
 
     #[test]

@@ -9,9 +9,8 @@ use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_common::{Identity, Version};
 
 use crate::config::ComponentConfig;
-use crate::engine::admission::Admission;
-use crate::engine::record::{ComponentPlan, KeptBinary, OperationRecord, initial_steps};
-use crate::host::files::work_dir;
+use crate::engine::admission::{Admission, Requested};
+use crate::engine::record::{ComponentPlan, KeptBinary, OperationRecord, StaticPodPlan, initial_steps};
 
 /// A new operation id from the time and a random suffix.
 pub fn new_operation_id(now: DateTime<Utc>) -> OperationId {
@@ -74,28 +73,70 @@ pub fn new_record(new: NewRecord<'_>) -> OperationRecord {
 }
 
 /// The plan of an admitted upgrade: each component's staged file (named by
-/// the artifact's whole digest), backup and versions.
+/// the artifact's or image's whole digest), backup and versions. Static pods
+/// come first, etcd, kube-apiserver, kube-controller-manager, kube-scheduler in
+/// that order (each is checked before the next is swapped), then the binaries.
 pub fn upgrade_plan(id: &OperationId, request: &UpgradeRequest, admission: &Admission) -> Vec<ComponentPlan> {
-    admission
+    let mut plan: Vec<ComponentPlan> = admission
         .components
         .iter()
         .map(|admitted| {
-            let artifact = &request.artifacts[admitted.artifact];
-            let dir = work_dir(&admitted.config.binary);
+            let dir = admitted.config.work_dir();
             let name = admitted.config.name.as_str();
-            ComponentPlan {
-                name: admitted.config.name.clone(),
-                binary: admitted.config.binary.clone(),
-                staged: dir.join(format!("{name}.{}.staged", artifact.sha256.as_str())),
-                backup: dir.join(format!("{name}.{id}.backup")),
-                source: artifact.source.clone(),
-                sha256: Some(artifact.sha256.clone()),
-                signature: artifact.signature.clone(),
-                from_version: admitted.from_version.clone(),
-                to_version: request.target_version.clone(),
+            let from_version = admitted.from_version.clone();
+            let to_version = admitted.to_version.clone();
+            let backup = dir.join(format!("{name}.{id}.backup"));
+            match admitted.requested {
+                Requested::Artifact(index) => {
+                    let artifact = &request.artifacts[index];
+                    ComponentPlan {
+                        name: admitted.config.name.clone(),
+                        path: admitted.config.path.clone(),
+                        staged: dir.join(format!("{name}.{}.staged", artifact.sha256.as_str())),
+                        backup,
+                        source: artifact.source.clone(),
+                        sha256: Some(artifact.sha256.clone()),
+                        signature: artifact.signature.clone(),
+                        from_version,
+                        to_version,
+                        static_pod: None,
+                    }
+                }
+                Requested::Image(index) => {
+                    let image = &request.images[index];
+                    let container = admitted.config.static_pod().map(|pod| pod.container.clone()).unwrap_or_default();
+                    ComponentPlan {
+                        name: admitted.config.name.clone(),
+                        path: admitted.config.path.clone(),
+                        staged: dir.join(format!("{name}.{}.staged", image.image.digest().as_str())),
+                        backup,
+                        source: image.image.to_string(),
+                        sha256: None,
+                        signature: None,
+                        from_version,
+                        to_version,
+                        static_pod: Some(StaticPodPlan {
+                            container,
+                            image: image.image.to_string(),
+                            remove_flags: image.remove_flags.clone(),
+                        }),
+                    }
+                }
             }
         })
-        .collect()
+        .collect();
+    plan.sort_by_key(swap_rank);
+    plan
+}
+
+/// Where a component comes in the swap order: the control plane's static pods
+/// in the order their skew rules need, other static pods, then binaries.
+fn swap_rank(component: &ComponentPlan) -> u8 {
+    const CONTROL_PLANE: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+    match component.static_pod {
+        None => 5,
+        Some(_) => CONTROL_PLANE.iter().position(|name| *name == component.name.as_str()).map_or(4, |at| at as u8),
+    }
 }
 
 /// The plan of a rollback: each kept binary goes back in place.
@@ -110,14 +151,19 @@ pub fn rollback_plan(
             let component = components.iter().find(|c| c.name == kept.component)?;
             Some(ComponentPlan {
                 name: kept.component.clone(),
-                binary: component.binary.clone(),
+                path: component.path.clone(),
                 staged: kept.path.clone(),
-                backup: work_dir(&component.binary).join(format!("{}.{id}.backup", kept.component)),
+                backup: component.work_dir().join(format!("{}.{id}.backup", kept.component)),
                 source: String::new(),
                 sha256: Some(kept.sha256.clone()),
                 signature: None,
                 from_version: observed(component),
                 to_version: kept.version.clone(),
+                static_pod: component.static_pod().map(|pod| StaticPodPlan {
+                    container: pod.container.clone(),
+                    image: String::new(),
+                    remove_flags: Vec::new(),
+                }),
             })
         })
         .collect()

@@ -22,7 +22,6 @@ use crate::engine::record::{DegradedReason, KeptBinary, OperationRecord};
 use crate::engine::runner::save;
 use crate::engine::steps;
 use crate::engine::transition;
-use crate::host::files::work_dir;
 
 /// Ends an operation that failed or was cancelled before the swap.
 pub async fn abort(engine: &Engine, id: &OperationId, phase: OperationPhase) {
@@ -78,7 +77,7 @@ pub async fn roll_back(engine: &Engine, id: &OperationId, reason: String, degrad
         if !files.exists(&plan.backup).await {
             continue;
         }
-        match files.restore(&plan.backup, &plan.binary).await {
+        match files.restore(&plan.backup, &plan.path).await {
             Ok(()) => restored.push(plan),
             Err(error) => failures.push(format!("{}: {error}", plan.name)),
         }
@@ -208,7 +207,7 @@ async fn keep_previous(engine: &Engine, record: &OperationRecord) {
             continue;
         }
         let Some(version) = plan.from_version.clone() else { continue };
-        let path = work_dir(&plan.binary).join(format!("{}.previous", plan.name));
+        let path = plan.work_dir().join(format!("{}.previous", plan.name));
         let Ok(Some(sha256)) = files.digest(&plan.backup).await else { continue };
         if files.rename(&plan.backup, &path).await.is_ok() {
             kept.push(KeptBinary { component: plan.name.clone(), path, version, sha256 });

@@ -14,9 +14,11 @@ use upkeep_common::ids::{ComponentName, Sha256};
 pub struct ComponentPlan {
     /// The component.
     pub name: ComponentName,
-    /// Its installed binary.
-    pub binary: PathBuf,
-    /// Where the new binary is staged (beside `binary`); for a rollback, the kept previous binary.
+    /// The file it replaces: its installed binary, or its static pod's manifest.
+    #[serde(alias = "binary")]
+    pub path: PathBuf,
+    /// Where the new file is staged (in the component's work directory); for a
+    /// rollback, the kept previous file.
     pub staged: PathBuf,
     /// Where the binary in place before this operation is kept until it ends.
     pub backup: PathBuf,
@@ -30,6 +32,28 @@ pub struct ComponentPlan {
     pub from_version: Option<Version>,
     /// The version it moves to.
     pub to_version: Version,
+    /// For a static pod: the image and the flags its manifest changes by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_pod: Option<StaticPodPlan>,
+}
+
+/// A static pod's part of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticPodPlan {
+    /// The container whose image changes.
+    pub container: String,
+    /// The image it moves to.
+    pub image: String,
+    /// The flags taken out of its arguments.
+    pub remove_flags: Vec<String>,
+}
+
+impl ComponentPlan {
+    /// The component's work directory, where staged files, backups and kept
+    /// previous files live.
+    pub fn work_dir(&self) -> PathBuf {
+        self.staged.parent().map(PathBuf::from).unwrap_or_default()
+    }
 }
 
 /// An operation as saved: the API view plus what the engine needs to resume it.

@@ -58,8 +58,9 @@ pub(super) fn save(engine: &Engine, id: &OperationId, change: impl FnOnce(&mut O
     }
 }
 
-/// How long `step` of `record` may take: the configured limit, and for Drain
-/// the request's own drain timeout when it has one. Saturates instead of
+/// How long `step` of `record` may take: the configured limit, for Drain
+/// the request's own drain timeout when it has one, and for Swap also the
+/// PostCheck time of each static pod whose new container it waits for. Saturates instead of
 /// overflowing (request numbers are bounded at admission anyway).
 pub fn step_limit(timeouts: &StepTimeouts, record: &OperationRecord, step: StepName) -> Duration {
     match step {
@@ -70,7 +71,11 @@ pub fn step_limit(timeouts: &StepTimeouts, record: &OperationRecord, step: StepN
             let requested = record.drain.as_ref().and_then(|d| d.timeout_seconds).map(Duration::from_secs);
             requested.unwrap_or(timeouts.drain).saturating_add(DRAIN_MARGIN)
         }
-        StepName::Swap => timeouts.swap,
+        StepName::Swap => {
+            let static_pods = record.plan.iter().filter(|plan| plan.static_pod.is_some()).count();
+            let waits = timeouts.postcheck.saturating_add(POSTCHECK_MARGIN).saturating_mul(static_pods as u32);
+            timeouts.swap.saturating_add(waits)
+        }
         StepName::Restart => timeouts.restart,
         StepName::PostCheck => timeouts.postcheck.saturating_add(POSTCHECK_MARGIN),
     }

@@ -3,6 +3,7 @@
 
 mod postcheck;
 mod stage;
+mod static_pods;
 
 use std::time::Duration;
 
@@ -87,21 +88,24 @@ async fn precheck(engine: &Engine, record: &mut OperationRecord) -> StepResult {
         notes.push("node Degraded, forced".to_owned());
     }
     for plan in &record.plan {
-        let dir = crate::host::files::work_dir(&plan.binary);
+        let dir = plan.work_dir();
         let free = engine.host.files.free_bytes(&dir).await;
-        let needed = binary_size(&plan.binary).await.saturating_add(16 * 1024 * 1024);
+        let needed = binary_size(&plan.path).await.saturating_add(16 * 1024 * 1024);
         match free {
             Some(free) if free < needed => {
                 return Err(StepFailure::new(
                     ErrorCode::DependencyUnavailable,
                     "insufficient_disk",
-                    format!("{}: {free} bytes free beside {}, {needed} needed", plan.name, plan.binary.display()),
+                    format!("{}: {free} bytes free in {}, {needed} needed", plan.name, dir.display()),
                 ));
             }
             Some(free) => notes.push(format!("{}: {} MiB free", plan.name, free / (1024 * 1024))),
             None => notes.push(format!("{}: free space unknown", plan.name)),
         }
         let reachable = match record.operation.kind {
+            _ if plan.static_pod.is_some() && record.operation.kind != OperationKind::Rollback => {
+                static_pods::manifest_editable(engine, plan).await
+            }
             OperationKind::Rollback => match engine.host.files.exists(&plan.staged).await {
                 true => Ok(()),
                 false => Err(StepFailure::new(
@@ -206,26 +210,31 @@ async fn drain(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     }
 }
 
+/// Puts each new file in place (a backup kept first), in plan order. A static
+/// pod's new container must run before the next component is touched.
 async fn swap(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     let files = &engine.host.files;
     let mut swapped = Vec::new();
     for plan in &record.plan {
-        let current = files.digest(&plan.binary).await.map_err(io_failure("swap_failed"))?;
+        let current = files.digest(&plan.path).await.map_err(io_failure("swap_failed"))?;
         if current.is_some() && current == plan.sha256 {
             swapped.push(format!("{}: in place", plan.name));
-            continue;
+        } else {
+            if current.is_some() {
+                files.backup(&plan.path, &plan.backup).await.map_err(io_failure("swap_failed"))?;
+            }
+            crash_point(&format!("swap:backup:{}", plan.name));
+            let installed = match record.operation.kind {
+                OperationKind::Rollback => files.restore(&plan.staged, &plan.path).await,
+                _ => files.rename(&plan.staged, &plan.path).await,
+            };
+            installed.map_err(io_failure("swap_failed"))?;
+            crash_point(&format!("swap:rename:{}", plan.name));
+            swapped.push(format!("{}: swapped", plan.name));
         }
-        if current.is_some() {
-            files.backup(&plan.binary, &plan.backup).await.map_err(io_failure("swap_failed"))?;
+        if plan.static_pod.is_some() {
+            swapped.push(static_pods::wait_until_running(engine, plan, &plan.to_version).await?);
         }
-        crash_point(&format!("swap:backup:{}", plan.name));
-        let installed = match record.operation.kind {
-            OperationKind::Rollback => files.restore(&plan.staged, &plan.binary).await,
-            _ => files.rename(&plan.staged, &plan.binary).await,
-        };
-        installed.map_err(io_failure("swap_failed"))?;
-        crash_point(&format!("swap:rename:{}", plan.name));
-        swapped.push(format!("{}: swapped", plan.name));
     }
     Ok(StepDone::success(swapped.join("; ")))
 }
@@ -233,6 +242,10 @@ async fn swap(engine: &Engine, record: &mut OperationRecord) -> StepResult {
 async fn restart(engine: &Engine, record: &mut OperationRecord) -> StepResult {
     let mut messages = Vec::new();
     for plan in &record.plan {
+        if plan.static_pod.is_some() {
+            messages.push(format!("{}: kubelet restarts the static pod when its manifest changes", plan.name));
+            continue;
+        }
         let Some(component) = engine.config.components.iter().find(|c| c.name == plan.name) else { continue };
         let outcome =
             engine.host.services.restart(component, engine.config.timeouts.restart).await.map_err(|error| {

@@ -1,54 +1,117 @@
-//! Health checks: a component's local `http://` health URL must answer 2xx.
+//! Health checks: a component's health URL must answer 2xx, over `http://` or
+//! over `https://` checked against a configured CA (the API server's `/readyz`);
+//! a version URL (the API server's `/version`) must report a version.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Uri;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use upkeep_common::Version;
 
 use crate::host::BoxFuture;
 
-/// Checks health URLs.
+/// The most of an answer's body that is read.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Checks health and version URLs.
 pub trait HealthProbe: Send + Sync {
-    /// `Ok` when `url` answers 2xx within `timeout`; otherwise why not.
-    fn check<'a>(&'a self, url: &'a str, timeout: Duration) -> BoxFuture<'a, Result<(), String>>;
+    /// `Ok` when `url` answers 2xx within `timeout`; otherwise why not. An
+    /// `https://` URL is checked against `ca`.
+    fn check<'a>(&'a self, url: &'a str, ca: Option<&'a Path>, timeout: Duration) -> BoxFuture<'a, Result<(), String>>;
+    /// The version `url` reports as `{"gitVersion": ...}`, within `timeout`.
+    fn version<'a>(
+        &'a self,
+        url: &'a str,
+        ca: Option<&'a Path>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Version, String>>;
 }
 
-/// Plain HTTP GET over TCP.
+/// HTTP and HTTPS GET over TCP.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HttpHealthProbe;
 
 impl HealthProbe for HttpHealthProbe {
-    fn check<'a>(&'a self, url: &'a str, timeout: Duration) -> BoxFuture<'a, Result<(), String>> {
+    fn check<'a>(&'a self, url: &'a str, ca: Option<&'a Path>, timeout: Duration) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            match tokio::time::timeout(timeout, get(url)).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("{url} did not answer within {timeout:?}")),
+            let (status, _) = bounded(url, timeout, get(url, ca)).await?;
+            if status.is_success() { Ok(()) } else { Err(format!("{url} answered {status}")) }
+        })
+    }
+
+    fn version<'a>(
+        &'a self,
+        url: &'a str,
+        ca: Option<&'a Path>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Version, String>> {
+        Box::pin(async move {
+            let (status, body) = bounded(url, timeout, get(url, ca)).await?;
+            if !status.is_success() {
+                return Err(format!("{url} answered {status}"));
             }
+            let info: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|error| format!("{url}: not JSON: {error}"))?;
+            let text = info["gitVersion"].as_str().ok_or_else(|| format!("{url}: no gitVersion"))?;
+            text.parse().map_err(|error| format!("{url}: gitVersion {text:?}: {error}"))
         })
     }
 }
 
-async fn get(url: &str) -> Result<(), String> {
-    let uri: Uri = url.parse().map_err(|error| format!("{url}: {error}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{url}: only http:// health URLs are supported"));
+async fn bounded<T>(url: &str, timeout: Duration, call: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("{url} did not answer within {timeout:?}")),
     }
+}
+
+async fn get(url: &str, ca: Option<&Path>) -> Result<(hyper::StatusCode, Bytes), String> {
+    let failed = |error: &dyn std::fmt::Display| format!("{url}: {error}");
+    let uri: Uri = url.parse().map_err(|error| failed(&error))?;
+    let secure = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("{url}: only http:// and https:// URLs are supported")),
+    };
     let host = uri.host().ok_or_else(|| format!("{url}: no host"))?.trim_matches(['[', ']']).to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|error| format!("{url}: {error}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|error| format!("{url}: {error}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|error| failed(&error))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, host.as_str())
         .body(Empty::<Bytes>::new())
-        .map_err(|error| format!("{url}: {error}"))?;
-    let response = sender.send_request(request).await.map_err(|error| format!("{url}: {error}"))?;
-    if response.status().is_success() { Ok(()) } else { Err(format!("{url} answered {}", response.status())) }
+        .map_err(|error| failed(&error))?;
+    let response = if secure {
+        let config = upkeep_net::client::server_authenticated_client(ca).map_err(|error| failed(&error))?;
+        let name = ServerName::try_from(host.clone()).map_err(|error| failed(&error))?;
+        let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|error| failed(&error))?;
+        send(TokioIo::new(tls), request).await
+    } else {
+        send(TokioIo::new(tcp), request).await
+    }
+    .map_err(|error| failed(&error))?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_BODY_BYTES).collect().await.map_err(|error| failed(&error))?;
+    Ok((status, body.to_bytes()))
+}
+
+async fn send<IO>(
+    io: TokioIo<IO>,
+    request: hyper::Request<Empty<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.send_request(request).await
 }

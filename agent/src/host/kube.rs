@@ -29,7 +29,8 @@ use upkeep_common::ids::OperationId;
 
 use crate::host::BoxFuture;
 use crate::host::kubernetes::{
-    CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess, NodeObservation, ReadyCondition,
+    ContainerObservation, CordonOutcome, DrainOutcome, DrainSettings, KubeError, NodeAccess, NodeObservation,
+    ReadyCondition,
 };
 
 /// The annotation naming the upkeep operation that cordoned a node.
@@ -357,67 +358,33 @@ impl NodeAccess for KubeNodeAccess {
     fn control_plane_version(&self) -> BoxFuture<'_, Result<Option<Version>, KubeError>> {
         Box::pin(async move { self.apiserver_version().await.map(Some) })
     }
+
+    fn static_pod_container<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ContainerObservation>, KubeError>> {
+        Box::pin(async move {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            let mirror = self.bounded(pods.get_opt(pod)).await?;
+            Ok(mirror.as_ref().and_then(|mirror| container_of(mirror, container)))
+        })
+    }
+}
+
+/// Container `name` of `pod` as its status reports it.
+pub fn container_of(pod: &Pod, name: &str) -> Option<ContainerObservation> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let status = statuses.iter().find(|status| status.name == name)?;
+    Some(ContainerObservation {
+        image: status.image.clone(),
+        image_id: status.image_id.clone(),
+        ready: status.ready,
+        restart_count: u32::try_from(status.restart_count).unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pod(json: serde_json::Value) -> Pod {
-        serde_json::from_value(json).expect("valid pod")
-    }
-
-    #[test]
-    fn a_node_reads_as_cordon_owner_ready_heartbeat_and_kubelet_version() {
-        let node: Node = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "worker-1", "annotations": {CORDONED_BY: "op-1"}},
-            "spec": {"unschedulable": true},
-            "status": {
-                "conditions": [
-                    {"type": "MemoryPressure", "status": "False"},
-                    {"type": "Ready", "status": "True", "reason": "KubeletReady",
-                     "lastHeartbeatTime": "2026-01-01T00:00:05Z"}],
-                "nodeInfo": {"kubeletVersion": "v1.30.3", "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "",
-                             "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux",
-                             "osImage": "", "systemUUID": ""}}
-        }))
-        .expect("valid node");
-        let observed = observation_of(&node);
-        assert!(observed.unschedulable);
-        assert_eq!(observed.kubelet_version.as_deref(), Some("v1.30.3"));
-        let ready = observed.ready.clone().expect("ready condition");
-        assert!(ready.is_true());
-        assert_eq!(ready.last_heartbeat.map(|t| t.to_rfc3339()).as_deref(), Some("2026-01-01T00:00:05+00:00"));
-        let mine: OperationId = "op-1".parse().expect("valid");
-        let other: OperationId = "op-2".parse().expect("valid");
-        assert!(cordoned_by(&observed, &mine));
-        assert!(!cordoned_by(&observed, &other), "another operation's cordon is not this one's");
-        let bare =
-            observation_of(&serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).expect("node"));
-        assert_eq!(
-            bare,
-            NodeObservation { unschedulable: false, cordoned_by: None, ready: None, kubelet_version: None }
-        );
-    }
-
-    #[test]
-    fn daemon_set_mirror_finished_and_selected_pods_stay() {
-        let skip = parse_selector(Some("app=critical"));
-        let daemon = pod(serde_json::json!({"metadata": {"name": "ds", "ownerReferences": [
-            {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "x", "uid": "1"}]}}));
-        let mirror =
-            pod(serde_json::json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "abc"}}}));
-        let done = pod(serde_json::json!({"metadata": {"name": "d"}, "status": {"phase": "Succeeded"}}));
-        let selected = pod(serde_json::json!({"metadata": {"name": "s", "labels": {"app": "critical"}}}));
-        let local = pod(
-            serde_json::json!({"metadata": {"name": "l"}, "spec": {"containers": [], "volumes": [{"name": "v", "emptyDir": {}}]}}),
-        );
-        let plain = pod(serde_json::json!({"metadata": {"name": "p", "labels": {"app": "web"}}}));
-        for stays in [&daemon, &mirror, &done, &selected] {
-            assert_eq!(classify_pod(stays, &skip, false), PodFate::Stays, "{:?}", stays.metadata.name);
-        }
-        assert!(matches!(classify_pod(&local, &skip, false), PodFate::Blocks(_)));
-        assert_eq!(classify_pod(&local, &skip, true), PodFate::Evict);
-        assert_eq!(classify_pod(&plain, &skip, false), PodFate::Evict);
-    }
-}
+#[path = "kube_tests.rs"]
+mod tests;

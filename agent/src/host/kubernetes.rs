@@ -84,6 +84,20 @@ pub struct NodeObservation {
     pub kubelet_version: Option<String>,
 }
 
+/// A static pod's running container, as its mirror pod's
+/// `status.containerStatuses` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerObservation {
+    /// The image the container was started from, as the runtime names it.
+    pub image: String,
+    /// The image's id, which carries the content digest (`...@sha256:...`).
+    pub image_id: String,
+    /// Whether the container is Ready.
+    pub ready: bool,
+    /// How many times kubelet restarted it.
+    pub restart_count: u32,
+}
+
 /// Why a Kubernetes call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KubeError {
@@ -121,6 +135,14 @@ pub trait NodeAccess: Send + Sync {
     fn drain<'a>(&'a self, settings: &'a DrainSettings) -> BoxFuture<'a, Result<DrainOutcome, KubeError>>;
     /// The API server's version (`None` without Kubernetes access).
     fn control_plane_version(&self) -> BoxFuture<'_, Result<Option<Version>, KubeError>>;
+    /// Container `container` of the mirror pod `namespace/pod` (`None` without
+    /// Kubernetes access, or while the pod or container is not reported).
+    fn static_pod_container<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ContainerObservation>, KubeError>>;
 }
 
 /// No Kubernetes access: cordon and drain are skipped.
@@ -154,5 +176,14 @@ impl NodeAccess for NoKubernetes {
 
     fn drain<'a>(&'a self, _settings: &'a DrainSettings) -> BoxFuture<'a, Result<DrainOutcome, KubeError>> {
         Box::pin(async { Ok(DrainOutcome::NotConfigured) })
+    }
+
+    fn static_pod_container<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _pod: &'a str,
+        _container: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ContainerObservation>, KubeError>> {
+        Box::pin(async { Ok(None) })
     }
 }

@@ -5,7 +5,8 @@
 //! - [`HostFactsSource`]: reads OS, kernel, CPUs, memory, disk, uptime and load.
 //! - [`files::Files`]: stages artifacts, keeps backups, swaps binaries.
 //! - [`services::ServiceManager`]: restarts a component's service.
-//! - [`health::HealthProbe`]: checks a component's health URL.
+//! - [`health::HealthProbe`]: checks a component's health and version URLs.
+//! - [`images::ImagePuller`]: pulls a static pod's image through the container runtime.
 //! - [`kubernetes::NodeAccess`]: cordon, uncordon and drain.
 //!
 //! The real implementations live here; simulated ones live in the simulator.
@@ -17,6 +18,7 @@ pub mod fetch;
 pub mod file_source;
 pub mod files;
 pub mod health;
+pub mod images;
 pub mod kube;
 pub mod kubernetes;
 pub mod services;
@@ -108,6 +110,8 @@ pub struct Host {
     pub services: Arc<dyn services::ServiceManager>,
     /// Health URLs.
     pub health: Arc<dyn health::HealthProbe>,
+    /// Image pulls.
+    pub images: Arc<dyn images::ImagePuller>,
     /// Kubernetes.
     pub kubernetes: Arc<dyn kubernetes::NodeAccess>,
 }
@@ -119,7 +123,7 @@ impl Host {
         let disk_path = config
             .components
             .first()
-            .and_then(|component| component.binary.parent().map(PathBuf::from))
+            .and_then(|component| component.path.parent().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/"));
         let reader = fetch::ArtifactReader::new(config.artifacts.ca_file.as_deref())?
             .with_file_roots(&config.artifacts.file_roots);
@@ -140,6 +144,7 @@ impl Host {
             files: Arc::new(files::RealFiles::new(reader)),
             services: Arc::new(services::RealServices),
             health: Arc::new(health::HttpHealthProbe),
+            images: Arc::new(images::CommandPuller),
             kubernetes,
         })
     }

@@ -1,5 +1,6 @@
 //! The real version probe: runs the configured command with a timeout and reads
-//! the first version in its output (`kubelet --version` prints `Kubernetes v1.30.2`).
+//! the first version in its output (`kubelet --version` prints `Kubernetes v1.30.2`);
+//! a static pod's version is its manifest's image tag.
 
 use std::time::Duration;
 
@@ -19,7 +20,18 @@ impl VersionProbe for CommandVersionProbe {
         component: &'a ComponentConfig,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Version, ProbeError>> {
-        Box::pin(run_version_command(&component.version_command, timeout))
+        Box::pin(async move {
+            match component.static_pod() {
+                None => run_version_command(&component.version_command, timeout).await,
+                Some(pod) => {
+                    let text = tokio::fs::read_to_string(&component.path).await.map_err(|error| ProbeError::Spawn {
+                        program: component.path.display().to_string(),
+                        reason: error.to_string(),
+                    })?;
+                    crate::static_pod::manifest_version(&text, &pod.container)
+                }
+            }
+        })
     }
 }
 

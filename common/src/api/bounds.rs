@@ -15,6 +15,10 @@ pub const MAX_ARTIFACTS: usize = 32;
 pub const MAX_SOURCE_BYTES: usize = 2_048;
 /// The longest signature text, in bytes (a base64 ed25519 signature is 88).
 pub const MAX_SIGNATURE_BYTES: usize = 256;
+/// The most flags one image may remove from its manifest.
+pub const MAX_REMOVED_FLAGS: usize = 32;
+/// The longest flag to remove, in bytes.
+pub const MAX_FLAG_BYTES: usize = 128;
 /// The longest pod label selector, in bytes.
 pub const MAX_SELECTOR_BYTES: usize = 1_024;
 
@@ -32,10 +36,37 @@ pub fn upgrade_problems(request: &UpgradeRequest) -> Vec<ErrorDetail> {
             problems.push(too_long(&format!("artifacts[{index}].signature"), MAX_SIGNATURE_BYTES));
         }
     }
+    if request.images.len() > MAX_ARTIFACTS {
+        problems.push(too_many("images", MAX_ARTIFACTS));
+    }
+    for (index, image) in request.images.iter().enumerate() {
+        if image.remove_flags.len() > MAX_REMOVED_FLAGS {
+            problems.push(too_many(&format!("images[{index}].remove_flags"), MAX_REMOVED_FLAGS));
+        }
+        for (position, flag) in image.remove_flags.iter().enumerate() {
+            let field = format!("images[{index}].remove_flags[{position}]");
+            if flag.len() > MAX_FLAG_BYTES {
+                problems.push(too_long(&field, MAX_FLAG_BYTES));
+            } else if !is_flag(flag) {
+                problems.push(ErrorDetail::new(
+                    field,
+                    "invalid_format",
+                    "a flag starts with '--' followed by letters, digits and '-'",
+                ));
+            }
+        }
+    }
     if let Some(drain) = &request.drain {
         problems.extend(drain_problems(drain, "drain"));
     }
     problems
+}
+
+/// Whether `flag` is a command-line flag name such as `--feature-gates`.
+fn is_flag(flag: &str) -> bool {
+    flag.strip_prefix("--").is_some_and(|name| {
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !name.starts_with('-')
+    })
 }
 
 /// Every bound `drain` breaks; `prefix` is its field path (`drain`).
@@ -100,6 +131,20 @@ mod tests {
         assert_eq!(upgrade_problems(&huge)[0].code, "out_of_range");
         let zero = request(serde_json::json!({"timeout_seconds": 0}));
         assert_eq!(fields(&upgrade_problems(&zero)), ["drain.timeout_seconds"]);
+    }
+
+    #[test]
+    fn removed_flags_are_bounded_and_must_be_flags() {
+        let mut images = request(serde_json::Value::Null);
+        let image = format!("registry.k8s.io/kube-apiserver:v1.31.0@sha256:{}", "ab".repeat(32));
+        images.images = serde_json::from_value(serde_json::json!([
+            {"component": "kube-apiserver", "image": image, "remove_flags": ["--insecure-port", "insecure-port", "--a b"]},
+        ]))
+        .expect("parses");
+        let problems = upgrade_problems(&images);
+        assert_eq!(fields(&problems), ["images[0].remove_flags[1]", "images[0].remove_flags[2]"]);
+        images.images[0].remove_flags = vec!["--x".to_owned(); MAX_REMOVED_FLAGS + 1];
+        assert_eq!(upgrade_problems(&images)[0].code, "too_many");
     }
 
     #[test]

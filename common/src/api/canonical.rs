@@ -20,6 +20,15 @@ pub fn upgrade_text(request: &UpgradeRequest) -> String {
             artifact.signature.as_deref().map_or_else(|| "-".to_owned(), quoted)
         ));
     }
+    for image in &request.images {
+        let removed: Vec<String> = image.remove_flags.iter().map(|flag| quoted(flag)).collect();
+        lines.push(format!(
+            "image {} {} remove_flags [{}]",
+            quoted(image.component.as_str()),
+            quoted(image.image.as_str()),
+            removed.join(" ")
+        ));
+    }
     flag(&mut lines, "force", request.force);
     flag(&mut lines, "dry_run", request.dry_run);
     flag(&mut lines, "stage_only", request.stage_only);

@@ -8,6 +8,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::{ComponentName, RequestToken, Sha256};
+use crate::image::ImageReference;
 use crate::version::Version;
 
 /// One binary to install.
@@ -23,6 +24,21 @@ pub struct Artifact {
     /// A base64 ed25519 signature over the raw 32-byte digest, where the agent trusts keys.
     #[serde(default)]
     pub signature: Option<String>,
+}
+
+/// One static pod's new image: its manifest in the kubelet's manifest directory
+/// is rewritten to run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageArtifact {
+    /// The static-pod component, as named in the agent's config.
+    pub component: ComponentName,
+    /// The image, pinned by digest (a tag alone is refused).
+    pub image: ImageReference,
+    /// Flags this release removed: container arguments equal to one of these
+    /// or starting with it followed by `=` are taken out of the manifest.
+    #[serde(default)]
+    pub remove_flags: Vec<String>,
 }
 
 /// What a drain does when pods will not leave in time.
@@ -64,8 +80,11 @@ pub struct UpgradeRequest {
     /// The version to install.
     pub target_version: Version,
     /// The binaries to install, one per component.
-    #[serde(deserialize_with = "objects")]
+    #[serde(default, deserialize_with = "objects")]
     pub artifacts: Vec<Artifact>,
+    /// The static pods' new images, one per component.
+    #[serde(default, deserialize_with = "objects", skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageArtifact>,
     /// Idempotency token: the same token always returns the same operation.
     #[serde(default)]
     pub request_token: Option<RequestToken>,

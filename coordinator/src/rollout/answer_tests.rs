@@ -23,6 +23,7 @@ fn request() -> UpgradeRequest {
         drain: None,
         dry_run: false,
         stage_only: false,
+        images: Vec::new(),
         control_plane_version: None,
     }
 }

@@ -320,6 +320,7 @@ impl Rollout {
         UpgradeRequest {
             target_version: self.journal.target.clone(),
             artifacts: self.journal.artifacts_for(index).to_vec(),
+            images: Vec::new(),
             request_token: Some(self.journal.token_for(node, stage_only)),
             force: false,
             drain: self.settings.drain.clone(),

@@ -122,6 +122,7 @@ fn dry_run_job(
         request: UpgradeRequest {
             target_version: target.clone(),
             artifacts,
+            images: Vec::new(),
             request_token: token,
             force: false,
             drain: None,

@@ -1,5 +1,5 @@
 //! PostCheck: every component reports its target version and answers its health
-//! URL and, with `[kubernetes]`, the Node reports the new kubelet with a Ready
+//! URL (a static pod's container runs its manifest's image, Ready) and, with `[kubernetes]`, the Node reports the new kubelet with a Ready
 //! heartbeat newer than the restart. Also used after a rollback's restore.
 
 use std::time::Duration;
@@ -132,8 +132,14 @@ async fn first_problem(
                 return Some(StepFailure::new(ErrorCode::Conflict, "version_mismatch", format!("{name}: {error}")));
             }
         }
+        if let Some(settings) = component.static_pod() {
+            if let Err(failure) = super::static_pods::running_now(engine, component, settings, target).await {
+                return Some(failure);
+            }
+            continue;
+        }
         if let Some(url) = &component.health_url
-            && let Err(reason) = engine.host.health.check(url, engine.config.probe.version_timeout).await
+            && let Err(reason) = engine.host.health.check(url, None, engine.config.probe.version_timeout).await
         {
             return Some(StepFailure::new(ErrorCode::Conflict, "health_check_failed", format!("{name}: {reason}")));
         }

@@ -14,7 +14,6 @@ use crate::engine::Engine;
 use crate::engine::admission::decode_signature;
 use crate::engine::crash::crash_point;
 use crate::engine::record::OperationRecord;
-use crate::host::files::work_dir;
 use crate::host::staging::{KeepPolicy, to_remove};
 
 pub(super) async fn stage(engine: &Engine, record: &mut OperationRecord) -> StepResult {
@@ -26,7 +25,15 @@ pub(super) async fn stage(engine: &Engine, record: &mut OperationRecord) -> Step
     if pruned > 0 {
         messages.push(format!("{pruned} staged file(s) no operation needs removed"));
     }
-    for plan in record.plan.clone() {
+    for (index, plan) in record.plan.clone().into_iter().enumerate() {
+        if plan.static_pod.is_some() && record.operation.kind != OperationKind::Rollback {
+            let (digest, message) = super::static_pods::stage(engine, &plan).await?;
+            record.plan[index].sha256 = Some(digest);
+            messages.push(message);
+            signatures_checked = false;
+            crash_point(&format!("stage:{}", plan.name));
+            continue;
+        }
         let expected = plan.sha256.clone();
         let present = engine.host.files.digest(&plan.staged).await.map_err(io_failure("stage_failed"))?;
         let digest = if present.is_some() && present == expected {
@@ -97,7 +104,7 @@ async fn prune_staging(engine: &Engine, record: &OperationRecord) -> usize {
     let artifacts = &engine.config.artifacts;
     let policy = KeepPolicy { keep: artifacts.keep_prestaged, max_age: artifacts.prestaged_max_age };
     let needed: Vec<PathBuf> = record.plan.iter().map(|plan| plan.staged.clone()).collect();
-    let mut dirs: Vec<PathBuf> = record.plan.iter().map(|plan| work_dir(&plan.binary)).collect();
+    let mut dirs: Vec<PathBuf> = record.plan.iter().map(|plan| plan.work_dir()).collect();
     dirs.sort();
     dirs.dedup();
     let mut removed = 0;
