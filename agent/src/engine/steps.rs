@@ -155,7 +155,20 @@ fn kube_failure(detail: &'static str) -> impl Fn(KubeError) -> StepFailure {
     }
 }
 
+/// Whether the operation changes static pods only: their pods restart in
+/// place, the node keeps its workloads, so it is neither cordoned nor drained.
+fn static_pods_only(record: &OperationRecord) -> bool {
+    matches!(record.operation.kind, OperationKind::Upgrade | OperationKind::Rollback)
+        && !record.plan.is_empty()
+        && record.plan.iter().all(|plan| plan.static_pod.is_some())
+}
+
+const KEEPS_WORKLOADS: &str = "static pods only: kubelet restarts them in place and the node keeps its workloads";
+
 async fn cordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    if static_pods_only(record) {
+        return Ok(StepDone::skipped(KEEPS_WORKLOADS));
+    }
     let outcome = engine.host.kubernetes.cordon(&record.operation.id).await.map_err(kube_failure("cordon_failed"))?;
     crate::refresh::observe_node(&engine.host, &engine.node).await;
     match outcome {
@@ -173,6 +186,9 @@ async fn cordon(engine: &Engine, record: &mut OperationRecord) -> StepResult {
 }
 
 async fn drain(engine: &Engine, record: &mut OperationRecord) -> StepResult {
+    if static_pods_only(record) {
+        return Ok(StepDone::skipped(KEEPS_WORKLOADS));
+    }
     let options = record.drain.clone().unwrap_or_default();
     let force_at_timeout = options.on_timeout == Some(DrainTimeoutAction::Force);
     let defaults = engine.config.kubernetes.as_ref();

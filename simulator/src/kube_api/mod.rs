@@ -20,13 +20,17 @@
 //! made slow (every answer delayed) or down (connections closed at once).
 //!
 //! A [`SimulatedKubelet`] moves a Node's kubelet version and Ready heartbeat
-//! when the kubelet service of a real agent under test is restarted.
+//! when the kubelet service of a real agent under test is restarted; a
+//! [`StaticPodKubelet`] runs the static pods of a real manifest directory and
+//! reports their containers in mirror pods' `status.containerStatuses`.
 
 mod kubelet;
 mod merge;
 mod server;
 mod state;
+mod static_pods;
 
 pub use kubelet::{KubeletReports, SimulatedKubelet};
 pub use server::{FakeApiError, FakeApiServer};
 pub use state::{ApiState, FakePod};
+pub use static_pods::{RunningPod, StaticPodKubelet};

@@ -32,6 +32,8 @@ pub struct FakePod {
     pub budget_refusals: u32,
     /// How long it takes to terminate once evicted.
     pub terminate_after: Duration,
+    /// Its `status.containerStatuses`, as a kubelet reports them.
+    pub container_statuses: Vec<Value>,
 }
 
 impl FakePod {
@@ -48,6 +50,7 @@ impl FakePod {
             local_storage: false,
             budget_refusals: 0,
             terminate_after: Duration::ZERO,
+            container_statuses: Vec::new(),
         }
     }
 }
@@ -159,6 +162,20 @@ impl ApiState {
         self.pods.push(PodRecord { pod, uid, evict_attempts: 0, terminating_since: None });
     }
 
+    /// Sets the container statuses of mirror pod `namespace/name` on `node`,
+    /// creating the pod when kubelet reports it for the first time.
+    pub fn report_mirror_pod(&mut self, namespace: &str, name: &str, node: &str, statuses: Vec<Value>) {
+        match self.find(namespace, name) {
+            Some(index) => self.pods[index].pod.container_statuses = statuses,
+            None => {
+                let mut pod = FakePod::running(namespace, name, node);
+                pod.mirror = true;
+                pod.container_statuses = statuses;
+                self.add_pod(pod);
+            }
+        }
+    }
+
     /// The pods that still exist, as `namespace/name`.
     pub fn pod_names(&mut self, now: Instant) -> Vec<String> {
         self.reap(now);
@@ -188,7 +205,11 @@ impl ApiState {
         if pod.local_storage {
             spec["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
         }
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": {"phase": pod.phase}})
+        let mut status = json!({"phase": pod.phase});
+        if !pod.container_statuses.is_empty() {
+            status["containerStatuses"] = Value::Array(pod.container_statuses.clone());
+        }
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": status})
     }
 
     /// Answers one request.
