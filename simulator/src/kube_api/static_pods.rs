@@ -216,7 +216,7 @@ fn answer(path: &str, api_server: Option<RunningPod>) -> Response<Full<Bytes>> {
         ("/readyz", Some(_)) => (200, "ok".to_owned()),
         ("/version", Some(pod)) => {
             let tag = upkeep_common::image::version_of_image(&pod.image).map(|v| v.to_string()).unwrap_or_default();
-            (200, Value::from(json!({"gitVersion": tag})).to_string())
+            (200, json!({"gitVersion": tag}).to_string())
         }
         _ => (404, "not found".to_owned()),
     };
