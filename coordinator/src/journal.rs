@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use upkeep_common::Version;
-use upkeep_common::api::Artifact;
+use upkeep_common::api::{Artifact, ImageArtifact};
 use upkeep_common::ids::{NodeName, OperationId, RequestToken};
 
 use crate::plan::{Limits, NodeStatus};
@@ -71,6 +71,12 @@ pub struct Journal {
     /// Whether the staging before any swap is done.
     #[serde(default)]
     pub prestaged: bool,
+    /// The static pods' new images, for the control-plane nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageArtifact>,
+    /// Whether every control-plane node's static pods are done.
+    #[serde(default)]
+    pub static_pods_done: bool,
     /// Nodes in inventory order; stored one key per node, not in the header.
     #[serde(skip)]
     pub nodes: Vec<JournalNode>,
@@ -114,7 +120,16 @@ impl Journal {
     /// one), `h-` and the sha256 of that text. Every request carries a token,
     /// and a resumed rollout derives the same one.
     pub fn token_for(&self, node: &NodeName, stage: bool) -> RequestToken {
-        let text = format!("{}:{node}{}", self.rollout_id, if stage { ":stage" } else { "" });
+        self.token_with(node, if stage { ":stage" } else { "" })
+    }
+
+    /// The request token for a control-plane node's static pods: `ROLLOUT:NODE:static-pods`.
+    pub fn static_pods_token(&self, node: &NodeName) -> RequestToken {
+        self.token_with(node, ":static-pods")
+    }
+
+    fn token_with(&self, node: &NodeName, suffix: &str) -> RequestToken {
+        let text = format!("{}:{node}{suffix}", self.rollout_id);
         text.parse().unwrap_or_else(|_| {
             let hashed = format!("h-{}", hex::encode(Sha256::digest(text.as_bytes())));
             hashed.parse().expect("h- and 64 hexadecimal digits make a valid token")
@@ -211,6 +226,8 @@ mod tests {
             limits: Limits { max_unavailable: 1, max_failures: 0, per_zone: None, soak_ms: 0 },
             prestage: false,
             prestaged: false,
+            images: Vec::new(),
+            static_pods_done: false,
             nodes: ["worker-1", "worker-2"]
                 .into_iter()
                 .map(|name| JournalNode {

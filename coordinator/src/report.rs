@@ -94,6 +94,13 @@ pub enum Event {
         /// The counters after it.
         counters: Counters,
     },
+    /// A control-plane node's static pods were upgraded (before any kubelet).
+    StaticPodsFinished {
+        /// The node.
+        node: String,
+        /// patched, skipped or error.
+        outcome: String,
+    },
     /// No new node will start.
     Halted {
         /// Why.
@@ -176,6 +183,7 @@ impl EventSink for Human {
                     ));
                 }
             }
+            Event::StaticPodsFinished { node, outcome } => self.line(&format!("{node}: static pods {outcome}")),
             Event::Halted { reason } => self.line(&format!("no new node will start: {reason}")),
             Event::Summary { counters, errors, halt } => {
                 if let Some(bar) = self.bar.take() {

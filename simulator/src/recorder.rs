@@ -93,7 +93,7 @@ impl Recorder {
                     bar.finish_and_clear();
                 }
             }
-            Event::Started { .. } | Event::Halted { .. } => {}
+            Event::Started { .. } | Event::Halted { .. } | Event::StaticPodsFinished { .. } => {}
         }
     }
 }

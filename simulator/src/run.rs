@@ -262,6 +262,7 @@ async fn drive_cli(
         per_zone: config.per_zone,
         soak: Duration::ZERO,
         prestage: config.prestage,
+        images: Vec::new(),
     };
     if config.limit_overshoot == 0 {
         spec.max_unavailable = config.max_unavailable;

@@ -15,6 +15,7 @@
 //! - [`openapi_check`]: replies checked against an OpenAPI document.
 //! - [`curl`]: the real `curl` and `openssl s_client` against an agent.
 //! - [`in_process`]: the real agent server inside the test or bench process.
+//! - [`static_pod_node`]: a control-plane node's static pods, run by a stand-in kubelet.
 //! - [`upgrades`]: artifacts, request bodies and waiting for operations.
 //! - [`scripted_agent`]: a TLS server playing one agent that misbehaves in one scripted way.
 
@@ -30,4 +31,5 @@ pub mod openapi_check;
 pub mod pki;
 pub mod scripted_agent;
 pub mod service_process;
+pub mod static_pod_node;
 pub mod upgrades;

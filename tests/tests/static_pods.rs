@@ -6,100 +6,42 @@
 //! image that cannot be pulled changes nothing, a kill at any step boundary
 //! leaves whole manifests, and no stray file ever appears in the directory.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
-use upkeep_simulator::kube_api::{FakeApiServer, StaticPodKubelet};
+use upkeep_simulator::kube_api::FakeApiServer;
 use upkeep_tests::agent_process::{AgentProcess, AgentSetup};
 use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::pki::Pki;
+use upkeep_tests::static_pod_node::{
+    OLD_API, OLD_ETCD, StaticPodNode, etcd_manifest, files_in, kubernetes_keys, new_api_server, pinned,
+};
 use upkeep_tests::upgrades::{step_statuses, wait_for_end};
 
 const WITHIN: Duration = Duration::from_secs(60);
 const NODE: &str = "cp-1";
-const OLD_ETCD: &str = "registry.k8s.io/etcd:3.5.12-0";
-const OLD_API: &str = "registry.k8s.io/kube-apiserver:v1.30.2";
-
-fn pinned(repository: &str, tag: &str, digit: char) -> String {
-    format!("{repository}:{tag}@sha256:{}", digit.to_string().repeat(64))
-}
-
-/// A manifest as kubeadm writes it.
-fn manifest(name: &str, image: &str, flags: &[&str]) -> String {
-    let flags: String = flags.iter().map(|flag| format!("    - {flag}\n")).collect();
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  labels:\n    component: {name}\n    tier: control-plane\n  name: {name}\n  \
-         namespace: kube-system\nspec:\n  containers:\n  - command:\n    - {name}\n{flags}    image: {image}\n    \
-         imagePullPolicy: IfNotPresent\n    name: {name}\n  hostNetwork: true\n  priorityClassName: system-node-critical\nstatus: {{}}\n"
-    )
-}
-
-fn old_api_server() -> String {
-    manifest(
-        "kube-apiserver",
-        OLD_API,
-        &["--advertise-address=10.0.0.1", "--insecure-port=0", "--allow-privileged=true"],
-    )
-}
 
 struct ControlPlane {
-    kubelet: StaticPodKubelet,
+    pods: StaticPodNode,
     _api: FakeApiServer,
     pki: Pki,
     agent: Option<AgentProcess>,
-    dir: tempfile::TempDir,
 }
 
 impl ControlPlane {
     async fn start(crash_looping: &[&str]) -> ControlPlane {
         let api = FakeApiServer::start("v1.30.2").await.expect("fake API server");
         api.state().add_node(NODE);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let manifests = dir.path().join("manifests");
-        std::fs::create_dir(&manifests).expect("manifest directory");
-        std::fs::write(manifests.join("etcd.yaml"), manifest("etcd", OLD_ETCD, &["--data-dir=/var/lib/etcd"]))
-            .expect("etcd manifest");
-        std::fs::write(manifests.join("kube-apiserver.yaml"), old_api_server()).expect("API server manifest");
-        let crash_looping = crash_looping.iter().map(|marker| (*marker).to_owned()).collect();
-        let kubelet = api.run_static_pods(manifests.clone(), NODE, crash_looping).await.expect("stand-in kubelet");
-        let kubeconfig = dir.path().join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-        std::fs::write(dir.path().join("apiserver-ca.pem"), &kubelet.ca_pem).expect("CA");
-        let pull = dir.path().join("pull.sh");
-        std::fs::write(
-            &pull,
-            format!(
-                "#!/bin/sh\necho \"$1\" >> {log}\ncase \"$1\" in *unpullable*) echo \"manifest unknown\" >&2; exit 1;; esac\n",
-                log = dir.path().join("pulls.log").display()
-            ),
-        )
-        .expect("pull script");
-        upkeep_tests::fake_kubelet::write_script(&pull, &std::fs::read_to_string(&pull).expect("script"));
-        let static_pod = |name: &str, more: &str| {
-            format!(
-                "[[components]]\nname = \"{name}\"\nkind = \"static-pod\"\nmanifest = \"{}\"\npull_command = [\"{}\"]\n\
-                 settle_secs = 1\n{more}\n",
-                manifests.join(format!("{name}.yaml")).display(),
-                pull.display()
-            )
-        };
-        let api_checks = format!(
-            "health_url = \"https://127.0.0.1:{port}/readyz\"\nhealth_ca = \"{ca}\"\nversion_url = \"https://127.0.0.1:{port}/version\"",
-            port = kubelet.addr.port(),
-            ca = dir.path().join("apiserver-ca.pem").display()
-        );
+        let pods = StaticPodNode::start(&api, NODE, crash_looping).await;
         let extra = format!(
-            "[probe]\ninterval_secs = 1\n\n[kubernetes]\nkubeconfig = \"{}\"\nrequest_timeout_secs = 2\n\n\
-             [timeouts]\npostcheck_secs = 15\n\n{}\n{}",
-            kubeconfig.display(),
-            static_pod("etcd", ""),
-            static_pod("kube-apiserver", &api_checks)
+            "[probe]\ninterval_secs = 1\n\n{}\n[timeouts]\npostcheck_secs = 15\n\n{}",
+            kubernetes_keys(&api, pods.dir.path()),
+            pods.component_keys()
         );
         let setup = AgentSetup { extra, node_name: NODE.to_owned(), ..AgentSetup::kubelet("v1.30.2") };
         let pki = Pki::new();
         let agent = AgentProcess::start_with(&pki, &setup);
-        ControlPlane { kubelet, _api: api, pki, agent: Some(agent), dir }
+        ControlPlane { pods, _api: api, pki, agent: Some(agent) }
     }
 
     fn agent(&self) -> &AgentProcess {
@@ -117,24 +59,20 @@ impl ControlPlane {
         ApiClient::connect(self.agent().addr, config).await.expect("connects")
     }
 
-    fn manifests(&self) -> PathBuf {
-        self.dir.path().join("manifests")
-    }
-
     fn manifest(&self, name: &str) -> String {
-        std::fs::read_to_string(self.manifests().join(format!("{name}.yaml"))).expect("manifest")
+        self.pods.manifest(name)
     }
 
     /// Every file in the manifest directory, hidden ones included.
     fn manifest_files(&self) -> Vec<String> {
-        files_in(&self.manifests())
+        files_in(&self.pods.manifests())
     }
 
     /// Waits until the stand-in kubelet runs `image` for `pod`, Ready.
     async fn wait_running(&self, pod: &str, image: &str) {
         let deadline = tokio::time::Instant::now() + WITHIN;
         loop {
-            let running = self.kubelet.pods().get(pod).cloned();
+            let running = self.pods.kubelet.pods().get(pod).cloned();
             if running.as_ref().is_some_and(|p| p.image == image && p.ready) {
                 return;
             }
@@ -142,16 +80,6 @@ impl ControlPlane {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("directory")
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn upgrade(api_image: &str, etcd_image: &str) -> String {
@@ -196,18 +124,17 @@ async fn an_upgrade_changes_the_image_and_the_removed_flag_only_and_each_pod_run
             "Uncordon:Skipped"
         ]
     );
-    let expected_api = old_api_server().replace("    - --insecure-port=0\n", "").replace(OLD_API, &api_image);
-    assert_eq!(plane.manifest("kube-apiserver"), expected_api);
-    assert_eq!(plane.manifest("etcd"), manifest("etcd", &etcd_image, &["--data-dir=/var/lib/etcd"]));
+    assert_eq!(plane.manifest("kube-apiserver"), new_api_server(&api_image));
+    assert_eq!(plane.manifest("etcd"), etcd_manifest(&etcd_image));
     let swap = operation["steps"][4]["message"].as_str().expect("message");
     let etcd_ran = swap.find("etcd: kubelet runs the new container").expect("etcd waited for");
     let api_swapped = swap.find("kube-apiserver: swapped").expect("API server swapped");
     assert!(etcd_ran < api_swapped, "etcd runs before the API server is touched: {swap}");
-    let pods = plane.kubelet.pods();
+    let pods = plane.pods.kubelet.pods();
     assert!(pods["etcd"].ready && pods["etcd"].image == etcd_image, "{pods:?}");
     assert!(pods["kube-apiserver"].ready && pods["kube-apiserver"].image == api_image, "{pods:?}");
     assert_eq!(plane.manifest_files(), EXPECTED_FILES, "nothing else ever lands in the manifest directory");
-    let pulls = std::fs::read_to_string(plane.dir.path().join("pulls.log")).expect("pulled");
+    let pulls = plane.pods.pulls();
     assert!(pulls.contains(&api_image) && pulls.contains(&etcd_image), "{pulls}");
 
     let mut client = plane.client().await;
@@ -250,7 +177,7 @@ async fn an_image_that_cannot_be_pulled_changes_nothing() {
     assert_eq!(operation["errors"][0]["details"][0]["code"], "image_pull_failed", "{operation:#}");
     assert_eq!((plane.manifest("etcd"), plane.manifest("kube-apiserver")), (etcd_before, api_before));
     assert_eq!(plane.manifest_files(), EXPECTED_FILES);
-    let staged = files_in(&plane.dir.path().join("upkeep-staged"));
+    let staged = files_in(&plane.pods.dir.path().join("upkeep-staged"));
     assert!(staged.iter().all(|name| !name.ends_with(".partial")), "{staged:?}");
 }
 
@@ -260,7 +187,6 @@ async fn an_image_that_cannot_be_pulled_changes_nothing() {
 async fn a_kill_at_every_step_boundary_leaves_whole_manifests_and_the_state_says_which() {
     let api_image = pinned("registry.k8s.io/kube-apiserver", "v1.31.0", 'a');
     let etcd_image = pinned("registry.k8s.io/etcd", "3.5.15-0", 'b');
-    let new_api = old_api_server().replace("    - --insecure-port=0\n", "").replace(OLD_API, &api_image);
     for point in [
         "before:Stage",
         "stage:kube-apiserver",
@@ -273,7 +199,7 @@ async fn a_kill_at_every_step_boundary_leaves_whole_manifests_and_the_state_says
     ] {
         let mut plane = ControlPlane::start(&[]).await;
         let old = (plane.manifest("etcd"), plane.manifest("kube-apiserver"));
-        let new = (manifest("etcd", &etcd_image, &["--data-dir=/var/lib/etcd"]), new_api.clone());
+        let new = (etcd_manifest(&etcd_image), new_api_server(&api_image));
         plane.restart_agent(&[("UPKEEP_CRASH_AT", point)]);
         let mut client = plane.client().await;
         let reply = client.post_json("/v1/upgrades", &upgrade(&api_image, &etcd_image)).await.expect("reply");

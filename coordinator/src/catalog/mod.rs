@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use upkeep_common::Version;
 use upkeep_common::ids::{ComponentName, Sha256};
+use upkeep_common::image::ImageReference;
 
 use crate::toml_problems::{FileTextError, read_file_text};
 
@@ -108,7 +109,7 @@ pub struct ReleaseImage {
     /// The static pod's component (`kube-apiserver`, `etcd`).
     pub component: ComponentName,
     /// The image reference, always pinned by `@sha256:` digest.
-    pub image: String,
+    pub image: ImageReference,
     /// Manifest flags this release removes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remove_flags: Vec<String>,

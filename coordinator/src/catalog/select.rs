@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use upkeep_common::api::Artifact;
+use upkeep_common::api::{Artifact, ImageArtifact};
 use upkeep_common::ids::ComponentName;
 use upkeep_common::rules::{IncrementalVerdict, check_incremental};
 use upkeep_common::{ErrorDetail, Version};
@@ -162,6 +162,18 @@ impl Release {
         self.artifacts
             .iter()
             .filter_map(|artifact| Some((artifact.arch.clone(), self.artifacts_for(&artifact.arch).ok()?)))
+            .collect()
+    }
+
+    /// The static pods' images, as an upgrade request carries them.
+    pub fn image_artifacts(&self) -> Vec<ImageArtifact> {
+        self.images
+            .iter()
+            .map(|image| ImageArtifact {
+                component: image.component.clone(),
+                image: image.image.clone(),
+                remove_flags: image.remove_flags.clone(),
+            })
             .collect()
     }
 

@@ -219,6 +219,6 @@ fn image(checker: &mut Checker, at: &str, raw: RawImage) -> Option<ReleaseImage>
         checker.check(|| format!("{at}.remove_flags[{index}]"), reference::flag(flag));
     }
     let flags = (checker.problems.len() == before).then_some(());
-    let (Some(component), Some(()), Some(())) = (component, image, flags) else { return None };
-    Some(ReleaseImage { component, image: raw.image, remove_flags: raw.remove_flags })
+    let (Some(component), Some(image), Some(())) = (component, image, flags) else { return None };
+    Some(ReleaseImage { component, image, remove_flags: raw.remove_flags })
 }

@@ -9,7 +9,7 @@ use upkeep_common::api::{
     Artifact, ConditionStatus, ConditionType, NodePhase, NodeState, Operation, OperationKind, OperationPhase,
     UpgradeRequest,
 };
-use upkeep_common::ids::{NodeName, OperationId};
+use upkeep_common::ids::{ComponentName, NodeName, OperationId};
 
 use crate::client::ClientError;
 
@@ -138,8 +138,20 @@ pub fn at_target(state: &NodeState, artifacts: &[Artifact], target: &Version) ->
         })
 }
 
+/// The version each component a request names must report afterwards: the
+/// target for a binary, its image's tag (or the target) for a static pod.
+pub fn wanted_versions(request: &UpgradeRequest) -> Vec<(&ComponentName, Version)> {
+    let binaries = request.artifacts.iter().map(|artifact| (&artifact.component, request.target_version.clone()));
+    let images = request
+        .images
+        .iter()
+        .map(|image| (&image.component, image.image.version().unwrap_or_else(|| request.target_version.clone())));
+    binaries.chain(images).collect()
+}
+
 /// Checks the node after its operation `id` ended Succeeded: it is the
-/// inventory's node, no longer runs that operation, and reports the target.
+/// inventory's node, no longer runs that operation, and every component the
+/// request names reports its wanted version.
 pub fn check_finished_node(
     inventory_name: &NodeName,
     address: &str,
@@ -154,30 +166,22 @@ pub fn check_finished_node(
             format!("operation {id} was reported Succeeded, but the node still runs it"),
         ));
     }
-    if at_target(state, &request.artifacts, &request.target_version) {
-        return Ok(());
-    }
-    let observed: Vec<String> = request
-        .artifacts
+    let observed_of = |name: &ComponentName| {
+        state.components.iter().find(|c| &c.name == name).and_then(|c| c.observed_version.as_ref())
+    };
+    let wanted = wanted_versions(request);
+    let missed: Vec<String> = wanted
         .iter()
-        .map(|artifact| {
-            let version = state
-                .components
-                .iter()
-                .find(|c| c.name == artifact.component)
-                .and_then(|c| c.observed_version.as_ref())
-                .map_or_else(|| "no version".to_owned(), ToString::to_string);
-            format!("{} reports {version}", artifact.component)
+        .filter(|(name, version)| observed_of(name) != Some(version))
+        .map(|(name, version)| {
+            let seen = observed_of(name).map_or_else(|| "no version".to_owned(), ToString::to_string);
+            format!("{name} reports {seen}, not {version}")
         })
         .collect();
-    Err(Problem::new(
-        "version_not_reached",
-        format!(
-            "operation {id} ended Succeeded, but {} (the target is {})",
-            observed.join(", "),
-            request.target_version
-        ),
-    ))
+    if !wanted.is_empty() && missed.is_empty() {
+        return Ok(());
+    }
+    Err(Problem::new("version_not_reached", format!("operation {id} ended Succeeded, but {}", missed.join(", "))))
 }
 
 /// Whether a node counts against `max_unavailable` before it is started:

@@ -20,6 +20,7 @@ use crate::plan::{Halt, NodeStatus, PlanNode, plan};
 use crate::report::{Counters, Event, EventSink, Summary};
 
 mod answer;
+mod control_plane;
 pub(crate) mod node;
 mod observe;
 mod open;
@@ -112,6 +113,7 @@ impl Rollout {
         if self.journal.prestage && !self.journal.prestaged {
             self.prestage(sink).await?;
         }
+        self.upgrade_static_pods(sink).await?;
         let halt = self.drive(sink).await?;
         self.save().await?;
         let summary = Summary {

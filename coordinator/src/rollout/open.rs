@@ -76,6 +76,8 @@ impl Rollout {
             },
             prestage: spec.prestage,
             prestaged: false,
+            images: spec.images,
+            static_pods_done: false,
             nodes: inventory
                 .nodes
                 .iter()

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use upkeep_common::Version;
-use upkeep_common::api::{Artifact, DrainOptions};
+use upkeep_common::api::{Artifact, DrainOptions, ImageArtifact};
 use upkeep_common::ids::NodeName;
 
 use crate::journal::JournalError;
@@ -50,6 +50,9 @@ pub struct RolloutSpec {
     pub soak: Duration,
     /// Stage artifacts on every node before any swap.
     pub prestage: bool,
+    /// The static pods' new images: every control-plane node's, node after
+    /// node, before any kubelet.
+    pub images: Vec<ImageArtifact>,
 }
 
 /// How the driver behaves.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use upkeep_common::Version;
-use upkeep_common::api::{Artifact, UpgradeRequest};
+use upkeep_common::api::{Artifact, ImageArtifact, UpgradeRequest};
 use upkeep_common::ids::NodeName;
 
 use crate::catalog::Release;
@@ -32,6 +32,8 @@ pub struct NodesBefore {
     pub version: HashMap<String, Option<Version>>,
     /// The release's artifacts for each architecture found.
     pub artifacts: BTreeMap<String, Vec<Artifact>>,
+    /// The release's static-pod images.
+    pub images: Vec<ImageArtifact>,
 }
 
 fn problem(node: &NodeName, code: &str, message: String) -> NodeError {
@@ -44,7 +46,11 @@ fn problem(node: &NodeName, code: &str, message: String) -> NodeError {
 pub async fn precheck(cluster: &ClusterRuntime, update_id: &str, release: &Release) -> (NodesBefore, Vec<NodeError>) {
     // Every architecture the release covers, so that a node read only later
     // (one that failed here and is tolerated) still finds its artifacts.
-    let mut before = NodesBefore { artifacts: release.artifacts_by_arch(), ..NodesBefore::default() };
+    let mut before = NodesBefore {
+        artifacts: release.artifacts_by_arch(),
+        images: release.image_artifacts(),
+        ..NodesBefore::default()
+    };
     let mut checked: Vec<(usize, NodeStatusRow, Result<String, NodeError>)> =
         stream::iter(0..cluster.inventory.nodes.len())
             .map(|index| check_node(cluster, update_id, release, index))

@@ -5,7 +5,7 @@
 //!
 //! | request | behaviour |
 //! |---|---|
-//! | `GET /version` | the configured `gitVersion` (and major, minor...) |
+//! | `GET /version` | the oldest version a stand-in kubelet reports its kube-apiserver runs, else the configured `gitVersion` (and major, minor...) |
 //! | `GET /api/v1/nodes/{name}` | the Node (annotations, `spec.unschedulable`, the Ready condition with its `lastHeartbeatTime`, `status.nodeInfo.kubeletVersion`), or a 404 `Status` |
 //! | `PATCH /api/v1/nodes/{name}` | JSON merge patch (RFC 7386) with `application/merge-patch+json` or `application/strategic-merge-patch+json`; any other content type is 415 |
 //! | `GET /api/v1/pods?fieldSelector=spec.nodeName=N` | a `PodList` of the pods bound to N (other selectors: 400) |

@@ -70,6 +70,8 @@ pub type Answer = (u16, Value);
 #[derive(Debug, Default)]
 pub struct ApiState {
     version: String,
+    /// The version each node's kube-apiserver runs, as its kubelet reports it.
+    api_servers: BTreeMap<String, String>,
     nodes: BTreeMap<String, Value>,
     pods: Vec<PodRecord>,
     next_uid: u64,
@@ -251,14 +253,31 @@ impl ApiState {
         }
     }
 
+    /// Node `node`'s kube-apiserver now runs `version`: `/version` answers the
+    /// oldest API server's version, as a careful client must assume behind a
+    /// load balancer.
+    pub fn report_api_server(&mut self, node: &str, version: &str) {
+        self.api_servers.insert(node.to_owned(), version.to_owned());
+    }
+
+    fn oldest_api_server(&self) -> &str {
+        let parsed = |text: &String| text.parse::<upkeep_common::Version>().ok();
+        self.api_servers
+            .values()
+            .filter_map(|text| parsed(text).map(|version| (version, text)))
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map_or(self.version.as_str(), |(_, text)| text.as_str())
+    }
+
     fn version(&self) -> Answer {
-        let core = self.version.trim_start_matches('v');
+        let git_version = self.oldest_api_server();
+        let core = git_version.trim_start_matches('v');
         let mut parts = core.split(['.', '+', '-']);
         let major = parts.next().unwrap_or("1").to_owned();
         let minor = parts.next().unwrap_or("0").to_owned();
         (
             200,
-            json!({"major": major, "minor": minor, "gitVersion": self.version, "gitCommit": "0000000",
+            json!({"major": major, "minor": minor, "gitVersion": git_version, "gitCommit": "0000000",
                    "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
                    "compiler": "gc", "platform": "linux/amd64"}),
         )

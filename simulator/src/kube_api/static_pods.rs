@@ -138,6 +138,12 @@ fn look(
                             "ready": pod.ready, "restartCount": pod.restarts, "started": pod.ready});
         let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.report_mirror_pod(&namespace, &format!("{name}-{node}"), node, vec![status]);
+        if name == "kube-apiserver"
+            && pod.ready
+            && let Some(version) = upkeep_common::image::version_of_image(&pod.image)
+        {
+            state.report_api_server(node, &version.to_string());
+        }
     }
 }
 

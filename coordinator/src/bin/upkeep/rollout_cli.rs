@@ -155,13 +155,13 @@ pub async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
     if connection.inventory.is_empty() {
         return Err(missing());
     }
-    let (target, artifacts, artifacts_by_arch) = match (&args.catalog, &args.artifacts) {
+    let (target, artifacts, artifacts_by_arch, images) = match (&args.catalog, &args.artifacts) {
         (Some(catalog), _) => {
             let catalog = Catalog::load(catalog).map_err(|e| e.to_string())?;
             let release = catalog.resolve(&asked.to_string()).map_err(|e| e.to_string())?;
-            (release.version.clone(), Vec::new(), release.artifacts_by_arch())
+            (release.version.clone(), Vec::new(), release.artifacts_by_arch(), release.image_artifacts())
         }
-        (None, Some(artifacts)) => (asked, read_artifacts(artifacts)?, Default::default()),
+        (None, Some(artifacts)) => (asked, read_artifacts(artifacts)?, Default::default(), Vec::new()),
         (None, None) => return Err(missing()),
     };
     if args.dry_run {
@@ -180,6 +180,7 @@ pub async fn run_rollout(args: RolloutArgs) -> Result<ExitCode, Failure> {
         per_zone: args.per_zone,
         soak: Duration::from_secs(args.soak),
         prestage: args.prestage,
+        images,
     };
     let settings = driver_settings(connection, &args.driver);
     let storage = RolloutStorage::file(&args.journal).map_err(|e| e.to_string())?;

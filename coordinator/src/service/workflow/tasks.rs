@@ -92,6 +92,7 @@ impl Workflow {
             per_zone: update.limits.per_zone,
             soak: Duration::from_millis(update.limits.soak_ms),
             prestage: update.prestage,
+            images: before.images,
         };
         Ok(Rollout::new(client, inventory, spec, storage, settings).await?)
     }

@@ -1,0 +1,130 @@
+//! One control-plane node's static pods for tests: a real manifest directory
+//! holding etcd and kube-apiserver as kubeadm writes them, a pull command that
+//! logs (and refuses images tagged `unpullable`), a stand-in kubelet running
+//! the directory and reporting through a fake API server, and the agent
+//! config keys that manage them.
+
+use std::path::{Path, PathBuf};
+
+use upkeep_simulator::kube_api::{FakeApiServer, StaticPodKubelet};
+
+use crate::fake_kubelet;
+
+/// etcd's image before any upgrade (a tag, as kubeadm writes it).
+pub const OLD_ETCD: &str = "registry.k8s.io/etcd:3.5.12-0";
+/// kube-apiserver's image before any upgrade.
+pub const OLD_API: &str = "registry.k8s.io/kube-apiserver:v1.30.2";
+
+/// An image of `repository` at `tag`, pinned by a digest of one repeated hex digit.
+pub fn pinned(repository: &str, tag: &str, digit: char) -> String {
+    format!("{repository}:{tag}@sha256:{}", digit.to_string().repeat(64))
+}
+
+/// A manifest as kubeadm writes it.
+pub fn manifest(name: &str, image: &str, flags: &[&str]) -> String {
+    let flags: String = flags.iter().map(|flag| format!("    - {flag}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  labels:\n    component: {name}\n    tier: control-plane\n  name: {name}\n  \
+         namespace: kube-system\nspec:\n  containers:\n  - command:\n    - {name}\n{flags}    image: {image}\n    \
+         imagePullPolicy: IfNotPresent\n    name: {name}\n  hostNetwork: true\n  priorityClassName: system-node-critical\nstatus: {{}}\n"
+    )
+}
+
+/// etcd's manifest with `image`.
+pub fn etcd_manifest(image: &str) -> String {
+    manifest("etcd", image, &["--data-dir=/var/lib/etcd"])
+}
+
+/// kube-apiserver's manifest before any upgrade.
+pub fn old_api_server() -> String {
+    manifest(
+        "kube-apiserver",
+        OLD_API,
+        &["--advertise-address=10.0.0.1", "--insecure-port=0", "--allow-privileged=true"],
+    )
+}
+
+/// kube-apiserver's manifest after an upgrade to `image` that removed `--insecure-port`.
+pub fn new_api_server(image: &str) -> String {
+    old_api_server().replace("    - --insecure-port=0\n", "").replace(OLD_API, image)
+}
+
+/// A node's static pods, run by a stand-in kubelet.
+pub struct StaticPodNode {
+    /// The stand-in kubelet.
+    pub kubelet: StaticPodKubelet,
+    /// Holds `manifests/`, the staging directory beside it, the pull script and its log.
+    pub dir: tempfile::TempDir,
+}
+
+impl StaticPodNode {
+    /// Writes the manifests and starts the stand-in kubelet of node `node`;
+    /// images containing one of `crash_looping` never become Ready.
+    pub async fn start(api: &FakeApiServer, node: &str, crash_looping: &[&str]) -> StaticPodNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).expect("manifest directory");
+        std::fs::write(manifests.join("etcd.yaml"), etcd_manifest(OLD_ETCD)).expect("etcd manifest");
+        std::fs::write(manifests.join("kube-apiserver.yaml"), old_api_server()).expect("API server manifest");
+        let crash_looping = crash_looping.iter().map(|marker| (*marker).to_owned()).collect();
+        let kubelet = api.run_static_pods(manifests, node, crash_looping).await.expect("stand-in kubelet");
+        std::fs::write(dir.path().join("apiserver-ca.pem"), &kubelet.ca_pem).expect("CA");
+        let script = format!(
+            "#!/bin/sh\necho \"$1\" >> {log}\ncase \"$1\" in *unpullable*) echo \"manifest unknown\" >&2; exit 1;; esac\n",
+            log = dir.path().join("pulls.log").display()
+        );
+        fake_kubelet::write_script(&dir.path().join("pull.sh"), &script);
+        StaticPodNode { kubelet, dir }
+    }
+
+    /// The manifest directory.
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    /// A manifest's text.
+    pub fn manifest(&self, name: &str) -> String {
+        std::fs::read_to_string(self.manifests().join(format!("{name}.yaml"))).expect("manifest")
+    }
+
+    /// What the pull command logged.
+    pub fn pulls(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pulls.log")).unwrap_or_default()
+    }
+
+    /// The `[[components]]` tables of etcd and kube-apiserver (health and
+    /// version read from the stand-in over TLS), each settling for a second.
+    pub fn component_keys(&self) -> String {
+        let pull = self.dir.path().join("pull.sh");
+        let table = |name: &str, more: &str| {
+            format!(
+                "[[components]]\nname = \"{name}\"\nkind = \"static-pod\"\nmanifest = \"{}\"\npull_command = [\"{}\"]\n\
+                 settle_secs = 1\n{more}\n",
+                self.manifests().join(format!("{name}.yaml")).display(),
+                pull.display()
+            )
+        };
+        let checks = format!(
+            "health_url = \"https://127.0.0.1:{port}/readyz\"\nhealth_ca = \"{ca}\"\nversion_url = \"https://127.0.0.1:{port}/version\"",
+            port = self.kubelet.addr.port(),
+            ca = self.dir.path().join("apiserver-ca.pem").display()
+        );
+        format!("{}\n{}", table("etcd", ""), table("kube-apiserver", &checks))
+    }
+}
+
+/// `[kubernetes]` for an agent of the fake API server, its kubeconfig written in `dir`.
+pub fn kubernetes_keys(api: &FakeApiServer, dir: &Path) -> String {
+    let kubeconfig = dir.join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    format!("[kubernetes]\nkubeconfig = \"{}\"\nrequest_timeout_secs = 2\n", kubeconfig.display())
+}
+
+/// Every file in `dir`, hidden ones included, sorted (none when it does not exist).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> =
+        entries.flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
