@@ -1,7 +1,8 @@
 //! What `upkeep-agent --check-config` checks beyond the file itself: that
 //! everything the service loads at start loads. The TLS certificate, key and
 //! client CA parse and the key matches the certificate; the kubeconfig (or the
-//! in-cluster credentials) gives a client; every component's binary and
+//! in-cluster credentials) gives a client; the etcd CA, client certificate and
+//! key load and the key matches the certificate; every component's binary and
 //! commands exist; the artifact CA bundle parses and each file root is a
 //! directory. Every problem is named by the key it concerns. Nothing here
 //! contacts another host.
@@ -12,10 +13,12 @@ use rustls::RootCertStore;
 use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 
-use crate::config::{AgentConfig, ConfigProblem, RestartMethod};
+use crate::config::{AgentConfig, ConfigProblem, EtcdConfig, RestartMethod};
 use crate::host::fetch::ArtifactReader;
 use crate::host::kube::KubeNodeAccess;
-use upkeep_net::tls::{TlsError, crypto_provider, read_certificates, read_private_key, server_config};
+use upkeep_net::tls::{
+    TlsError, client_config, crypto_provider, read_certificates, read_private_key, root_store, server_config,
+};
 
 /// Every problem with what `config` names on this host, in the order of the
 /// config file; empty when the service would load it all.
@@ -49,6 +52,11 @@ pub async fn check(config: &AgentConfig) -> Vec<ConfigProblem> {
         .await;
         if let Err(error) = access {
             add(key.to_owned(), error.to_string());
+        }
+    }
+    if let Some(etcd) = &config.etcd {
+        for (key, message) in check_etcd(etcd) {
+            add(key.to_owned(), message);
         }
     }
     if let Some(ca_file) = &config.artifacts.ca_file
@@ -109,6 +117,25 @@ fn check_tls(config: &AgentConfig) -> Vec<(&'static str, String)> {
             TlsError::Verifier(error) => ("tls.client_ca", error.to_string()),
             other => ("tls", other.to_string()),
         });
+    }
+    problems
+}
+
+/// The etcd client files as a snapshot loads them, each problem under its own
+/// key: the CA and the certificate parse, and the key matches the certificate.
+fn check_etcd(etcd: &EtcdConfig) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    let ca = read_certificates(&etcd.ca, "etcd CA")
+        .and_then(root_store)
+        .map_err(|error| problems.push(("etcd.ca", error.to_string())));
+    let cert = read_certificates(&etcd.cert, "etcd client certificate")
+        .map_err(|error| problems.push(("etcd.cert", error.to_string())));
+    let key = read_private_key(&etcd.key).map_err(|error| problems.push(("etcd.key", error.to_string())));
+    if let (Ok(roots), Ok(chain), Ok(key)) = (ca, cert, key)
+        && let Err(error) = client_config(roots, Some((chain, key)))
+    {
+        problems
+            .push(("etcd.key", format!("{} cannot be used with {}: {error}", etcd.key.display(), etcd.cert.display())));
     }
     problems
 }

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use upkeep_agent::config::ComponentConfig;
+use upkeep_agent::host::etcd::NoEtcd;
 use upkeep_agent::host::files::{FileError, Files, Staged};
 use upkeep_agent::host::health::HealthProbe;
 use upkeep_agent::host::kubernetes::{
@@ -194,6 +195,7 @@ impl Machine {
             services: Arc::new(SimServices(self.clone())),
             health: Arc::new(SimHealth(self.clone())),
             kubernetes: Arc::new(SimKube { machine: self.clone(), control_plane: self.target.clone() }),
+            etcd: Arc::new(NoEtcd),
         }
     }
 }

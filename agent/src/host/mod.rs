@@ -7,11 +7,14 @@
 //! - [`services::ServiceManager`]: restarts a component's service.
 //! - [`health::HealthProbe`]: checks a component's health URL.
 //! - [`kubernetes::NodeAccess`]: cordon, uncordon and drain.
+//! - [`etcd::EtcdAccess`]: etcd's snapshot and health, on a control-plane node.
 //!
 //! The real implementations live here; simulated ones live in the simulator.
 //! [`Host`] bundles one of each.
 
 pub mod command;
+pub mod etcd;
+pub mod etcd_snapshot;
 pub mod facts;
 pub mod fetch;
 pub mod file_source;
@@ -110,11 +113,13 @@ pub struct Host {
     pub health: Arc<dyn health::HealthProbe>,
     /// Kubernetes.
     pub kubernetes: Arc<dyn kubernetes::NodeAccess>,
+    /// etcd.
+    pub etcd: Arc<dyn etcd::EtcdAccess>,
 }
 
 impl Host {
     /// The real host described by `config`: commands, the filesystem, systemd,
-    /// local health URLs, and the Kubernetes API when it is configured.
+    /// local health URLs, and the Kubernetes API and etcd when they are configured.
     pub async fn real(config: &crate::config::AgentConfig) -> Result<Host, HostError> {
         let disk_path = config
             .components
@@ -134,6 +139,10 @@ impl Host {
                 .await?,
             ),
         };
+        let etcd: Arc<dyn etcd::EtcdAccess> = match &config.etcd {
+            None => Arc::new(etcd::NoEtcd),
+            Some(settings) => Arc::new(etcd::EtcdClient::new(settings.clone())),
+        };
         Ok(Host {
             versions: Arc::new(version_probe::CommandVersionProbe),
             facts: Arc::new(facts::SystemFacts::new(disk_path)),
@@ -141,6 +150,7 @@ impl Host {
             services: Arc::new(services::RealServices),
             health: Arc::new(health::HttpHealthProbe),
             kubernetes,
+            etcd,
         })
     }
 }
