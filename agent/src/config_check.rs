@@ -148,3 +148,48 @@ fn not_a_file(path: &Path) -> Option<String> {
         Err(error) => Some(format!("{}: {error}", path.display())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn etcd_config(dir: &Path) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: vec!["https://127.0.0.1:2379".to_owned()],
+            ca: dir.join("ca.crt"),
+            cert: dir.join("client.crt"),
+            key: dir.join("client.key"),
+            snapshot_timeout: Duration::from_secs(300),
+            max_snapshot_bytes: 1 << 30,
+            keep_snapshots: 3,
+        }
+    }
+
+    fn keys(problems: &[(&'static str, String)]) -> Vec<&'static str> {
+        problems.iter().map(|(key, _)| *key).collect()
+    }
+
+    #[test]
+    fn the_etcd_files_load_and_the_key_matches_the_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = etcd_config(dir.path());
+        assert_eq!(keys(&check_etcd(&config)), ["etcd.ca", "etcd.cert", "etcd.key"], "missing files");
+
+        let ca = rcgen::generate_simple_self_signed(vec!["etcd-ca".to_owned()]).expect("CA");
+        let client = rcgen::generate_simple_self_signed(vec!["client".to_owned()]).expect("client");
+        let other = rcgen::generate_simple_self_signed(vec!["other".to_owned()]).expect("other");
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).expect("write");
+        write("ca.crt", ca.cert.pem());
+        write("client.crt", client.cert.pem());
+        write("client.key", client.signing_key.serialize_pem());
+        assert!(check_etcd(&config).is_empty(), "{:?}", check_etcd(&config));
+
+        write("client.key", other.signing_key.serialize_pem());
+        let problems = check_etcd(&config);
+        assert_eq!(keys(&problems), ["etcd.key"], "a key of another certificate: {problems:?}");
+        write("ca.crt", "not PEM".to_owned());
+        assert_eq!(keys(&check_etcd(&config))[0], "etcd.ca");
+    }
+}
