@@ -84,14 +84,12 @@ impl Etcd {
             {
                 panic!("etcd exited ({status}):\n{}", self.log());
             }
-            if let Ok(reply) = self.client().await {
-                let mut client = reply;
-                if let Ok(reply) = client.get("/health").await
-                    && reply.status == 200
-                    && reply.json()["health"] == "true"
-                {
-                    return;
-                }
+            if let Ok(mut client) = self.client().await
+                && let Ok(reply) = client.get("/health").await
+                && reply.status == 200
+                && reply.json()["health"] == "true"
+            {
+                return;
             }
             assert!(Instant::now() < deadline, "etcd not healthy within {START_TIMEOUT:?}:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -93,12 +93,14 @@ pub struct StreamDecoder {
     pending: Vec<u8>,
 }
 
-/// Why the stream could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why the stream could not be decoded. Both are worth a new snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamFault {
-    /// Not the stream etcd sends.
+    /// Not the stream etcd sends: bad JSON, bad base64, an object too long.
+    #[error("{0}")]
     Corrupt(String),
-    /// etcd sent an error object.
+    /// etcd sent an error object instead of the next blob.
+    #[error("etcd failed the snapshot: {0}")]
     Etcd(String),
 }
 
