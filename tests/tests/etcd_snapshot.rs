@@ -93,6 +93,28 @@ async fn a_snapshot_is_etcds_whole_database_with_its_own_digest() {
 }
 
 #[tokio::test]
+async fn endpoints_are_tried_in_order_until_one_answers() {
+    let _one_etcd = SERIAL.lock().await;
+    let etcd = Etcd::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
+    let table = etcd.config_table(&etcd.client_files(), "").replace(
+        &format!("endpoints = [\"{}\"]", etcd.endpoint()),
+        &format!("endpoints = [\"https://{closed}\", \"{}\"]", etcd.endpoint()),
+    );
+    assert!(table.contains(&closed.to_string()), "{table}");
+    let pki = Pki::new();
+    let agent = agent_with(&pki, table);
+    let mut operator = client(&pki, &agent, "operator").await;
+    let snapshot = operator.post_json("/v1/etcd/snapshot", "{}").await.expect("reply");
+    assert_eq!(snapshot.status, 200, "{}", String::from_utf8_lossy(&snapshot.body));
+    assert_eq!(snapshot.json()["endpoint"].as_str(), Some(etcd.endpoint().as_str()), "the second endpoint served it");
+    let health = operator.get("/v1/etcd/health").await.expect("reply");
+    assert_eq!(health.status, 200, "{}", String::from_utf8_lossy(&health.body));
+    assert_eq!(health.json()["endpoint"].as_str(), Some(etcd.endpoint().as_str()));
+    assert_eq!(health.json()["healthy"], true);
+}
+
+#[tokio::test]
 async fn a_failed_snapshot_answers_503_and_leaves_no_file() {
     let _one_etcd = SERIAL.lock().await;
     let doc = openapi_check::document("agent/openapi.json");
