@@ -27,6 +27,8 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// Permits for requests that wait for an operation to change.
     pub waiting: Semaphore,
+    /// Held while an etcd snapshot is being taken: one at a time.
+    pub etcd_snapshot: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -37,7 +39,7 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let engine = Engine::open(config.clone(), host.clone(), store, node.clone(), metrics.clone())?;
         let waiting = Semaphore::new(crate::server::wait::MAX_WAITING);
-        Ok(Self { config, node, metrics, host, engine, waiting })
+        Ok(Self { config, node, metrics, host, engine, waiting, etcd_snapshot: tokio::sync::Mutex::new(()) })
     }
 
     /// Probes versions and reads the Node once, then resumes operations a stop interrupted.

@@ -1,7 +1,8 @@
 //! What `upkeep-agent --check-config` checks beyond the file itself: that
 //! everything the service loads at start loads. The TLS certificate, key and
 //! client CA parse and the key matches the certificate; the kubeconfig (or the
-//! in-cluster credentials) gives a client; every component's binary and
+//! in-cluster credentials) gives a client; the etcd CA, client certificate and
+//! key load and the key matches the certificate; every component's binary and
 //! commands exist; the artifact CA bundle parses and each file root is a
 //! directory. Every problem is named by the key it concerns. Nothing here
 //! contacts another host.
@@ -12,10 +13,12 @@ use rustls::RootCertStore;
 use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 
-use crate::config::{AgentConfig, ConfigProblem, RestartMethod};
+use crate::config::{AgentConfig, ConfigProblem, EtcdConfig, RestartMethod};
 use crate::host::fetch::ArtifactReader;
 use crate::host::kube::KubeNodeAccess;
-use upkeep_net::tls::{TlsError, crypto_provider, read_certificates, read_private_key, server_config};
+use upkeep_net::tls::{
+    TlsError, client_config, crypto_provider, read_certificates, read_private_key, root_store, server_config,
+};
 
 /// Every problem with what `config` names on this host, in the order of the
 /// config file; empty when the service would load it all.
@@ -49,6 +52,11 @@ pub async fn check(config: &AgentConfig) -> Vec<ConfigProblem> {
         .await;
         if let Err(error) = access {
             add(key.to_owned(), error.to_string());
+        }
+    }
+    if let Some(etcd) = &config.etcd {
+        for (key, message) in check_etcd(etcd) {
+            add(key.to_owned(), message);
         }
     }
     if let Some(ca_file) = &config.artifacts.ca_file
@@ -113,11 +121,75 @@ fn check_tls(config: &AgentConfig) -> Vec<(&'static str, String)> {
     problems
 }
 
+/// The etcd client files as a snapshot loads them, each problem under its own
+/// key: the CA and the certificate parse, and the key matches the certificate.
+fn check_etcd(etcd: &EtcdConfig) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    let ca = read_certificates(&etcd.ca, "etcd CA")
+        .and_then(root_store)
+        .map_err(|error| problems.push(("etcd.ca", error.to_string())));
+    let cert = read_certificates(&etcd.cert, "etcd client certificate")
+        .map_err(|error| problems.push(("etcd.cert", error.to_string())));
+    let key = read_private_key(&etcd.key).map_err(|error| problems.push(("etcd.key", error.to_string())));
+    if let (Ok(roots), Ok(chain), Ok(key)) = (ca, cert, key)
+        && let Err(error) = client_config(roots, Some((chain, key)))
+    {
+        problems
+            .push(("etcd.key", format!("{} cannot be used with {}: {error}", etcd.key.display(), etcd.cert.display())));
+    }
+    problems
+}
+
 /// Why `path` is not an existing regular file, if it is not.
 fn not_a_file(path: &Path) -> Option<String> {
     match std::fs::metadata(path) {
         Ok(metadata) if metadata.is_file() => None,
         Ok(_) => Some(format!("{} is not a file", path.display())),
         Err(error) => Some(format!("{}: {error}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn etcd_config(dir: &Path) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: vec!["https://127.0.0.1:2379".to_owned()],
+            ca: dir.join("ca.crt"),
+            cert: dir.join("client.crt"),
+            key: dir.join("client.key"),
+            snapshot_timeout: Duration::from_secs(300),
+            max_snapshot_bytes: 1 << 30,
+            keep_snapshots: 3,
+        }
+    }
+
+    fn keys(problems: &[(&'static str, String)]) -> Vec<&'static str> {
+        problems.iter().map(|(key, _)| *key).collect()
+    }
+
+    #[test]
+    fn the_etcd_files_load_and_the_key_matches_the_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = etcd_config(dir.path());
+        assert_eq!(keys(&check_etcd(&config)), ["etcd.ca", "etcd.cert", "etcd.key"], "missing files");
+
+        let ca = rcgen::generate_simple_self_signed(vec!["etcd-ca".to_owned()]).expect("CA");
+        let client = rcgen::generate_simple_self_signed(vec!["client".to_owned()]).expect("client");
+        let other = rcgen::generate_simple_self_signed(vec!["other".to_owned()]).expect("other");
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).expect("write");
+        write("ca.crt", ca.cert.pem());
+        write("client.crt", client.cert.pem());
+        write("client.key", client.signing_key.serialize_pem());
+        assert!(check_etcd(&config).is_empty(), "{:?}", check_etcd(&config));
+
+        write("client.key", other.signing_key.serialize_pem());
+        let problems = check_etcd(&config);
+        assert_eq!(keys(&problems), ["etcd.key"], "a key of another certificate: {problems:?}");
+        write("ca.crt", "not PEM".to_owned());
+        assert_eq!(keys(&check_etcd(&config))[0], "etcd.ca");
     }
 }

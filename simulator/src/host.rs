@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use upkeep_agent::config::ComponentConfig;
+use upkeep_agent::host::etcd::NoEtcd;
 use upkeep_agent::host::files::{FileError, Files, Staged};
 use upkeep_agent::host::health::HealthProbe;
 use upkeep_agent::host::images::ImagePuller;
@@ -197,6 +198,7 @@ impl Machine {
             health: Arc::new(SimHealth(self.clone())),
             images: Arc::new(SimImages),
             kubernetes: Arc::new(SimKube { machine: self.clone(), control_plane: self.target.clone() }),
+            etcd: Arc::new(NoEtcd),
         }
     }
 }

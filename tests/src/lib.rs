@@ -13,6 +13,7 @@
 //! - [`service_process`]: starts `upkeep serve` over a test fleet, with its config and catalog.
 //! - [`client`]: an HTTPS client over rustls for requests and handshake checks.
 //! - [`openapi_check`]: replies checked against an OpenAPI document.
+//! - [`etcd`]: a real etcd with client-certificate authentication, killed on drop.
 //! - [`curl`]: the real `curl` and `openssl s_client` against an agent.
 //! - [`in_process`]: the real agent server inside the test or bench process.
 //! - [`static_pod_node`]: a control-plane node's static pods, run by a stand-in kubelet.
@@ -23,6 +24,7 @@ pub mod agent_process;
 pub mod binaries;
 pub mod client;
 pub mod curl;
+pub mod etcd;
 pub mod fake_kubelet;
 pub mod fleet;
 pub mod in_process;

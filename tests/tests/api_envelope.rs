@@ -231,6 +231,8 @@ async fn every_reply_is_documented_and_the_node_keeps_working() {
         "/v1/cordon",
         "/v1/uncordon",
         "/v1/drain",
+        "/v1/etcd/snapshot",
+        "/v1/etcd/health",
         "/healthz",
         "/metrics",
         "/v1/node/../node",

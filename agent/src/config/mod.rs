@@ -7,12 +7,13 @@
 //! `systemd/agent.example.toml` documents every key.
 //!
 //! One file per section, each with its raw (as read) and validated types, its
-//! defaults and its validator: `tls`, `components`, `kubernetes`, `server`,
+//! defaults and its validator: `tls`, `components`, `kubernetes`, `etcd`, `server`,
 //! `probe`, `artifacts`, `timeouts` (and `static_pod`, the static-pod keys of a
 //! component); `problems` collects what is wrong.
 
 mod artifacts;
 mod components;
+mod etcd;
 mod kubernetes;
 mod probe;
 mod problems;
@@ -30,6 +31,7 @@ use upkeep_common::ids::NodeName;
 
 pub use self::artifacts::ArtifactSettings;
 pub use self::components::{ComponentConfig, ComponentKind, RestartMethod};
+pub use self::etcd::EtcdConfig;
 pub use self::kubernetes::KubernetesConfig;
 pub use self::probe::ProbeSettings;
 use self::problems::Problems;
@@ -56,6 +58,8 @@ pub struct AgentConfig {
     pub components: Vec<ComponentConfig>,
     /// Kubernetes access; absent means cordon and drain are skipped.
     pub kubernetes: Option<KubernetesConfig>,
+    /// etcd access for snapshots and health; absent means none.
+    pub etcd: Option<EtcdConfig>,
     /// Connection and request limits.
     pub server: ServerLimits,
     /// How the agent observes versions and host facts.
@@ -76,6 +80,7 @@ struct RawConfig {
     #[serde(default)]
     components: Vec<components::RawComponent>,
     kubernetes: Option<kubernetes::RawKubernetes>,
+    etcd: Option<etcd::RawEtcd>,
     #[serde(default)]
     server: server::RawServer,
     #[serde(default)]
@@ -159,6 +164,7 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<AgentConfig> {
     let tls = tls::validate_tls(raw.tls, problems);
     let components = components::validate_components(raw.components, node_name.as_ref().map(|n| n.as_str()), problems);
     let kubernetes = raw.kubernetes.and_then(|raw| kubernetes::validate_kubernetes(raw, problems));
+    let etcd = raw.etcd.and_then(|raw| etcd::validate_etcd(raw, problems));
     let server = server::validate_server(raw.server, problems);
     let probe = probe::validate_probe(raw.probe, problems);
     let artifacts = artifacts::validate_artifacts(raw.artifacts, problems);
@@ -171,6 +177,7 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<AgentConfig> {
         tls: tls?,
         components: components?,
         kubernetes,
+        etcd,
         server,
         probe,
         artifacts,
@@ -355,6 +362,21 @@ kubeconfig = "/etc/upkeep/kubeconfig"
     fn broken_toml_names_the_line() {
         let problems = AgentConfig::parse("node_name = \"a\"\nrole = \n").expect_err("syntax error");
         assert_eq!(keys(&problems), ["line 2"], "{problems:?}");
+    }
+
+    #[test]
+    fn the_example_files_etcd_table_is_valid_once_uncommented() {
+        let example = include_str!("../../../systemd/agent.example.toml");
+        let start = example.find("# [etcd]\n").expect("the example shows an [etcd] table");
+        let block = example[start..].split("\n\n").next().unwrap_or_default();
+        let uncommented: String =
+            block.lines().map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(&line[1..]))).collect();
+        let text = format!("{VALID}\n{uncommented}");
+        let config = AgentConfig::parse(&text).unwrap_or_else(|problems| panic!("{problems:?}\n{uncommented}"));
+        let etcd = config.etcd.expect("the table is read");
+        assert_eq!(etcd.cert, PathBuf::from("/etc/kubernetes/pki/etcd/healthcheck-client.crt"));
+        assert_eq!(etcd.keep_snapshots, 3);
+        assert!(AgentConfig::parse(VALID).expect("valid").etcd.is_none(), "no table, no etcd access");
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //! - [`health::HealthProbe`]: checks a component's health and version URLs.
 //! - [`images::ImagePuller`]: pulls a static pod's image through the container runtime.
 //! - [`kubernetes::NodeAccess`]: cordon, uncordon and drain.
+//! - [`etcd::EtcdAccess`]: etcd's snapshot and health, on a control-plane node.
 //!
 //! The real implementations live here; simulated ones live in the simulator.
 //! [`Host`] bundles one of each.
 
 pub mod command;
+pub mod etcd;
+pub mod etcd_snapshot;
 pub mod facts;
 pub mod fetch;
 pub mod file_source;
@@ -114,11 +117,13 @@ pub struct Host {
     pub images: Arc<dyn images::ImagePuller>,
     /// Kubernetes.
     pub kubernetes: Arc<dyn kubernetes::NodeAccess>,
+    /// etcd.
+    pub etcd: Arc<dyn etcd::EtcdAccess>,
 }
 
 impl Host {
     /// The real host described by `config`: commands, the filesystem, systemd,
-    /// local health URLs, and the Kubernetes API when it is configured.
+    /// local health URLs, and the Kubernetes API and etcd when they are configured.
     pub async fn real(config: &crate::config::AgentConfig) -> Result<Host, HostError> {
         let disk_path = config
             .components
@@ -138,6 +143,10 @@ impl Host {
                 .await?,
             ),
         };
+        let etcd: Arc<dyn etcd::EtcdAccess> = match &config.etcd {
+            None => Arc::new(etcd::NoEtcd),
+            Some(settings) => Arc::new(etcd::EtcdClient::new(settings.clone())),
+        };
         Ok(Host {
             versions: Arc::new(version_probe::CommandVersionProbe),
             facts: Arc::new(facts::SystemFacts::new(disk_path)),
@@ -146,6 +155,7 @@ impl Host {
             health: Arc::new(health::HttpHealthProbe),
             images: Arc::new(images::CommandPuller),
             kubernetes,
+            etcd,
         })
     }
 }

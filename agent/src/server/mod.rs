@@ -2,6 +2,7 @@
 //! `upkeep-net`'s accept loop (connection cap, timeouts, caller identity, body
 //! limits) with the agent's `[server]` limits.
 
+pub mod etcd;
 pub mod metrics;
 pub mod routes;
 pub mod wait;

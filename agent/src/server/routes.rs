@@ -11,11 +11,14 @@
 //! | POST | `/v1/operations/{id}/cancel` | operator |
 //! | POST | `/v1/rollback` | admin |
 //! | POST | `/v1/cordon`, `/v1/uncordon`, `/v1/drain` | operator |
+//! | POST | `/v1/etcd/snapshot` (see [`super::etcd`]) | operator |
+//! | GET | `/v1/etcd/health` | reader |
 //!
 //! An unknown path answers 404 and a known path with another method 405 (with
 //! `Allow`), an operation id that is not one 400, all in the error envelope.
 //! `POST /v1/upgrades` needs a body; the other writes read an empty one as `{}`.
-//! Writes answer 202 with the operation.
+//! Writes answer 202 with the operation, except an etcd snapshot, which
+//! answers 200 once it is taken.
 
 use std::sync::Arc;
 
@@ -34,7 +37,7 @@ use upkeep_net::routing::{self, Routed};
 
 use crate::app::App;
 use crate::server::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
-use crate::server::wait;
+use crate::server::{etcd, wait};
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,10 @@ pub enum Endpoint {
     Uncordon,
     /// Drain the node.
     Drain,
+    /// Take an etcd snapshot.
+    EtcdSnapshot,
+    /// etcd's health.
+    EtcdHealth,
 }
 
 /// One route of the API.
@@ -79,6 +86,8 @@ pub const ROUTES: &[Route] = &[
     Route::new(ApiMethod::Post, "/v1/cordon", Some(Role::Operator), Endpoint::Cordon),
     Route::new(ApiMethod::Post, "/v1/uncordon", Some(Role::Operator), Endpoint::Uncordon),
     Route::new(ApiMethod::Post, "/v1/drain", Some(Role::Operator), Endpoint::Drain),
+    Route::new(ApiMethod::Post, "/v1/etcd/snapshot", Some(Role::Operator), Endpoint::EtcdSnapshot),
+    Route::new(ApiMethod::Get, "/v1/etcd/health", Some(Role::Reader), Endpoint::EtcdHealth),
 ];
 
 /// Serves one request from `identity`. Never fails: every problem becomes an envelope.
@@ -208,6 +217,8 @@ async fn dispatch(
                 app.engine.submit_node_operation(identity, OperationKind::Drain, body.request_token, body.drain);
             audited(identity, token.as_ref(), operation)
         }
+        Endpoint::EtcdSnapshot => etcd::snapshot(app, identity, request).await,
+        Endpoint::EtcdHealth => etcd::health(app).await,
     }
 }
 

@@ -6,10 +6,12 @@
 
 pub mod bounds;
 pub mod canonical;
+mod etcd;
 mod node;
 mod operation;
 mod request;
 
+pub use etcd::*;
 pub use node::*;
 pub use operation::*;
 pub use request::*;
