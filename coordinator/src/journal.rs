@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use upkeep_common::Version;
-use upkeep_common::api::{Artifact, ImageArtifact};
+use upkeep_common::api::{Artifact, ImageArtifact, SnapshotInfo};
 use upkeep_common::ids::{NodeName, OperationId, RequestToken};
 
 use crate::plan::{Limits, NodeStatus};
@@ -32,6 +32,15 @@ pub struct NodeError {
     pub code: String,
     /// What happened.
     pub message: String,
+}
+
+/// An etcd snapshot a control-plane node's agent took and keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdSnapshot {
+    /// The node that keeps it.
+    pub node: NodeName,
+    /// Its file, size and sha256.
+    pub info: SnapshotInfo,
 }
 
 /// One node's record in the journal.
@@ -77,6 +86,9 @@ pub struct Journal {
     /// Whether every control-plane node's static pods are done.
     #[serde(default)]
     pub static_pods_done: bool,
+    /// The etcd snapshot taken before the control plane was touched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_snapshot: Option<EtcdSnapshot>,
     /// Nodes in inventory order; stored one key per node, not in the header.
     #[serde(skip)]
     pub nodes: Vec<JournalNode>,
@@ -228,6 +240,7 @@ mod tests {
             prestaged: false,
             images: Vec::new(),
             static_pods_done: false,
+            etcd_snapshot: None,
             nodes: ["worker-1", "worker-2"]
                 .into_iter()
                 .map(|name| JournalNode {

@@ -11,6 +11,7 @@ use upkeep_common::ErrorCode;
 use upkeep_common::api::{DrainTimeoutAction, OperationKind, StepName, StepStatus};
 
 pub use postcheck::{node_reports, verify_versions};
+pub use static_pods::health as static_pod_health;
 
 use crate::engine::Engine;
 use crate::engine::crash::crash_point;

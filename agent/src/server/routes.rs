@@ -13,6 +13,7 @@
 //! | POST | `/v1/cordon`, `/v1/uncordon`, `/v1/drain` | operator |
 //! | POST | `/v1/etcd/snapshot` (see [`super::etcd`]) | operator |
 //! | GET | `/v1/etcd/health` | reader |
+//! | GET | `/v1/static-pods` | reader |
 //!
 //! An unknown path answers 404 and a known path with another method 405 (with
 //! `Allow`), an operation id that is not one 400, all in the error envelope.
@@ -68,6 +69,8 @@ pub enum Endpoint {
     EtcdSnapshot,
     /// etcd's health.
     EtcdHealth,
+    /// The static pods' health.
+    StaticPods,
 }
 
 /// One route of the API.
@@ -88,6 +91,7 @@ pub const ROUTES: &[Route] = &[
     Route::new(ApiMethod::Post, "/v1/drain", Some(Role::Operator), Endpoint::Drain),
     Route::new(ApiMethod::Post, "/v1/etcd/snapshot", Some(Role::Operator), Endpoint::EtcdSnapshot),
     Route::new(ApiMethod::Get, "/v1/etcd/health", Some(Role::Reader), Endpoint::EtcdHealth),
+    Route::new(ApiMethod::Get, "/v1/static-pods", Some(Role::Reader), Endpoint::StaticPods),
 ];
 
 /// Serves one request from `identity`. Never fails: every problem becomes an envelope.
@@ -219,6 +223,10 @@ async fn dispatch(
         }
         Endpoint::EtcdSnapshot => etcd::snapshot(app, identity, request).await,
         Endpoint::EtcdHealth => etcd::health(app).await,
+        Endpoint::StaticPods => {
+            let static_pods = crate::engine::steps::static_pod_health(&app.engine).await;
+            Ok(response::json(StatusCode::OK, &upkeep_common::api::StaticPodList { static_pods }))
+        }
     }
 }
 

@@ -10,8 +10,10 @@ mod etcd;
 mod node;
 mod operation;
 mod request;
+mod static_pods;
 
 pub use etcd::*;
 pub use node::*;
 pub use operation::*;
 pub use request::*;
+pub use static_pods::*;

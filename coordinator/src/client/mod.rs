@@ -38,6 +38,7 @@ use upkeep_net::client::mutual_tls_client;
 
 use crate::inventory::Inventory;
 
+mod control_plane;
 mod error;
 
 pub use error::{CertificateProblem, ClientError};

@@ -2,17 +2,29 @@
 //! skew): every control-plane node's static pods, node after node, each
 //! node's agent swapping them one at a time and checking each before the
 //! next; only then does [`Rollout::drive`] start the control-plane kubelets,
-//! then the workers. A node whose static pods fail fails the rollout's
-//! control plane, so no kubelet starts.
+//! then the workers. After each node the control plane must be healthy again
+//! before the next: every control-plane agent reports its static pods running
+//! and answering (every API server answers), and etcd reports a leader and a
+//! quorum. A node whose static pods fail, or after which the control plane
+//! does not become healthy in the node's time, fails the rollout's control
+//! plane, so no kubelet starts.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+use upkeep_common::ErrorCode;
 use upkeep_common::api::{ImageArtifact, UpgradeRequest};
 
 use super::answer::Problem;
 use super::node::{NodeJob, NodeOutcome};
 use super::{Rollout, RolloutError};
+use crate::control::Control;
 use crate::plan::NodeStatus;
 use crate::report::{Event, EventSink};
 use upkeep_common::api::NodeRole;
+
+/// How often the control plane's health is asked again while it is not healthy.
+const HEALTH_POLL: Duration = Duration::from_millis(500);
 
 impl Rollout {
     /// Upgrades every control-plane node's static pods, node after node,
@@ -27,6 +39,10 @@ impl Rollout {
             .filter(|&index| self.journal.nodes[index].status != NodeStatus::Failed)
             .collect();
         for index in control_plane {
+            if self.stop.load(std::sync::atomic::Ordering::Relaxed) || self.storage.control.read() != Control::Run {
+                // Paused, aborted or stopped: no further node starts; a resume goes on from here.
+                return Ok(());
+            }
             let node = self.journal.nodes[index].name.to_string();
             let outcome = self.static_pods_on(index).await;
             let label = match &outcome {
@@ -38,9 +54,55 @@ impl Rollout {
             if let NodeOutcome::Failed { .. } = outcome {
                 return self.finish_node(index, outcome, 0, true, sink).await;
             }
+            if let Err(problem) = self.wait_for_healthy_control_plane().await {
+                let name = self.journal.nodes[index].name.clone();
+                return self.finish_node(index, NodeOutcome::failed(&name, problem, true), 0, true, sink).await;
+            }
         }
         self.journal.static_pods_done = true;
         self.save().await
+    }
+
+    /// Waits, within the node timeout, until every control-plane agent reports
+    /// its static pods healthy and etcd (where an agent has `[etcd]`) a quorum;
+    /// the last problem seen when it does not.
+    async fn wait_for_healthy_control_plane(&self) -> Result<(), Problem> {
+        let deadline = Instant::now().checked_add(self.settings.node_timeout).unwrap_or_else(Instant::now);
+        loop {
+            let problem = match self.control_plane_problem().await {
+                None => return Ok(()),
+                Some(problem) => problem,
+            };
+            if Instant::now() + HEALTH_POLL >= deadline {
+                return Err(Problem::new("control_plane_unhealthy", problem));
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+
+    /// Why the control plane is not healthy now, if it is not.
+    async fn control_plane_problem(&self) -> Option<String> {
+        let mut etcd_healthy = None;
+        for index in (0..self.journal.nodes.len()).filter(|&i| self.plan_view[i].role == NodeRole::ControlPlane) {
+            let (node, address) = (&self.journal.nodes[index].name, self.address(index));
+            match self.client.static_pods(&address).await {
+                Ok(list) => {
+                    if let Some(pod) = list.static_pods.iter().find(|pod| !pod.healthy) {
+                        return Some(format!("{node}: {}: {}", pod.component, pod.message));
+                    }
+                }
+                Err(error) => return Some(format!("{node}: {error}")),
+            }
+            if etcd_healthy != Some(true) {
+                match self.client.etcd_health(&address).await {
+                    Ok(health) if health.healthy => etcd_healthy = Some(true),
+                    Ok(health) => return Some(format!("{node}: etcd is not healthy: {}", health.message)),
+                    Err(error) if error.code() == Some(ErrorCode::Conflict) => {}
+                    Err(error) => return Some(format!("{node}: etcd: {error}")),
+                }
+            }
+        }
+        None
     }
 
     /// One control-plane node's static pods: the release's images of the

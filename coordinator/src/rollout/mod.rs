@@ -25,6 +25,7 @@ pub(crate) mod node;
 mod observe;
 mod open;
 mod settings;
+mod snapshot;
 
 use answer::Problem;
 use node::{NodeJob, NodeOutcome};
@@ -113,6 +114,7 @@ impl Rollout {
         if self.journal.prestage && !self.journal.prestaged {
             self.prestage(sink).await?;
         }
+        self.snapshot_etcd().await?;
         self.upgrade_static_pods(sink).await?;
         let halt = self.drive(sink).await?;
         self.save().await?;

@@ -78,6 +78,7 @@ impl Rollout {
             prestaged: false,
             images: spec.images,
             static_pods_done: false,
+            etcd_snapshot: None,
             nodes: inventory
                 .nodes
                 .iter()

@@ -104,4 +104,8 @@ pub enum RolloutError {
     /// The rollout was aborted: abort is final, so it is not resumed.
     #[error("rollout {0} was aborted; an aborted rollout is not resumed (start a new one)")]
     Aborted(String),
+    /// No etcd snapshot could be taken before the control plane is touched,
+    /// so nothing was changed. Retryable: resume once etcd answers.
+    #[error("no etcd snapshot before the control plane is touched, so nothing was changed: {0}")]
+    EtcdSnapshot(String),
 }

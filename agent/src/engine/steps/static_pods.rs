@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use upkeep_common::api::StaticPodHealth;
 use upkeep_common::{ErrorCode, Version};
 
 use super::StepFailure;
@@ -124,6 +125,29 @@ pub(super) async fn running_now(
         }
     }
     Ok(restarts)
+}
+
+/// Each static pod's health as the node sees it now: its container runs the
+/// manifest's image, Ready, and its health and version URLs agree with the
+/// manifest's version (`GET /v1/static-pods`).
+pub async fn health(engine: &Engine) -> Vec<StaticPodHealth> {
+    let mut pods = Vec::new();
+    for component in &engine.config.components {
+        let Some(settings) = component.static_pod() else { continue };
+        let text = read_manifest(engine, component).await;
+        let image = text.as_ref().ok().and_then(|text| manifest::container_image(text, &settings.container).ok());
+        let checked = match text.as_deref().map(|text| crate::static_pod::manifest_version(text, &settings.container)) {
+            Err(failure) => Err(failure.message.clone()),
+            Ok(Err(error)) => Err(format!("{}: {error}", component.name)),
+            Ok(Ok(version)) => running_now(engine, component, settings, &version).await.map_err(|f| f.message),
+        };
+        let (healthy, message) = match checked {
+            Ok(_) => (true, "runs its manifest's image, Ready; its URLs answer".to_owned()),
+            Err(message) => (false, message),
+        };
+        pods.push(StaticPodHealth { component: component.name.clone(), image, healthy, message });
+    }
+    pods
 }
 
 /// PreCheck's look at a static pod: its manifest is readable and names the container.

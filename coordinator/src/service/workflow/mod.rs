@@ -48,6 +48,7 @@ impl WorkflowError {
     fn code(&self) -> &'static str {
         match self {
             WorkflowError::Store(_) | WorkflowError::Journal(_) => "store_failed",
+            WorkflowError::Rollout(RolloutError::EtcdSnapshot(_)) => "etcd_snapshot_failed",
             WorkflowError::Rollout(_) => "rollout_failed",
         }
     }

@@ -101,14 +101,26 @@ impl Workflow {
         UpdateSink { log: self.log.clone(), roles: self.cluster.roles.clone(), task }
     }
 
+    /// Records each node's version, takes the etcd snapshot before the
+    /// control plane is touched (its file, size and sha256 in the message), and
+    /// stages everywhere when the policy asks.
     pub(super) async fn snapshot(&self) -> Result<TaskEnd, WorkflowError> {
-        if !self.log.update().prestage {
-            return Ok(TaskEnd::Success("each node's version recorded; staging is off in the policy".to_owned()));
-        }
         let mut rollout = self.open_rollout().await?;
+        let etcd = match rollout.snapshot_etcd().await? {
+            Some(taken) => format!(
+                "etcd snapshot {} kept on {} ({} bytes, sha256 {})",
+                taken.info.path, taken.node, taken.info.size, taken.info.sha256
+            ),
+            None => "no etcd snapshot (the control plane is not changed, or no agent has [etcd])".to_owned(),
+        };
+        if !self.log.update().prestage {
+            return Ok(TaskEnd::Success(format!("each node's version recorded; {etcd}; staging is off in the policy")));
+        }
         rollout.stage_everywhere(&mut self.sink(TaskType::Snapshot)).await?;
         let failed = self.log.update().errors.iter().filter(|e| e.task == TaskType::Snapshot).count();
-        Ok(TaskEnd::Success(format!("each node's version recorded; artifacts staged ({failed} kinds of failure)")))
+        Ok(TaskEnd::Success(format!(
+            "each node's version recorded; {etcd}; artifacts staged ({failed} kinds of failure)"
+        )))
     }
 
     pub(super) async fn upgrade(&self) -> Result<TaskEnd, WorkflowError> {
