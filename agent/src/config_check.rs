@@ -3,7 +3,9 @@
 //! client CA parse and the key matches the certificate; the kubeconfig (or the
 //! in-cluster credentials) gives a client; the etcd CA, client certificate and
 //! key load and the key matches the certificate; every component's binary and
-//! commands exist; the artifact CA bundle parses and each file root is a
+//! commands exist (a static pod's manifest names its container, its staging
+//! directory can take a rename into the manifest directory, its pull command
+//! and CA exist); the artifact CA bundle parses and each file root is a
 //! directory. Every problem is named by the key it concerns. Nothing here
 //! contacts another host.
 
@@ -31,7 +33,12 @@ pub async fn check(config: &AgentConfig) -> Vec<ConfigProblem> {
     for (index, component) in config.components.iter().enumerate() {
         let key = |field: &str| format!("components[{index}].{field}");
         if let Some(message) = not_a_file(&component.path) {
-            add(key("binary"), message);
+            add(key(if component.static_pod().is_some() { "manifest" } else { "binary" }), message);
+        }
+        if let Some(settings) = component.static_pod() {
+            for (field, message) in crate::static_pod::host_check::problems(component, settings) {
+                add(key(field), message);
+            }
         }
         if let Some(message) = component.version_command.first().and_then(|program| not_a_file(Path::new(program))) {
             add(key("version_command"), message);

@@ -149,6 +149,30 @@ mod tests {
     }
 
     #[test]
+    fn the_kubeadm_control_plane_example_is_valid() {
+        let example = include_str!("../../../systemd/agent.control-plane.example.toml");
+        let config = AgentConfig::parse(example).unwrap_or_else(|problems| panic!("{problems:?}"));
+        let static_pods: Vec<&str> =
+            config.components.iter().filter(|c| c.static_pod().is_some()).map(|c| c.name.as_str()).collect();
+        assert_eq!(static_pods, ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]);
+        assert!(config.etcd.is_some() && config.kubernetes.is_some());
+    }
+
+    #[test]
+    fn the_example_files_static_pod_block_is_valid_once_uncommented() {
+        let example = include_str!("../../../systemd/agent.example.toml");
+        let start = example.find("# [[components]]\n# name = \"kube-apiserver\"").expect("a static-pod block");
+        let block = example[start..].split("\n\n").next().unwrap_or_default();
+        let uncommented: String =
+            block.lines().map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(&line[1..]))).collect();
+        let config =
+            AgentConfig::parse(&format!("{BASE}{uncommented}")).unwrap_or_else(|p| panic!("{p:?}\n{uncommented}"));
+        let ComponentKind::StaticPod(pod) = &config.components[0].kind else { panic!("a static pod") };
+        assert_eq!(pod.mirror_pod, "kube-apiserver-cp-1");
+        assert_eq!(pod.health_ca.as_deref(), Some(Path::new("/etc/kubernetes/pki/ca.crt")));
+    }
+
+    #[test]
     fn staging_inside_the_manifest_directory_and_binary_keys_are_refused() {
         let inside = parse(
             "name = \"etcd\"\nkind = \"static-pod\"\nmanifest = \"/etc/kubernetes/manifests/etcd.yaml\"\n\

@@ -3,6 +3,7 @@
 //! ([`manifest`]); kubelet restarts the pod; the mirror pod's container status
 //! says whether the new container runs ([`running_problem`]).
 
+pub mod host_check;
 pub mod manifest;
 
 use std::time::Duration;
