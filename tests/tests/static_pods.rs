@@ -34,7 +34,7 @@ impl ControlPlane {
         api.state().add_node(NODE);
         let pods = StaticPodNode::start(&api, NODE, crash_looping).await;
         let extra = format!(
-            "[probe]\ninterval_secs = 1\n\n{}\n[timeouts]\npostcheck_secs = 15\n\n{}",
+            "[probe]\ninterval_secs = 1\n\n{}\n[timeouts]\npostcheck_secs = 6\n\n{}",
             kubernetes_keys(&api, pods.dir.path()),
             pods.component_keys()
         );
@@ -147,6 +147,16 @@ async fn an_upgrade_changes_the_image_and_the_removed_flag_only_and_each_pod_run
     };
     assert_eq!(version("kube-apiserver"), "v1.31.0");
     assert_eq!(version("etcd"), "3.5.15-0");
+    let health = client.get("/v1/static-pods").await.expect("reply").json();
+    let reported: Vec<(&str, &str, bool)> = health["static_pods"]
+        .as_array()
+        .expect("static pods")
+        .iter()
+        .map(|pod| {
+            (pod["component"].as_str().unwrap_or(""), pod["image"].as_str().unwrap_or(""), pod["healthy"] == true)
+        })
+        .collect();
+    assert_eq!(reported, [("etcd", etcd_image.as_str(), true), ("kube-apiserver", api_image.as_str(), true)]);
 }
 
 #[tokio::test]
@@ -163,8 +173,13 @@ async fn a_crash_looping_image_is_rolled_back_to_the_old_manifest_byte_for_byte(
     plane.wait_running("kube-apiserver", OLD_API).await;
     plane.wait_running("etcd", OLD_ETCD).await;
     assert_eq!(plane.manifest_files(), EXPECTED_FILES);
-    let node = plane.client().await.get("/v1/node").await.expect("reply").json();
+    let mut client = plane.client().await;
+    let node = client.get("/v1/node").await.expect("reply").json();
     assert_eq!(node["phase"], "Degraded", "{node:#}");
+    let health = client.get("/v1/static-pods").await.expect("reply").json();
+    let pods = health["static_pods"].as_array().expect("static pods");
+    assert!(pods.iter().all(|pod| pod["healthy"] == true), "the old pods run again: {health:#}");
+    assert_eq!(pods[1]["image"], OLD_API);
 }
 
 #[tokio::test]
