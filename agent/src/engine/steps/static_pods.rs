@@ -17,7 +17,11 @@ use crate::host::files::digest_of;
 use crate::static_pod::manifest::{self, ManifestEdit};
 use crate::static_pod::{MAX_MANIFEST_BYTES, Settling, running_problem};
 
-/// How often the running container is looked at again.
+/// The first wait before the running container is looked at again; each wait
+/// doubles up to [`POLL`], so a quick kubelet is seen quickly and a slow one
+/// is not asked too often.
+const FIRST_POLL: Duration = Duration::from_millis(10);
+/// The longest wait between two looks at the running container.
 const POLL: Duration = Duration::from_millis(200);
 
 /// The mode of a written manifest (kubeadm writes them readable by root only).
@@ -67,6 +71,7 @@ pub(super) async fn wait_until_running(
     let within = engine.config.timeouts.postcheck;
     let deadline = crate::deadline::after(tokio::time::Instant::now(), within);
     let mut settling = Settling::default();
+    let mut pause = FIRST_POLL;
     loop {
         let problem = match running_now(engine, component, settings, target).await {
             Ok(restarts) if settling.observe(Some(restarts), tokio::time::Instant::now(), settings.settle) => {
@@ -78,10 +83,11 @@ pub(super) async fn wait_until_running(
                 failure
             }
         };
-        if crate::deadline::after(tokio::time::Instant::now(), POLL) > deadline {
+        if crate::deadline::after(tokio::time::Instant::now(), pause) > deadline {
             return Err(problem);
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL);
     }
 }
 
