@@ -25,6 +25,7 @@
 
 pub mod availability;
 pub mod checks;
+pub mod control_plane;
 pub mod coordinator_cpu;
 pub mod efficiency;
 pub mod fake_apiserver;
@@ -38,3 +39,4 @@ pub mod report;
 pub mod run;
 pub mod serve;
 pub mod service_driver;
+pub mod static_pods;

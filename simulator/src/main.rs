@@ -184,6 +184,7 @@ fn main() -> ExitCode {
                 concurrency: args.concurrency.max(1),
                 poll_interval: Duration::from_millis(args.poll_ms.max(1)),
                 limit_overshoot: 0,
+                withhold_images: false,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 address_offset: 0,
                 driver: match args.driver {
@@ -323,6 +324,7 @@ fn demo_config(seed: u64) -> RunConfig {
         concurrency: 64,
         poll_interval: Duration::from_millis(20),
         limit_overshoot: 0,
+        withhold_images: false,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         address_offset: 0,
         driver: Driver::Service,

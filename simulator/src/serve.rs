@@ -57,7 +57,14 @@ pub async fn serve(
 ) -> Result<(), FleetError> {
     let (index, count) = config.shard;
     let hosted = shard_range(config.nodes, index, count);
-    let plan = FaultPlan::derive(config.seed, config.nodes, config.fault_rate, &config.fault_kinds, config.latency);
+    let plan = FaultPlan::derive(
+        config.seed,
+        config.nodes,
+        config.control_planes.min(config.nodes),
+        config.fault_rate,
+        &config.fault_kinds,
+        config.latency,
+    );
     let (artifact, artifacts) = target_artifact(&config.to);
     let pki = FleetPki::shared(&config.dir)?;
     let spec = FleetSpec {

@@ -96,14 +96,22 @@ async fn start(
     Ok(Running { app, stop_server, server })
 }
 
-/// Writes the catalog of one release, `config.to`, with the simulated kubelet.
+/// Writes the catalog of one release, `config.to`, with the simulated kubelet
+/// and the control plane's static-pod images.
 fn write_catalog(path: &Path, config: &RunConfig) -> Result<(), RunError> {
     let (artifact, _) = target_artifact(&config.to);
-    let text = format!(
+    let mut text = format!(
         "channel = \"stable\"\n[[releases]]\nversion = \"{}\"\nchannels = [\"stable\"]\n[[releases.artifacts]]\n\
          component = \"kubelet\"\narch = \"amd64\"\nsource = {:?}\nsha256 = \"{}\"\n",
         config.to, artifact.source, artifact.sha256
     );
+    for image in crate::run::release_images(config) {
+        text.push_str(&format!(
+            "[[releases.images]]\ncomponent = \"{}\"\nimage = \"{}\"\n",
+            image.component,
+            image.image.as_str()
+        ));
+    }
     std::fs::write(path, text).map_err(failed)
 }
 
