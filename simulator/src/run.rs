@@ -359,9 +359,11 @@ fn control_plane_nodes(fleet: &Fleet, journal: &Journal) -> Vec<ControlPlaneNode
 }
 
 /// Each node as the checks see it: the journal's status beside what the agent
-/// and the machine say. Dry runs and prestaging that staged (stage-only
-/// operations that succeeded) are not upgrades; prestaging that failed is a
-/// failed upgrade, as the coordinator counts it.
+/// and the machine say. Dry runs, prestaging that staged (stage-only
+/// operations that succeeded) and a control-plane node's static pods that
+/// were upgraded (its kubelet is still to come) are not upgrades of the node;
+/// prestaging or static pods that failed are a failed upgrade, as the
+/// coordinator counts it.
 async fn final_nodes(fleet: &Fleet, journal: &Journal, target: &Version) -> Vec<FinalNode> {
     let mut finals = Vec::with_capacity(fleet.nodes.len());
     for (node, record) in fleet.nodes.iter().zip(&journal.nodes) {
@@ -370,10 +372,14 @@ async fn final_nodes(fleet: &Fleet, journal: &Journal, target: &Version) -> Vec<
                 .operations()
                 .iter()
                 .filter(|op| {
-                    let stage_only = app.engine.record(&op.id).is_some_and(|record| record.stage_only);
+                    let record = app.engine.record(&op.id);
+                    let stage_only = record.as_ref().is_some_and(|record| record.stage_only);
+                    let static_pods_only = record.as_ref().is_some_and(|record| {
+                        !record.plan.is_empty() && record.plan.iter().all(|plan| plan.static_pod.is_some())
+                    });
                     op.kind == OperationKind::Upgrade
                         && !op.dry_run
-                        && !(stage_only && op.phase == OperationPhase::Succeeded)
+                        && !((stage_only || static_pods_only) && op.phase == OperationPhase::Succeeded)
                         && op.target_version.as_ref() == Some(target)
                 })
                 .map(|op| op.phase)

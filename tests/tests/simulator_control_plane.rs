@@ -4,7 +4,8 @@
 //! hold; a crash-looping image is rolled back and an image that cannot be
 //! pulled changes nothing, each stopping the rollout at the first
 //! control-plane node; kubelets driven without the static pods (a test
-//! double) are caught by the skew check.
+//! double) are caught by the skew check; a node whose static pods went
+//! through before the rollout stopped is pending, not failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -110,4 +111,39 @@ async fn kubelets_driven_before_the_static_pods_are_caught() {
     let found = checks(&report);
     assert!(found.contains(&"kubelet_not_newer_than_api_server"), "{found:?}");
     assert!(found.contains(&"static_pods_where_expected"), "patched control-plane nodes on old images: {found:?}");
+}
+
+/// The seed whose plan (fault rate 0.6, every kind) gives cp-0 an agent
+/// crash (it recovers) and cp-1 an image that cannot be pulled.
+const SEED_CP_1_UNPULLABLE: u64 = 1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_pods_upgraded_on_a_node_whose_kubelet_never_came_are_not_counted_as_its_upgrade() {
+    use upkeep_simulator::faults::FaultPlan;
+    let mut later_failure = config(16_000);
+    later_failure.seed = SEED_CP_1_UNPULLABLE;
+    later_failure.fault_rate = 0.6;
+    let plan = FaultPlan::derive(
+        later_failure.seed,
+        later_failure.nodes,
+        CONTROL_PLANES,
+        later_failure.fault_rate,
+        &later_failure.fault_kinds,
+        later_failure.latency,
+    );
+    let control_plane: Vec<String> =
+        plan.nodes[..CONTROL_PLANES].iter().map(|n| n.fault.map(|f| f.to_string()).unwrap_or_default()).collect();
+    assert_eq!(
+        control_plane,
+        ["agent-crash", "image-unpullable", "image-crash-loops"],
+        "seed {SEED_CP_1_UNPULLABLE} no longer gives this plan"
+    );
+    let report = run(&later_failure).await.expect("the run completes");
+    assert!(report.checks.passed, "{:#?}", report.checks.violations);
+    let mut expected = stopped_at_the_first_control_plane_node("pending");
+    expected.insert("cp-1".to_owned(), "error Stage image_pull_failed".to_owned());
+    assert_eq!(report.outcomes, expected, "cp-0's static pods went through, its kubelet never started");
+    assert_eq!(report.counters.pending, CONTROL_PLANES + WORKERS - 1);
+    assert_eq!(report.control_plane.static_pods_upgraded, 1, "{:?}", report.control_plane);
+    assert_eq!(report.control_plane.static_pods_as_started, 2);
 }
