@@ -24,6 +24,7 @@
 //! - [`fake_apiserver`]: that server on its own, with a kubeconfig for an agent.
 
 pub mod availability;
+pub mod catalog;
 pub mod checks;
 pub mod control_plane;
 pub mod coordinator_cpu;
