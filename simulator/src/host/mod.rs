@@ -286,3 +286,68 @@ fn digest(bytes: &[u8]) -> Sha256Digest {
 fn in_manifest_dir(path: &Path) -> bool {
     path.starts_with(MANIFEST_DIR)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::static_pods::{manifest, manifest_path, release_images};
+
+    fn version(text: &str) -> Version {
+        text.parse().expect("valid")
+    }
+
+    fn control_plane_machine(fault: Option<FaultKind>, log: &Arc<ControlPlaneLog>) -> Arc<Machine> {
+        let plan = NodePlan { fault, step_latency_ms: 300, outage: None };
+        let machine =
+            Machine::new(Path::new("/usr/bin/kubelet"), &version("v1.30.2"), plan, Arc::default(), version("v1.30.3"))
+                .in_fleet("cp-0", log.clone(), true, &version("v1.30.2"));
+        Arc::new(machine)
+    }
+
+    async fn api_server_image(host: &Host) -> Option<String> {
+        let observed =
+            host.kubernetes.static_pod_container("kube-system", "kube-apiserver-cp-0", "kube-apiserver").await;
+        observed.expect("answers").map(|container| container.image)
+    }
+
+    #[tokio::test]
+    async fn a_renamed_manifest_runs_after_the_pickup_delay_and_the_fleet_sees_its_api_server() {
+        let log = Arc::new(ControlPlaneLog::default());
+        let machine = control_plane_machine(None, &log);
+        let host = machine.host();
+        assert_eq!(host.kubernetes.control_plane_version().await, Ok(Some(version("v1.30.2"))));
+        assert_eq!(log.etcd_members(), (1, 1));
+        let new = release_images(&version("v1.30.3"))[1].image.as_str().to_owned();
+        let staged = Path::new("/etc/kubernetes/upkeep-staged/kube-apiserver.yaml");
+        host.files.write(staged, manifest("kube-apiserver", &new).as_bytes(), 0o600).await.expect("written");
+        host.files.rename(staged, &manifest_path("kube-apiserver")).await.expect("renamed");
+        let old = api_server_image(&host).await;
+        assert_eq!(old.as_deref(), Some("registry.k8s.io/kube-apiserver:v1.30.2"), "not before the pickup delay");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while api_server_image(&host).await.as_deref() != Some(new.as_str()) {
+            assert!(tokio::time::Instant::now() < deadline, "the kubelet never picked the manifest up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            host.health.version(static_pods::API_SERVER_VERSION, None, Duration::from_secs(1)).await,
+            Ok(version("v1.30.3"))
+        );
+        assert_eq!(host.kubernetes.control_plane_version().await, Ok(Some(version("v1.30.3"))));
+        assert_eq!(machine.manifest_writes(), [manifest_path("kube-apiserver")], "the staged copy lives outside");
+    }
+
+    #[tokio::test]
+    async fn an_unpullable_image_fails_the_pull_and_etcd_answers_from_its_members() {
+        let log = Arc::new(ControlPlaneLog::default());
+        let machine = control_plane_machine(Some(FaultKind::ImageUnpullable), &log);
+        let host = machine.host();
+        let image = release_images(&version("v1.30.3"))[0].image.as_str().to_owned();
+        assert!(host.images.pull(&[], &image, Duration::from_secs(1)).await.is_err());
+        let health = host.etcd.health().await.expect("configured on a control-plane machine");
+        assert!(health.healthy, "{health:?}");
+        log.etcd_member("cp-1", false);
+        log.etcd_member("cp-2", false);
+        let health = host.etcd.health().await.expect("configured");
+        assert!(!health.healthy, "one of three members is no quorum: {health:?}");
+    }
+}
