@@ -2,6 +2,7 @@
 //! engine) over a simulated [`Machine`], listening on its own loopback address
 //! (127.a.b.c) with its own server certificate. A crashed agent is restarted
 //! from its saved state; an unreachable node stops answering for a while.
+//! Control-plane nodes also manage kubeadm's four static pods.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
@@ -171,7 +172,7 @@ pub struct FleetSpec {
     pub zones: usize,
     /// The version every node starts at.
     pub from: Version,
-    /// The rollout's target (the simulated control plane reports it).
+    /// The rollout's target (the API server's version when no machine runs one).
     pub target: Version,
     /// Node `i` listens on the address of index `i + address_offset`, so
     /// several fleets can share the machine.

@@ -5,7 +5,12 @@
 //!
 //! The simulated Node behaves as a real one does for the agent: its cordon
 //! records the operation that set it, and a kubelet restart makes it report the
-//! installed kubelet's version with a fresh Ready heartbeat.
+//! installed kubelet's version with a fresh Ready heartbeat. A control-plane
+//! machine also runs its static pods from its in-memory manifest directory
+//! ([`crate::static_pods`]); every machine reports its kubelet restarts, and
+//! control-plane machines their API servers and etcd members, to the fleet's
+//! [`ControlPlaneLog`], from which the API server's version and etcd's health
+//! are answered.
 
 mod etcd;
 mod files;
@@ -66,7 +71,8 @@ struct SimNode {
     heartbeat: DateTime<Utc>,
 }
 
-/// One simulated machine: its disk, service and Kubernetes Node.
+/// One simulated machine: its disk, service, Kubernetes Node and, on the
+/// control plane, its static pods.
 pub struct Machine {
     files: Mutex<BTreeMap<PathBuf, Vec<u8>>>,
     binary: PathBuf,
