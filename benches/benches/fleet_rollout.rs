@@ -30,6 +30,7 @@ fn fleet_rollout(c: &mut Criterion) {
         concurrency: 64,
         poll_interval: Duration::from_millis(5),
         limit_overshoot: 0,
+        withhold_images: false,
         progress: false,
         address_offset: 50_000,
         driver: Driver::Cli,

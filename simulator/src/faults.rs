@@ -1,6 +1,12 @@
 //! The fault plan: which node suffers which fault, and each node's step
 //! latency, all derived from (seed, node index) before the run starts, so the
 //! same seed gives the same plan and the same per-node outcomes.
+//!
+//! The static-pod faults (an image that crash-loops, an image that cannot be
+//! pulled) are kinds like the others, drawn only for control-plane nodes,
+//! the only ones with static pods: a worker draws from the other kinds, so
+//! its plan for a seed is the one it had before these kinds existed, and one
+//! `--faults` list covers both.
 
 use std::fmt;
 use std::str::FromStr;
@@ -30,11 +36,16 @@ pub enum FaultKind {
     DrainBlockedForGood,
     /// Every step takes ten times as long.
     SlowNode,
+    /// Every static-pod image the node did not start with crash-loops (never
+    /// Ready, restarts growing): the agent rolls its manifest back.
+    ImageCrashLoops,
+    /// No image can be pulled on the node: Stage of its static pods fails.
+    ImageUnpullable,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::CorruptArtifact,
         FaultKind::ServiceWontStart,
         FaultKind::HungStep,
@@ -43,7 +54,14 @@ impl FaultKind {
         FaultKind::DrainBlockedForAWhile,
         FaultKind::DrainBlockedForGood,
         FaultKind::SlowNode,
+        FaultKind::ImageCrashLoops,
+        FaultKind::ImageUnpullable,
     ];
+
+    /// Whether only a control-plane node (with static pods) can have it.
+    pub fn control_plane_only(self) -> bool {
+        matches!(self, FaultKind::ImageCrashLoops | FaultKind::ImageUnpullable)
+    }
 
     /// Whether a node with this fault ends in error (the rest recover).
     pub fn ends_in_error(self) -> bool {
@@ -53,6 +71,8 @@ impl FaultKind {
                 | FaultKind::ServiceWontStart
                 | FaultKind::HungStep
                 | FaultKind::DrainBlockedForGood
+                | FaultKind::ImageCrashLoops
+                | FaultKind::ImageUnpullable
         )
     }
 
@@ -66,6 +86,8 @@ impl FaultKind {
             FaultKind::DrainBlockedForAWhile => "drain-blocked-for-a-while",
             FaultKind::DrainBlockedForGood => "drain-blocked-for-good",
             FaultKind::SlowNode => "slow-node",
+            FaultKind::ImageCrashLoops => "image-crash-loops",
+            FaultKind::ImageUnpullable => "image-unpullable",
         }
     }
 }
@@ -151,11 +173,22 @@ pub fn node_rng(seed: u64, index: usize) -> ChaCha8Rng {
 }
 
 impl FaultPlan {
-    /// The plan for `nodes` nodes: each gets a fault with probability
-    /// `fault_rate`, of a kind drawn from `kinds`, and a latency from `latency`.
-    pub fn derive(seed: u64, nodes: usize, fault_rate: f64, kinds: &[FaultKind], latency: LatencyRange) -> FaultPlan {
+    /// The plan for `nodes` nodes, the first `control_planes` of them the
+    /// control plane: each gets a fault with probability `fault_rate`, of a
+    /// kind drawn from `kinds` (a worker from those not
+    /// [`FaultKind::control_plane_only`]), and a latency from `latency`.
+    pub fn derive(
+        seed: u64,
+        nodes: usize,
+        control_planes: usize,
+        fault_rate: f64,
+        kinds: &[FaultKind],
+        latency: LatencyRange,
+    ) -> FaultPlan {
+        let worker_kinds: Vec<FaultKind> = kinds.iter().copied().filter(|kind| !kind.control_plane_only()).collect();
         let nodes = (0..nodes)
             .map(|index| {
+                let kinds = if index < control_planes { kinds } else { &worker_kinds[..] };
                 let mut rng = node_rng(seed, index);
                 let draw: f64 = rng.random();
                 let fault = (draw < fault_rate && !kinds.is_empty()).then(|| kinds[rng.random_range(0..kinds.len())]);
@@ -188,9 +221,9 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_plan() {
         let latency = LatencyRange { low_ms: 0, high_ms: 20 };
-        let a = FaultPlan::derive(7, 500, 0.2, &FaultKind::ALL, latency);
-        let b = FaultPlan::derive(7, 500, 0.2, &FaultKind::ALL, latency);
-        let c = FaultPlan::derive(8, 500, 0.2, &FaultKind::ALL, latency);
+        let a = FaultPlan::derive(7, 500, 3, 0.2, &FaultKind::ALL, latency);
+        let b = FaultPlan::derive(7, 500, 3, 0.2, &FaultKind::ALL, latency);
+        let c = FaultPlan::derive(8, 500, 3, 0.2, &FaultKind::ALL, latency);
         assert_eq!(a, b);
         assert_ne!(a, c);
         let faulty = a.nodes.iter().filter(|n| n.fault.is_some()).count();
@@ -200,9 +233,22 @@ mod tests {
     #[test]
     fn a_node_keeps_its_plan_when_the_fleet_grows() {
         let latency = LatencyRange { low_ms: 1, high_ms: 9 };
-        let small = FaultPlan::derive(3, 10, 0.5, &FaultKind::ALL, latency);
-        let large = FaultPlan::derive(3, 1000, 0.5, &FaultKind::ALL, latency);
+        let small = FaultPlan::derive(3, 10, 3, 0.5, &FaultKind::ALL, latency);
+        let large = FaultPlan::derive(3, 1000, 3, 0.5, &FaultKind::ALL, latency);
         assert_eq!(small.nodes[..], large.nodes[..10]);
+    }
+
+    #[test]
+    fn static_pod_faults_land_on_control_plane_nodes_only() {
+        let latency = LatencyRange { low_ms: 0, high_ms: 0 };
+        let plan = FaultPlan::derive(5, 400, 3, 1.0, &FaultKind::ALL, latency);
+        assert!(plan.nodes[3..].iter().all(|node| !node.fault.expect("every node has one").control_plane_only()));
+        let forced = FaultPlan::derive(5, 10, 3, 1.0, &[FaultKind::ImageCrashLoops], latency);
+        let faults: Vec<Option<FaultKind>> = forced.nodes.iter().map(|node| node.fault).collect();
+        assert_eq!(faults[..3], [Some(FaultKind::ImageCrashLoops); 3]);
+        assert!(faults[3..].iter().all(Option::is_none), "no worker has static pods: {faults:?}");
+        let workers_before = FaultPlan::derive(5, 400, 0, 1.0, &FaultKind::ALL[..8], latency);
+        assert_eq!(plan.nodes[3..], workers_before.nodes[3..], "a worker draws as it did before the new kinds");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! engine) over a simulated [`Machine`], listening on its own loopback address
 //! (127.a.b.c) with its own server certificate. A crashed agent is restarted
 //! from its saved state; an unreachable node stops answering for a while.
+//! Control-plane nodes also manage kubeadm's four static pods.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
@@ -24,6 +25,7 @@ use upkeep_net::ServerCredentials;
 use upkeep_net::tls::{parse_certificates, parse_private_key, server_config};
 
 use crate::availability::Unavailability;
+use crate::control_plane::ControlPlaneLog;
 use crate::faults::FaultPlan;
 use crate::host::{ArtifactStore, Machine};
 pub use crate::pki::FleetPki;
@@ -170,7 +172,7 @@ pub struct FleetSpec {
     pub zones: usize,
     /// The version every node starts at.
     pub from: Version,
-    /// The rollout's target (the simulated control plane reports it).
+    /// The rollout's target (the API server's version when no machine runs one).
     pub target: Version,
     /// Node `i` listens on the address of index `i + address_offset`, so
     /// several fleets can share the machine.
@@ -187,15 +189,40 @@ pub struct Fleet {
     pub inventory: Inventory,
     /// Every cordon and uncordon of the fleet's Nodes, as the machines saw them.
     pub unavailability: Arc<Unavailability>,
+    /// What the fleet's control plane and kubelets ran over time, as the machines saw it.
+    pub control_plane: Arc<ControlPlaneLog>,
     /// The fleet's PKI.
     pub pki: FleetPki,
 }
 
-/// The agent config of a simulated node: short step timeouts so hung steps end quickly.
+/// The static-pod components of a control-plane node's agent, kubeadm's
+/// four, with a settle time of zero so the run stays fast.
+fn static_pod_components() -> String {
+    crate::static_pods::STATIC_PODS
+        .iter()
+        .map(|pod| {
+            let urls = match *pod {
+                "kube-apiserver" => format!(
+                    "health_url = \"{}\"\nhealth_ca = \"/etc/kubernetes/pki/ca.crt\"\nversion_url = \"{}\"\n",
+                    crate::static_pods::API_SERVER_READYZ,
+                    crate::static_pods::API_SERVER_VERSION
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "[[components]]\nname = \"{pod}\"\nkind = \"static-pod\"\nmanifest = \"{}\"\nsettle_secs = 0\n{urls}",
+                crate::static_pods::manifest_path(pod).display()
+            )
+        })
+        .collect()
+}
+
+/// The agent config of a simulated node: short step timeouts so hung steps
+/// end quickly; a control-plane node also manages its four static pods.
 fn node_config(name: &NodeName, role: NodeRole, addr: SocketAddr) -> Result<AgentConfig, FleetError> {
-    let role = match role {
-        NodeRole::ControlPlane => "control-plane",
-        NodeRole::Worker => "worker",
+    let (role, static_pods) = match role {
+        NodeRole::ControlPlane => ("control-plane", static_pod_components()),
+        NodeRole::Worker => ("worker", String::new()),
     };
     let text = format!(
         r#"node_name = "{name}"
@@ -214,7 +241,7 @@ kubernetes_skew = true
 node_reports_version = true
 service = "kubelet.service"
 health_url = "http://127.0.0.1:10248/healthz"
-[server]
+{static_pods}[server]
 idle_timeout_secs = 30
 [probe]
 interval_secs = 3600
@@ -247,6 +274,7 @@ impl Fleet {
         let ca_der = pem_certificates(ca.cert_pem())?;
         let mut nodes = Vec::with_capacity(spec.hosted.len());
         let unavailability = Arc::new(Unavailability::default());
+        let control_plane = Arc::new(ControlPlaneLog::default());
         for index in spec.hosted.clone() {
             let role = if index < spec.control_planes { NodeRole::ControlPlane } else { NodeRole::Worker };
             let name: NodeName = match role {
@@ -268,7 +296,13 @@ impl Fleet {
                     artifacts.clone(),
                     spec.target.clone(),
                 )
-                .reporting_to(unavailability.clone(), index),
+                .reporting_to(unavailability.clone(), index)
+                .in_fleet(
+                    name.as_str(),
+                    control_plane.clone(),
+                    role == NodeRole::ControlPlane,
+                    &spec.from,
+                ),
             );
             nodes.push(Arc::new(SimNode {
                 index,
@@ -301,7 +335,7 @@ impl Fleet {
                 })
                 .collect(),
         };
-        Ok(Fleet { nodes, inventory, unavailability, pki })
+        Ok(Fleet { nodes, inventory, unavailability, control_plane, pki })
     }
 
     /// Watches for crashed agents and restarts them from their saved state.

@@ -24,7 +24,9 @@
 //! - [`fake_apiserver`]: that server on its own, with a kubeconfig for an agent.
 
 pub mod availability;
+pub mod catalog;
 pub mod checks;
+pub mod control_plane;
 pub mod coordinator_cpu;
 pub mod efficiency;
 pub mod fake_apiserver;
@@ -38,3 +40,4 @@ pub mod report;
 pub mod run;
 pub mod serve;
 pub mod service_driver;
+pub mod static_pods;

@@ -184,6 +184,7 @@ fn main() -> ExitCode {
                 concurrency: args.concurrency.max(1),
                 poll_interval: Duration::from_millis(args.poll_ms.max(1)),
                 limit_overshoot: 0,
+                withhold_images: false,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 address_offset: 0,
                 driver: match args.driver {
@@ -323,6 +324,7 @@ fn demo_config(seed: u64) -> RunConfig {
         concurrency: 64,
         poll_interval: Duration::from_millis(20),
         limit_overshoot: 0,
+        withhold_images: false,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         address_offset: 0,
         driver: Driver::Service,
@@ -394,6 +396,17 @@ fn print_summary(report: &Report) {
             service.tasks_ms.iter().map(|(task, ms)| format!("{task} {:.2} s", ms / 1000.0)).collect();
         println!("service tasks: {}", tasks.join(", "));
     }
+    let control_plane = &report.control_plane;
+    println!(
+        "control plane: static pods upgraded on {}, rolled back on {}, as started on {} node(s); \
+         {} kubelet restart(s) {} the oldest kube-apiserver ({})",
+        control_plane.static_pods_upgraded,
+        control_plane.static_pods_rolled_back,
+        control_plane.static_pods_as_started,
+        control_plane.kubelet_restarts_checked,
+        if control_plane.skew_held { "never newer than" } else { "NEWER than" },
+        control_plane.oldest_api_server.as_ref().map_or("none".to_owned(), |v| format!("{v} at the end"))
+    );
     for group in &report.errors {
         println!("  error {} {}: {} node(s)", group.step, group.code, group.count);
     }

@@ -14,6 +14,7 @@ use upkeep_coordinator::plan::Limit;
 use upkeep_coordinator::report::Summary;
 use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec, RolloutStorage};
 
+use crate::checks::control_plane::{ControlPlaneNode, check_control_plane};
 use crate::checks::{FinalNode, check_run};
 use crate::coordinator_cpu;
 use crate::efficiency::{self, NodeTiming};
@@ -64,6 +65,9 @@ pub struct RunConfig {
     /// A test double: the coordinator is given a limit this much above the one
     /// the checks hold it to, so the checks must catch it.
     pub limit_overshoot: usize,
+    /// A test double: the coordinator is not given the release's static-pod
+    /// images, so the kubelets outrun the API servers and the checks must catch it.
+    pub withhold_images: bool,
     /// Show a progress bar on standard error.
     pub progress: bool,
     /// The fleet's first loopback address index (see [`FleetSpec::address_offset`]).
@@ -97,7 +101,14 @@ pub enum RunError {
 
 /// Runs the simulation.
 pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
-    let plan = FaultPlan::derive(config.seed, config.nodes, config.fault_rate, &config.fault_kinds, config.latency);
+    let plan = FaultPlan::derive(
+        config.seed,
+        config.nodes,
+        config.control_planes.min(config.nodes),
+        config.fault_rate,
+        &config.fault_kinds,
+        config.latency,
+    );
     let (_, artifacts) = target_artifact(&config.to);
     let spec = FleetSpec {
         nodes: config.nodes,
@@ -181,7 +192,10 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
 
     let finals = final_nodes(&fleet, &journal, &config.to).await;
     let peak_unavailable = fleet.unavailability.peak();
-    let violations = check_run(&finals, &summary.counters, &config.to, limit, peak_unavailable);
+    let mut violations = check_run(&finals, &summary.counters, &config.to, limit, peak_unavailable);
+    let (control_plane_violations, control_plane) =
+        check_control_plane(&control_plane_nodes(&fleet, &journal), &fleet.control_plane.events(), &config.to);
+    violations.extend(control_plane_violations);
     fleet.shutdown().await;
     let finals: Vec<FinalNode> = finals;
 
@@ -217,6 +231,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         efficiency: efficiency::efficiency(ideal_wall_s, wall_s),
         stretch: efficiency::stretch(&timings),
         checks: ChecksReport { passed: violations.is_empty(), violations },
+        control_plane,
         faults: plan.counts().into_iter().map(|(kind, count)| (kind.to_string(), count)).collect(),
         timeline: recorder.timeline,
         outcomes: finals
@@ -262,7 +277,7 @@ async fn drive_cli(
         per_zone: config.per_zone,
         soak: Duration::ZERO,
         prestage: config.prestage,
-        images: Vec::new(),
+        images: release_images(config),
     };
     if config.limit_overshoot == 0 {
         spec.max_unavailable = config.max_unavailable;
@@ -293,6 +308,15 @@ async fn drive_cli(
     Ok(Driven { summary, journal, recorder, cpu_ms, service: None })
 }
 
+/// The static-pod images the coordinator is given: the release's, unless
+/// withheld or the fleet has no control-plane node to run them.
+pub fn release_images(config: &RunConfig) -> Vec<upkeep_common::api::ImageArtifact> {
+    match config.withhold_images || config.control_planes.min(config.nodes) == 0 {
+        true => Vec::new(),
+        false => crate::static_pods::release_images(&config.to),
+    }
+}
+
 /// One mTLS handshake and a few small requests per node, across the fleet, with
 /// the rollout's concurrency and no engine work: the floor the rollout compares to.
 async fn calibrate(fleet: &Fleet, client: AgentClient, concurrency: usize) -> f64 {
@@ -313,10 +337,33 @@ async fn calibrate(fleet: &Fleet, client: AgentClient, concurrency: usize) -> f6
     started.elapsed().as_secs_f64()
 }
 
+/// Each control-plane node as the control plane's checks see it: the journal's
+/// status beside its machine's static pods and manifest directory.
+fn control_plane_nodes(fleet: &Fleet, journal: &Journal) -> Vec<ControlPlaneNode> {
+    fleet
+        .nodes
+        .iter()
+        .zip(&journal.nodes)
+        .filter(|(node, _)| node.role == NodeRole::ControlPlane)
+        .map(|(node, record)| ControlPlaneNode {
+            name: node.name.to_string(),
+            status: record.status,
+            static_pod_fault: node.machine.plan().fault.is_some_and(FaultKind::control_plane_only),
+            initial: node.initial.clone(),
+            pods: node.machine.static_pods(),
+            manifests: node.machine.manifests(),
+            manifest_writes: node.machine.manifest_writes(),
+            restores: node.machine.manifest_restores(),
+        })
+        .collect()
+}
+
 /// Each node as the checks see it: the journal's status beside what the agent
-/// and the machine say. Dry runs and prestaging that staged (stage-only
-/// operations that succeeded) are not upgrades; prestaging that failed is a
-/// failed upgrade, as the coordinator counts it.
+/// and the machine say. Dry runs, prestaging that staged (stage-only
+/// operations that succeeded) and a control-plane node's static pods that
+/// were upgraded (its kubelet is still to come) are not upgrades of the node;
+/// prestaging or static pods that failed are a failed upgrade, as the
+/// coordinator counts it.
 async fn final_nodes(fleet: &Fleet, journal: &Journal, target: &Version) -> Vec<FinalNode> {
     let mut finals = Vec::with_capacity(fleet.nodes.len());
     for (node, record) in fleet.nodes.iter().zip(&journal.nodes) {
@@ -325,10 +372,14 @@ async fn final_nodes(fleet: &Fleet, journal: &Journal, target: &Version) -> Vec<
                 .operations()
                 .iter()
                 .filter(|op| {
-                    let stage_only = app.engine.record(&op.id).is_some_and(|record| record.stage_only);
+                    let record = app.engine.record(&op.id);
+                    let stage_only = record.as_ref().is_some_and(|record| record.stage_only);
+                    let static_pods_only = record.as_ref().is_some_and(|record| {
+                        !record.plan.is_empty() && record.plan.iter().all(|plan| plan.static_pod.is_some())
+                    });
                     op.kind == OperationKind::Upgrade
                         && !op.dry_run
-                        && !(stage_only && op.phase == OperationPhase::Succeeded)
+                        && !((stage_only || static_pods_only) && op.phase == OperationPhase::Succeeded)
                         && op.target_version.as_ref() == Some(target)
                 })
                 .map(|op| op.phase)

@@ -48,7 +48,9 @@ pub fn shard_range(nodes: usize, index: usize, count: usize) -> Range<usize> {
     (nodes * index / count)..(nodes * (index + 1) / count)
 }
 
-/// Starts the shard, writes `DIR/inventory-INDEX.toml` and `DIR/artifacts.toml`,
+/// Starts the shard, writes `DIR/inventory-INDEX.toml`, `DIR/artifacts.toml`
+/// (the kubelet alone) and `DIR/catalog.toml` (the release with the control
+/// plane's static-pod images, for `upkeep rollout --catalog`),
 /// serves until `shutdown` completes, and returns the inventory's path.
 pub async fn serve(
     config: &ServeConfig,
@@ -57,7 +59,14 @@ pub async fn serve(
 ) -> Result<(), FleetError> {
     let (index, count) = config.shard;
     let hosted = shard_range(config.nodes, index, count);
-    let plan = FaultPlan::derive(config.seed, config.nodes, config.fault_rate, &config.fault_kinds, config.latency);
+    let plan = FaultPlan::derive(
+        config.seed,
+        config.nodes,
+        config.control_planes.min(config.nodes),
+        config.fault_rate,
+        &config.fault_kinds,
+        config.latency,
+    );
     let (artifact, artifacts) = target_artifact(&config.to);
     let pki = FleetPki::shared(&config.dir)?;
     let spec = FleetSpec {
@@ -80,6 +89,11 @@ pub async fn serve(
         artifact.component, artifact.source, artifact.sha256
     );
     write(&config.dir.join("artifacts.toml"), artifacts_file)?;
+    let images = match spec.control_planes {
+        0 => Vec::new(),
+        _ => crate::static_pods::release_images(&config.to),
+    };
+    write(&config.dir.join("catalog.toml"), crate::catalog::one_release(&config.to, &images))?;
     let crash_watchers = fleet.restart_crashed_agents();
     ready(&inventory_path);
     shutdown.await;

@@ -31,7 +31,6 @@ use upkeep_coordinator::store::embedded::EmbeddedStore;
 use upkeep_net::{ServerCredentials, ServerLimits, TlsPaths};
 
 use crate::fleet::Fleet;
-use crate::host::target_artifact;
 use crate::pki::ServiceFiles;
 use crate::recorder::Recorder;
 use crate::run::{RunConfig, RunError};
@@ -96,14 +95,10 @@ async fn start(
     Ok(Running { app, stop_server, server })
 }
 
-/// Writes the catalog of one release, `config.to`, with the simulated kubelet.
+/// Writes the catalog of one release, `config.to`, with the simulated kubelet
+/// and the control plane's static-pod images.
 fn write_catalog(path: &Path, config: &RunConfig) -> Result<(), RunError> {
-    let (artifact, _) = target_artifact(&config.to);
-    let text = format!(
-        "channel = \"stable\"\n[[releases]]\nversion = \"{}\"\nchannels = [\"stable\"]\n[[releases.artifacts]]\n\
-         component = \"kubelet\"\narch = \"amd64\"\nsource = {:?}\nsha256 = \"{}\"\n",
-        config.to, artifact.source, artifact.sha256
-    );
+    let text = crate::catalog::one_release(&config.to, &crate::run::release_images(config));
     std::fs::write(path, text).map_err(failed)
 }
 

@@ -33,4 +33,5 @@ mod static_pods;
 pub use kubelet::{KubeletReports, SimulatedKubelet};
 pub use server::{FakeApiError, FakeApiServer};
 pub use state::{ApiState, FakePod};
+pub(crate) use static_pods::read_pod;
 pub use static_pods::{RunningPod, StaticPodKubelet};

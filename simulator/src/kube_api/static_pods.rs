@@ -161,7 +161,7 @@ fn manifest_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The pod's name, namespace, first container and its image.
-fn read_pod(text: &str) -> Option<(String, String, String, String)> {
+pub(crate) fn read_pod(text: &str) -> Option<(String, String, String, String)> {
     let documents = YamlLoader::load_from_str(text).ok()?;
     let pod = documents.first()?;
     let container = &pod["spec"]["containers"][0];

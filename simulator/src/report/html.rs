@@ -99,6 +99,18 @@ pub fn render(report: &Report) -> String {
     ] {
         body.push_str(&row(&[name.to_owned(), value]));
     }
+    let cp = &report.control_plane;
+    body.push_str("</table><h2>Control plane</h2><table>");
+    for (name, value) in [
+        ("static pods upgraded (nodes)", cp.static_pods_upgraded.to_string()),
+        ("static pods rolled back (nodes)", cp.static_pods_rolled_back.to_string()),
+        ("static pods as started (nodes)", cp.static_pods_as_started.to_string()),
+        ("kubelet restarts checked against the oldest kube-apiserver", cp.kubelet_restarts_checked.to_string()),
+        ("no kubelet newer than the oldest kube-apiserver", if cp.skew_held { "held" } else { "BROKEN" }.to_owned()),
+        ("oldest kube-apiserver at the end", cp.oldest_api_server.as_ref().map_or("-".to_owned(), |v| v.to_string())),
+    ] {
+        body.push_str(&row(&[name.to_owned(), value]));
+    }
     body.push_str("</table><h2>Errors by step and code</h2><table><tr><th>step</th><th>code</th><th>nodes</th></tr>");
     for group in &report.errors {
         body.push_str(&row(&[group.step.clone(), group.code.clone(), group.count.to_string()]));
@@ -124,7 +136,7 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Calibration, ChecksReport, Percentiles};
+    use crate::report::{Calibration, ChecksReport, ControlPlaneReport, Percentiles};
 
     #[test]
     fn the_page_is_self_contained_and_escaped() {
@@ -153,6 +165,14 @@ mod tests {
             efficiency: 0.5,
             stretch: Percentiles::default(),
             checks: ChecksReport { passed: true, violations: vec![] },
+            control_plane: ControlPlaneReport {
+                static_pods_upgraded: 3,
+                static_pods_rolled_back: 1,
+                static_pods_as_started: 0,
+                kubelet_restarts_checked: 1000,
+                skew_held: true,
+                oldest_api_server: Some("v1.30.3".parse().expect("valid")),
+            },
             faults: Default::default(),
             timeline: vec![
                 TimelinePoint { t_ms: 0, patched: 0, in_flight: 1, failed: 0 },
@@ -164,6 +184,8 @@ mod tests {
         assert!(page.starts_with("<!doctype html>"));
         assert!(page.contains("<svg") && page.contains("<polyline"));
         assert!(page.contains("&lt;Stage&gt;"));
+        assert!(page.contains("<h2>Control plane</h2>"));
+        assert!(page.contains("<td>static pods rolled back (nodes)</td><td>1</td>"), "{page}");
         assert!(
             !page.contains("http://")
                 || page.matches("http://").all(|_| page.contains("xmlns=\"http://www.w3.org/2000/svg\""))

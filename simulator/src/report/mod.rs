@@ -9,6 +9,7 @@ use serde::Serialize;
 use upkeep_coordinator::report::Counters;
 
 use crate::checks::Violation;
+pub use crate::checks::control_plane::ControlPlaneReport;
 
 /// Per-node upgrade durations.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -139,6 +140,8 @@ pub struct Report {
     pub stretch: Percentiles,
     /// The end-of-run checks.
     pub checks: ChecksReport,
+    /// The control plane's part: static pods upgraded and rolled back, the kubelet skew check.
+    pub control_plane: ControlPlaneReport,
     /// Faults planned, by kind.
     pub faults: BTreeMap<String, usize>,
     /// Patched, in flight and failed over time.

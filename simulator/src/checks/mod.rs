@@ -12,6 +12,8 @@ use upkeep_coordinator::report::Counters;
 
 use crate::host::binary_for;
 
+pub mod control_plane;
+
 /// One node as the checks see it at the end.
 #[derive(Debug, Clone)]
 pub struct FinalNode {
