@@ -14,13 +14,16 @@ use crate::journal::EtcdSnapshot;
 use crate::plan::NodeStatus;
 
 impl Rollout {
-    /// Whether the rollout still has to change the control plane.
+    /// Whether the rollout still has to change a control-plane node (an
+    /// inventory of workers only never does, whatever the release holds).
     fn touches_control_plane(&self) -> bool {
-        let control_plane = |index: &usize| self.plan_view[*index].role == NodeRole::ControlPlane;
-        let pending = (0..self.journal.nodes.len())
-            .filter(control_plane)
-            .any(|index| matches!(self.journal.nodes[index].status, NodeStatus::Pending | NodeStatus::InFlight));
-        pending || (!self.journal.images.is_empty() && !self.journal.static_pods_done)
+        let control_plane: Vec<usize> =
+            (0..self.journal.nodes.len()).filter(|&index| self.plan_view[index].role == NodeRole::ControlPlane).collect();
+        let pending = control_plane
+            .iter()
+            .any(|&index| matches!(self.journal.nodes[index].status, NodeStatus::Pending | NodeStatus::InFlight));
+        let static_pods_left = !self.journal.images.is_empty() && !self.journal.static_pods_done;
+        !control_plane.is_empty() && (pending || static_pods_left)
     }
 
     /// Takes the etcd snapshot once, before the control plane is touched, and
