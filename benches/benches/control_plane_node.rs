@@ -25,17 +25,6 @@ use upkeep_tests::upgrades::{kubelet_artifact, setup, wait_for_end_every};
 const POLL: Duration = Duration::from_millis(2);
 const NODE: &str = "cp-1";
 
-fn summary(mut samples: Vec<Duration>) -> String {
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    format!(
-        "median {median:?}, min {:?}, max {:?} over {} rounds",
-        samples[0],
-        samples[samples.len() - 1],
-        samples.len()
-    )
-}
-
 /// The request of round `round`: every component to the next patch, each
 /// image pinned by a digest of its own.
 fn request(round: usize, kubelet: &upkeep_tests::upgrades::Artifact) -> String {
@@ -94,5 +83,8 @@ fn main() {
         }
         samples
     });
-    println!("control-plane node upgrade (4 static pods + kubelet, zero delay): {}", summary(samples));
+    println!(
+        "control-plane node upgrade (4 static pods + kubelet, zero delay): {}",
+        upkeep_benches::duration_summary(samples)
+    );
 }

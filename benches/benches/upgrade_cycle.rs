@@ -18,17 +18,6 @@ use upkeep_tests::upgrades::{kubelet_artifact, upgrade_body, wait_for_end_every}
 /// How often the operation is polled: the figures are accurate to about this much.
 const POLL: Duration = Duration::from_millis(2);
 
-fn summary(mut samples: Vec<Duration>) -> String {
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    format!(
-        "median {median:?}, min {:?}, max {:?} over {} rounds",
-        samples[0],
-        samples[samples.len() - 1],
-        samples.len()
-    )
-}
-
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
@@ -58,7 +47,7 @@ fn main() {
         }
         samples
     });
-    println!("one upgrade, zero artificial delay: {}", summary(upgrades));
+    println!("one upgrade, zero artificial delay: {}", upkeep_benches::duration_summary(upgrades));
 
     let recovery_rounds = rounds.clamp(1, 10);
     let mut recoveries = Vec::new();
@@ -85,5 +74,8 @@ fn main() {
         });
         recoveries.push(started.elapsed());
     }
-    println!("recovery after SIGKILL right after Swap (restart to operation ended): {}", summary(recoveries));
+    println!(
+        "recovery after SIGKILL right after Swap (restart to operation ended): {}",
+        upkeep_benches::duration_summary(recoveries)
+    );
 }

@@ -77,7 +77,12 @@ impl StaticPodNode {
 
     /// Like [`StaticPodNode::start`], with kube-controller-manager and
     /// kube-scheduler as static pods too when `controllers` is set.
-    pub async fn start_with(api: &FakeApiServer, node: &str, crash_looping: &[&str], controllers: bool) -> StaticPodNode {
+    pub async fn start_with(
+        api: &FakeApiServer,
+        node: &str,
+        crash_looping: &[&str],
+        controllers: bool,
+    ) -> StaticPodNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let manifests = dir.path().join("manifests");
         std::fs::create_dir(&manifests).expect("manifest directory");

@@ -17,8 +17,9 @@ impl Rollout {
     /// Whether the rollout still has to change a control-plane node (an
     /// inventory of workers only never does, whatever the release holds).
     fn touches_control_plane(&self) -> bool {
-        let control_plane: Vec<usize> =
-            (0..self.journal.nodes.len()).filter(|&index| self.plan_view[index].role == NodeRole::ControlPlane).collect();
+        let control_plane: Vec<usize> = (0..self.journal.nodes.len())
+            .filter(|&index| self.plan_view[index].role == NodeRole::ControlPlane)
+            .collect();
         let pending = control_plane
             .iter()
             .any(|&index| matches!(self.journal.nodes[index].status, NodeStatus::Pending | NodeStatus::InFlight));
