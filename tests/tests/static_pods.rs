@@ -127,7 +127,7 @@ async fn an_upgrade_changes_the_image_and_the_removed_flag_only_and_each_pod_run
     assert_eq!(plane.manifest("kube-apiserver"), new_api_server(&api_image));
     assert_eq!(plane.manifest("etcd"), etcd_manifest(&etcd_image));
     let swap = operation["steps"][4]["message"].as_str().expect("message");
-    let etcd_ran = swap.find("etcd: kubelet runs the new container").expect("etcd waited for");
+    let etcd_ran = swap.find("etcd: kubelet runs its manifest's container").expect("etcd waited for");
     let api_swapped = swap.find("kube-apiserver: swapped").expect("API server swapped");
     assert!(etcd_ran < api_swapped, "etcd runs before the API server is touched: {swap}");
     let pods = plane.pods.kubelet.pods();
@@ -157,6 +157,19 @@ async fn an_upgrade_changes_the_image_and_the_removed_flag_only_and_each_pod_run
         })
         .collect();
     assert_eq!(reported, [("etcd", etcd_image.as_str(), true), ("kube-apiserver", api_image.as_str(), true)]);
+
+    // An admin's rollback puts the kept manifests back, byte for byte, and waits for the old pods.
+    let admin = client_config(&plane.pki.ca_cert(), Some(&plane.pki.client("admin")));
+    let mut admin = ApiClient::connect(plane.agent().addr, admin).await.expect("connects");
+    let reply = admin.post_json("/v1/rollback", "{}").await.expect("reply");
+    assert_eq!(reply.status, 202, "{}", String::from_utf8_lossy(&reply.body));
+    let rollback = wait_for_end(&mut admin, reply.json()["id"].as_str().expect("id"), WITHIN).await;
+    assert_eq!(rollback["phase"], "Succeeded", "{rollback:#}");
+    assert_eq!(plane.manifest("kube-apiserver"), upkeep_tests::static_pod_node::old_api_server());
+    assert_eq!(plane.manifest("etcd"), etcd_manifest(OLD_ETCD));
+    let pods = plane.pods.kubelet.pods();
+    assert!(pods["kube-apiserver"].ready && pods["kube-apiserver"].image == OLD_API, "{pods:?}");
+    assert_eq!(plane.manifest_files(), EXPECTED_FILES);
 }
 
 #[tokio::test]

@@ -138,7 +138,7 @@ fn every_problem_is_reported_at_once_with_its_entry_and_line() {
     );
     assert!(found[2].contains("neither https:// nor file://"), "{}", found[2]);
     assert!(found[3].starts_with(&format!("releases[1] (line {release}).images[0] (line {image}).image: ")));
-    assert!(found[3].contains("pin the image by digest"), "{}", found[3]);
+    assert!(found[3].contains("pinned by digest"), "{}", found[3]);
 }
 
 #[test]

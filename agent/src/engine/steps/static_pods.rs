@@ -75,7 +75,7 @@ pub(super) async fn wait_until_running(
     loop {
         let problem = match running_now(engine, component, settings, target).await {
             Ok(restarts) if settling.observe(Some(restarts), tokio::time::Instant::now(), settings.settle) => {
-                return Ok(format!("{}: kubelet runs the new container, Ready", plan.name));
+                return Ok(format!("{}: kubelet runs its manifest's container, Ready", plan.name));
             }
             Ok(_) => failure(ErrorCode::Conflict, "static_pod_not_running", plan, "the container is settling".into()),
             Err(failure) => {
