@@ -10,6 +10,7 @@
 //! - [`host`]: the simulated machine behind a fake node (files, service, probe, Kubernetes).
 //! - [`pki`]: the fleet's CA and the coordinator's client certificate.
 //! - [`fleet`]: starting the nodes on their own loopback addresses, crashes and outages.
+//! - [`node_config`]: the agent config of a simulated node.
 //! - [`run`]: one rollout: calibration, the coordinator, the checks.
 //! - [`recorder`]: when each node started and finished, and the progress bar.
 //! - [`service_driver`]: the rollout driven through the coordinator service's HTTPS API.
@@ -34,6 +35,7 @@ pub mod faults;
 pub mod fleet;
 pub mod host;
 pub mod kube_api;
+pub mod node_config;
 pub mod pki;
 pub mod recorder;
 pub mod report;

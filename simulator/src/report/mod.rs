@@ -1,7 +1,9 @@
 //! The run's report: a JSON document with the figures, the checks and the
-//! timeline, and (in [`html`]) one self-contained HTML page with a chart.
+//! timeline, (in [`html`]) one self-contained HTML page with a chart, and (in
+//! [`summary`]) the lines printed on a terminal.
 
 pub mod html;
+pub mod summary;
 
 use std::collections::BTreeMap;
 
