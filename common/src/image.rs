@@ -66,12 +66,25 @@ impl ImageReference {
     }
 }
 
+/// The reference without its `@digest`, for any reference text: what two
+/// references of one tagged image share.
+pub fn without_digest(image: &str) -> &str {
+    image.split_once('@').map_or(image, |(name, _)| name)
+}
+
+/// The repository with its registry, without tag or digest, for any reference
+/// text (a port in the registry is not a tag).
+pub fn repository_of(image: &str) -> &str {
+    let name = without_digest(image);
+    let last_slash = name.rfind('/').map_or(0, |index| index + 1);
+    name[last_slash..].find(':').map_or(name, |colon| &name[..last_slash + colon])
+}
+
 /// The version an image reference's tag names, for any reference text, pinned
 /// or not (a running manifest may still carry a tag-only image).
 pub fn version_of_image(image: &str) -> Option<Version> {
-    let without_digest = image.split_once('@').map_or(image, |(name, _)| name);
-    let last_part = without_digest.rsplit('/').next().unwrap_or(without_digest);
-    last_part.split_once(':').and_then(|(_, tag)| tag.parse().ok())
+    let name = without_digest(image);
+    name.get(repository_of(image).len()..)?.strip_prefix(':')?.parse().ok()
 }
 
 fn allowed(byte: u8) -> bool {
@@ -89,11 +102,8 @@ impl FromStr for ImageReference {
             return Err(ImageError::NoDigest(text.to_owned()));
         };
         let digest: Sha256 = digest.parse().map_err(|_| ImageError::BadDigest(text.to_owned()))?;
-        let last_slash = name.rfind('/').map_or(0, |index| index + 1);
-        let (name_end, tag) = match name[last_slash..].split_once(':') {
-            Some((repository, tag)) => (last_slash + repository.len(), Some(tag.to_owned())),
-            None => (name.len(), None),
-        };
+        let name_end = repository_of(name).len();
+        let tag = name[name_end..].strip_prefix(':').map(str::to_owned);
         let repository_ok = name_end > 0 && !name[..name_end].ends_with('/') && !name[..name_end].contains('@');
         if !repository_ok || tag.as_deref().is_some_and(|tag| tag.is_empty() || tag.contains(':')) {
             return Err(ImageError::Malformed(text.to_owned()));
@@ -161,6 +171,15 @@ mod tests {
         }
         assert!(format!("repo:a:b@sha256:{DIGEST}").parse::<ImageReference>().is_err());
         assert!("a".repeat(MAX_IMAGE_BYTES + 1).parse::<ImageReference>().is_err());
+    }
+
+    #[test]
+    fn any_reference_text_splits_into_repository_tag_and_digest() {
+        let pinned = format!("localhost:5000/etcd:3.5.15-0@sha256:{DIGEST}");
+        assert_eq!(without_digest(&pinned), "localhost:5000/etcd:3.5.15-0");
+        assert_eq!(repository_of(&pinned), "localhost:5000/etcd");
+        assert_eq!(repository_of("localhost:5000/etcd"), "localhost:5000/etcd");
+        assert_eq!(repository_of("etcd:3.5.15-0"), "etcd");
     }
 
     #[test]

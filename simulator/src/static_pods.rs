@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use upkeep_agent::host::kubernetes::ContainerObservation;
 use upkeep_common::Version;
 use upkeep_common::api::ImageArtifact;
-use upkeep_common::image::version_of_image;
+use upkeep_common::image::{repository_of, version_of_image, without_digest};
 
 use crate::control_plane::ControlPlaneLog;
 use crate::kube_api::read_pod;
@@ -79,9 +79,11 @@ pub fn release_images(version: &Version) -> Vec<ImageArtifact> {
         .collect()
 }
 
-/// The image without its digest: what two references of one image share.
-pub fn without_digest(image: &str) -> &str {
-    image.split_once('@').map_or(image, |(name, _)| name)
+/// The id a container runtime gives `image`: its repository and content
+/// digest (the pinned one, or the simulated registry's for a tag alone).
+pub fn runtime_image_id(image: &str) -> String {
+    let digest = image.split_once("@sha256:").map_or_else(|| content_digest(image), |(_, digest)| digest.to_owned());
+    format!("{}@sha256:{digest}", repository_of(image))
 }
 
 /// A kubeadm-style manifest of `pod` running `image`.
@@ -114,13 +116,6 @@ struct Container {
 
 impl Container {
     fn observation(&self, now: Instant) -> ContainerObservation {
-        let (repository, digest) = match self.image.split_once("@sha256:") {
-            Some((name, digest)) => (name, digest.to_owned()),
-            None => (self.image.as_str(), content_digest(&self.image)),
-        };
-        let repository = version_of_image(repository)
-            .and_then(|_| repository.rsplit_once(':').map(|(name, _)| name))
-            .unwrap_or(repository);
         let restarts = if self.crash_loops {
             let crashes = now.saturating_duration_since(self.started).as_millis() / CRASH_EVERY.as_millis();
             u32::try_from(crashes).unwrap_or(u32::MAX).saturating_add(1)
@@ -129,7 +124,7 @@ impl Container {
         };
         ContainerObservation {
             image: self.image.clone(),
-            image_id: format!("{repository}@sha256:{digest}"),
+            image_id: runtime_image_id(&self.image),
             ready: !self.crash_loops,
             restart_count: restarts,
         }

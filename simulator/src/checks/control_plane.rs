@@ -10,11 +10,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use upkeep_common::Version;
+use upkeep_common::image::without_digest;
 use upkeep_coordinator::plan::NodeStatus;
 
 use super::Violation;
 use crate::control_plane::ControlPlaneEvent;
-use crate::static_pods::{self, PodState, STATIC_PODS, manifest_path, tagged_image, without_digest};
+use crate::static_pods::{self, PodState, STATIC_PODS, manifest_path, tagged_image};
 
 /// One control-plane node as the checks see it at the end.
 #[derive(Debug, Clone)]

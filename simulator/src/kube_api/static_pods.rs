@@ -134,7 +134,7 @@ fn look(
         } else {
             pod.ready = true;
         }
-        let status = json!({"name": pod.container, "image": pod.image, "imageID": image_id(&pod.image),
+        let status = json!({"name": pod.container, "image": pod.image, "imageID": crate::static_pods::runtime_image_id(&pod.image),
                             "ready": pod.ready, "restartCount": pod.restarts, "started": pod.ready});
         let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.report_mirror_pod(&namespace, &format!("{name}-{node}"), node, vec![status]);
@@ -171,22 +171,6 @@ pub(crate) fn read_pod(text: &str) -> Option<(String, String, String, String)> {
         container["name"].as_str()?.to_owned(),
         container["image"].as_str()?.to_owned(),
     ))
-}
-
-/// The runtime's id of an image: its repository and content digest.
-fn image_id(image: &str) -> String {
-    match image.split_once("@sha256:") {
-        Some((name, digest)) => format!("{}@sha256:{digest}", repository(name)),
-        None => format!("{}@sha256:{}", repository(image), "0".repeat(64)),
-    }
-}
-
-fn repository(name: &str) -> &str {
-    let last_slash = name.rfind('/').map_or(0, |at| at + 1);
-    match name[last_slash..].find(':') {
-        Some(colon) => &name[..last_slash + colon],
-        None => name,
-    }
 }
 
 async fn https_listener() -> Result<(TcpListener, TlsAcceptor, String), FakeApiError> {
