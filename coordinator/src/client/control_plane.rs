@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use upkeep_common::ErrorCode;
 use upkeep_common::api::{EtcdHealth, SnapshotInfo, StaticPodList};
 
 use super::{AgentClient, Call, ClientError, Safety};
@@ -20,9 +21,13 @@ impl AgentClient {
         self.call(Call { wait: SNAPSHOT_WAIT, ..call }).await
     }
 
-    /// `GET /v1/etcd/health`.
-    pub async fn etcd_health(&self, address: &str) -> Result<EtcdHealth, ClientError> {
-        self.call(Call::get(address, "/v1/etcd/health")).await
+    /// `GET /v1/etcd/health`; `None` when the agent has no `[etcd]` (the
+    /// only reason this route answers 409).
+    pub async fn etcd_health(&self, address: &str) -> Result<Option<EtcdHealth>, ClientError> {
+        match self.call(Call::get(address, "/v1/etcd/health")).await {
+            Err(error) if error.code() == Some(ErrorCode::Conflict) => Ok(None),
+            other => other.map(Some),
+        }
     }
 
     /// `GET /v1/static-pods`.

@@ -12,16 +12,14 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use upkeep_common::ErrorCode;
 use upkeep_common::api::{ImageArtifact, UpgradeRequest};
 
 use super::answer::Problem;
-use super::node::{NodeJob, NodeOutcome};
+use super::node::NodeOutcome;
 use super::{Rollout, RolloutError};
 use crate::control::Control;
 use crate::plan::NodeStatus;
 use crate::report::{Event, EventSink};
-use upkeep_common::api::NodeRole;
 
 /// How often the control plane's health is asked again while it is not healthy.
 const HEALTH_POLL: Duration = Duration::from_millis(500);
@@ -34,11 +32,8 @@ impl Rollout {
         if self.journal.images.is_empty() || self.journal.static_pods_done {
             return Ok(());
         }
-        let control_plane: Vec<usize> = (0..self.journal.nodes.len())
-            .filter(|&index| self.plan_view[index].role == NodeRole::ControlPlane)
-            .filter(|&index| self.journal.nodes[index].status != NodeStatus::Failed)
-            .collect();
-        for index in control_plane {
+        let control_plane = self.control_plane();
+        for index in control_plane.into_iter().filter(|&index| self.journal.nodes[index].status != NodeStatus::Failed) {
             if self.stop.load(std::sync::atomic::Ordering::Relaxed) || self.storage.control.read() != Control::Run {
                 // Paused, aborted or stopped: no further node starts; a resume goes on from here.
                 return Ok(());
@@ -83,7 +78,7 @@ impl Rollout {
     /// Why the control plane is not healthy now, if it is not.
     async fn control_plane_problem(&self) -> Option<String> {
         let mut etcd_healthy = None;
-        for index in (0..self.journal.nodes.len()).filter(|&i| self.plan_view[i].role == NodeRole::ControlPlane) {
+        for index in self.control_plane() {
             let (node, address) = (&self.journal.nodes[index].name, self.address(index));
             match self.client.static_pods(&address).await {
                 Ok(list) => {
@@ -95,9 +90,9 @@ impl Rollout {
             }
             if etcd_healthy != Some(true) {
                 match self.client.etcd_health(&address).await {
-                    Ok(health) if health.healthy => etcd_healthy = Some(true),
-                    Ok(health) => return Some(format!("{node}: etcd is not healthy: {}", health.message)),
-                    Err(error) if error.code() == Some(ErrorCode::Conflict) => {}
+                    Ok(Some(health)) if health.healthy => etcd_healthy = Some(true),
+                    Ok(Some(health)) => return Some(format!("{node}: etcd is not healthy: {}", health.message)),
+                    Ok(None) => {}
                     Err(error) => return Some(format!("{node}: etcd: {error}")),
                 }
             }
@@ -124,24 +119,12 @@ impl Rollout {
             return NodeOutcome::Skipped;
         }
         let request = UpgradeRequest {
-            target_version: self.journal.target.clone(),
             artifacts: Vec::new(),
             images,
             request_token: Some(self.journal.static_pods_token(name)),
-            force: false,
             drain: None,
-            dry_run: false,
-            stage_only: false,
-            control_plane_version: None,
+            ..self.request(index, false)
         };
-        let job = NodeJob {
-            client: self.client.clone(),
-            address,
-            name: name.clone(),
-            request,
-            poll_interval: self.settings.poll_interval,
-            node_timeout: self.settings.node_timeout,
-        };
-        job.run().await
+        self.job_for(index, request).run().await
     }
 }

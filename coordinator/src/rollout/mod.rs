@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use tokio::task::JoinSet;
-use upkeep_common::api::UpgradeRequest;
+use upkeep_common::api::{NodeRole, UpgradeRequest};
 
 use crate::client::AgentClient;
 use crate::control::{Control, ControlSource};
@@ -84,6 +84,11 @@ impl Rollout {
 
     fn address(&self, index: usize) -> String {
         self.addresses[index].clone()
+    }
+
+    /// The control-plane nodes, in inventory order.
+    fn control_plane(&self) -> Vec<usize> {
+        (0..self.journal.nodes.len()).filter(|&index| self.plan_view[index].role == NodeRole::ControlPlane).collect()
     }
 
     async fn save(&mut self) -> Result<(), RolloutError> {
@@ -335,11 +340,16 @@ impl Rollout {
     }
 
     fn job(&self, index: usize, stage_only: bool) -> NodeJob {
+        self.job_for(index, self.request(index, stage_only))
+    }
+
+    /// Node `index`'s job sending `request`.
+    fn job_for(&self, index: usize, request: UpgradeRequest) -> NodeJob {
         NodeJob {
             client: self.client.clone(),
             address: self.address(index),
             name: self.journal.nodes[index].name.clone(),
-            request: self.request(index, stage_only),
+            request,
             poll_interval: self.settings.poll_interval,
             node_timeout: self.settings.node_timeout,
         }

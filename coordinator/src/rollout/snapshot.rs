@@ -6,9 +6,6 @@
 //! agent has `[etcd]`; with no `[etcd]` anywhere and etcd left alone (kept
 //! outside the cluster's nodes), the rollout goes on without a snapshot.
 
-use upkeep_common::ErrorCode;
-use upkeep_common::api::NodeRole;
-
 use super::{Rollout, RolloutError};
 use crate::journal::EtcdSnapshot;
 use crate::plan::NodeStatus;
@@ -17,9 +14,7 @@ impl Rollout {
     /// Whether the rollout still has to change a control-plane node (an
     /// inventory of workers only never does, whatever the release holds).
     fn touches_control_plane(&self) -> bool {
-        let control_plane: Vec<usize> = (0..self.journal.nodes.len())
-            .filter(|&index| self.plan_view[index].role == NodeRole::ControlPlane)
-            .collect();
+        let control_plane = self.control_plane();
         let pending = control_plane
             .iter()
             .any(|&index| matches!(self.journal.nodes[index].status, NodeStatus::Pending | NodeStatus::InFlight));
@@ -35,16 +30,15 @@ impl Rollout {
             return Ok(self.journal.etcd_snapshot.clone());
         }
         let mut failures = Vec::new();
-        for index in (0..self.journal.nodes.len()).filter(|&i| self.plan_view[i].role == NodeRole::ControlPlane) {
+        for index in self.control_plane() {
             let (node, address) = (self.journal.nodes[index].name.clone(), self.address(index));
-            // etcd's health answers 409 only when the agent has no [etcd].
             match self.client.etcd_health(&address).await {
-                Err(error) if error.code() == Some(ErrorCode::Conflict) => continue,
+                Ok(None) => continue,
                 Err(error) => {
                     failures.push(format!("{node}: {error}"));
                     continue;
                 }
-                Ok(_) => {}
+                Ok(Some(_)) => {}
             }
             match self.client.etcd_snapshot(&address).await {
                 Ok(info) => {
