@@ -8,33 +8,19 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use upkeep_coordinator::plan::Limit;
-use upkeep_simulator::faults::{FaultKind, LatencyRange};
+use upkeep_simulator::faults::LatencyRange;
 use upkeep_simulator::run::{Driver, RunConfig, run};
 
 fn fleet_rollout(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let config = RunConfig {
-        nodes: 1000,
-        control_planes: 3,
-        zones: 3,
-        seed: 1,
-        from: "v1.30.2".parse().expect("valid"),
-        to: "v1.30.3".parse().expect("valid"),
-        max_unavailable: Limit::Percent(10),
         max_failures: Limit::Count(0),
-        per_zone: None,
-        prestage: false,
         latency: LatencyRange { low_ms: 0, high_ms: 0 },
         fault_rate: 0.0,
-        fault_kinds: FaultKind::ALL.to_vec(),
-        concurrency: 64,
         poll_interval: Duration::from_millis(5),
-        limit_overshoot: 0,
-        withhold_images: false,
-        progress: false,
         address_offset: 50_000,
         driver: Driver::Cli,
-        kill_coordinator_at: None,
+        ..RunConfig::demo(1)
     };
     let mut group = c.benchmark_group("fleet");
     group.sample_size(10).measurement_time(Duration::from_secs(60));

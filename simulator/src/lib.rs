@@ -12,6 +12,7 @@
 //! - [`fleet`]: starting the nodes on their own loopback addresses, crashes and outages.
 //! - [`node_config`]: the agent config of a simulated node.
 //! - [`run`]: one rollout: calibration, the coordinator, the checks.
+//! - [`run_config`]: what a run is, and the demo's run.
 //! - [`recorder`]: when each node started and finished, and the progress bar.
 //! - [`service_driver`]: the rollout driven through the coordinator service's HTTPS API.
 //! - [`serve`]: one shard of a large fleet, for a coordinator in another process.
@@ -40,6 +41,7 @@ pub mod pki;
 pub mod recorder;
 pub mod report;
 pub mod run;
+pub mod run_config;
 pub mod serve;
 pub mod service_driver;
 pub mod static_pods;

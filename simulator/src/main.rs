@@ -183,15 +183,13 @@ fn main() -> ExitCode {
                 fault_kinds: if args.faults.is_empty() { FaultKind::ALL.to_vec() } else { args.faults },
                 concurrency: args.concurrency.max(1),
                 poll_interval: Duration::from_millis(args.poll_ms.max(1)),
-                limit_overshoot: 0,
-                withhold_images: false,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                address_offset: 0,
                 driver: match args.driver {
                     DriverArg::Cli => Driver::Cli,
                     DriverArg::Service => Driver::Service,
                 },
                 kill_coordinator_at: args.kill_coordinator_at,
+                ..RunConfig::demo(0)
             };
             if config.kill_coordinator_at.is_some() && config.driver != Driver::Service {
                 eprintln!("upkeep-sim: --kill-coordinator-at needs --driver service");
@@ -307,29 +305,7 @@ async fn termination() {
 }
 
 fn demo_config(seed: u64) -> RunConfig {
-    RunConfig {
-        nodes: 1000,
-        control_planes: 3,
-        zones: 3,
-        seed,
-        from: Version::new(1, 30, 2),
-        to: Version::new(1, 30, 3),
-        max_unavailable: Limit::Percent(10),
-        max_failures: Limit::Percent(5),
-        per_zone: None,
-        prestage: false,
-        latency: LatencyRange { low_ms: 5, high_ms: 40 },
-        fault_rate: 0.02,
-        fault_kinds: FaultKind::ALL.to_vec(),
-        concurrency: 64,
-        poll_interval: Duration::from_millis(20),
-        limit_overshoot: 0,
-        withhold_images: false,
-        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        address_offset: 0,
-        driver: Driver::Service,
-        kill_coordinator_at: None,
-    }
+    RunConfig { progress: std::io::IsTerminal::is_terminal(&std::io::stderr()), ..RunConfig::demo(seed) }
 }
 
 /// What drives the rollout.

@@ -18,7 +18,7 @@ use crate::checks::control_plane::{ControlPlaneNode, check_control_plane};
 use crate::checks::{FinalNode, check_run};
 use crate::coordinator_cpu;
 use crate::efficiency::{self, NodeTiming};
-use crate::faults::{FaultKind, FaultPlan, LatencyRange};
+use crate::faults::{FaultKind, FaultPlan};
 use crate::fleet::{Fleet, FleetPki, FleetSpec};
 use crate::host::target_artifact;
 use crate::recorder::Recorder;
@@ -29,64 +29,7 @@ use crate::service_driver::{self, ServiceInputs};
 /// Small requests per node in the bare-protocol calibration (a rollout makes about as many).
 pub const CALIBRATION_REQUESTS: usize = 5;
 
-/// What to simulate.
-#[derive(Debug, Clone)]
-pub struct RunConfig {
-    /// Nodes in the fleet.
-    pub nodes: usize,
-    /// Control-plane nodes among them.
-    pub control_planes: usize,
-    /// Zones the nodes are spread over.
-    pub zones: usize,
-    /// The seed of the fault plan and latencies.
-    pub seed: u64,
-    /// The version the fleet starts at.
-    pub from: Version,
-    /// The rollout's target.
-    pub to: Version,
-    /// The rollout's unavailability limit.
-    pub max_unavailable: Limit,
-    /// The rollout's failure budget.
-    pub max_failures: Limit,
-    /// The rollout's per-zone limit.
-    pub per_zone: Option<usize>,
-    /// Whether the rollout prestages.
-    pub prestage: bool,
-    /// Each node's step latency range.
-    pub latency: LatencyRange,
-    /// The probability that a node has a fault.
-    pub fault_rate: f64,
-    /// The kinds faults are drawn from.
-    pub fault_kinds: Vec<FaultKind>,
-    /// Nodes the coordinator asks at once when reading or prestaging.
-    pub concurrency: usize,
-    /// How often the coordinator polls a running operation.
-    pub poll_interval: Duration,
-    /// A test double: the coordinator is given a limit this much above the one
-    /// the checks hold it to, so the checks must catch it.
-    pub limit_overshoot: usize,
-    /// A test double: the coordinator is not given the release's static-pod
-    /// images, so the kubelets outrun the API servers and the checks must catch it.
-    pub withhold_images: bool,
-    /// Show a progress bar on standard error.
-    pub progress: bool,
-    /// The fleet's first loopback address index (see [`FleetSpec::address_offset`]).
-    pub address_offset: usize,
-    /// What drives the rollout.
-    pub driver: Driver,
-    /// With the service: kill it (and open it again on its store) when this
-    /// percentage of the nodes is done.
-    pub kill_coordinator_at: Option<u8>,
-}
-
-/// What drives the rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
-    /// The one-shot engine, as `upkeep rollout` runs it.
-    Cli,
-    /// The coordinator service, through its HTTPS API.
-    Service,
-}
+pub use crate::run_config::{Driver, RunConfig};
 
 /// Why a run could not happen (a failed check is not one: it is in the report).
 #[derive(Debug, thiserror::Error)]

@@ -13,25 +13,15 @@ fn config(nodes: usize, seed: u64, address_offset: usize) -> RunConfig {
     RunConfig {
         nodes,
         control_planes: 0,
-        zones: 3,
-        seed,
-        from: "v1.30.2".parse().expect("valid"),
-        to: "v1.30.3".parse().expect("valid"),
         max_unavailable: Limit::Count(12),
         max_failures: Limit::Percent(100),
-        per_zone: None,
-        prestage: false,
         latency: LatencyRange { low_ms: 1, high_ms: 10 },
         fault_rate: 1.0,
-        fault_kinds: FaultKind::ALL.to_vec(),
         concurrency: 16,
         poll_interval: Duration::from_millis(10),
-        limit_overshoot: 0,
-        withhold_images: false,
-        progress: false,
         address_offset,
         driver: Driver::Cli,
-        kill_coordinator_at: None,
+        ..RunConfig::demo(seed)
     }
 }
 

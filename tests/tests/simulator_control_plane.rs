@@ -24,25 +24,16 @@ fn config(address_offset: usize) -> RunConfig {
     RunConfig {
         nodes: CONTROL_PLANES + WORKERS,
         control_planes: CONTROL_PLANES,
-        zones: 3,
-        seed: 11,
-        from: "v1.30.2".parse().expect("valid"),
         to: "v1.31.0".parse().expect("valid"),
         max_unavailable: Limit::Count(5),
         max_failures: Limit::Percent(100),
-        per_zone: None,
-        prestage: false,
         latency: LatencyRange { low_ms: 1, high_ms: 20 },
         fault_rate: 0.0,
-        fault_kinds: FaultKind::ALL.to_vec(),
         concurrency: 16,
         poll_interval: Duration::from_millis(10),
-        limit_overshoot: 0,
-        withhold_images: false,
-        progress: false,
         address_offset,
         driver: Driver::Cli,
-        kill_coordinator_at: None,
+        ..RunConfig::demo(11)
     }
 }
 
