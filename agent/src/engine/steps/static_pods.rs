@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use upkeep_common::api::StaticPodHealth;
+use upkeep_common::image::version_of_image;
 use upkeep_common::{ErrorCode, Version};
 
 use super::StepFailure;
@@ -100,11 +101,21 @@ pub(super) async fn running_now(
     settings: &StaticPodSettings,
     target: &Version,
 ) -> Result<u32, StepFailure> {
+    let image = manifest_image(engine, component, settings, ErrorCode::Conflict).await?;
+    running(engine, component, settings, &image, target).await
+}
+
+/// Whether `component`'s container runs `image` Ready, and its health and
+/// version URLs agree with `target` (see [`running_now`]).
+async fn running(
+    engine: &Engine,
+    component: &ComponentConfig,
+    settings: &StaticPodSettings,
+    image: &str,
+    target: &Version,
+) -> Result<u32, StepFailure> {
     let name = component.name.as_str();
     let problem = |code, message: String| StepFailure::new(ErrorCode::Conflict, code, format!("{name}: {message}"));
-    let text = read_manifest(engine, component).await?;
-    let image = manifest::container_image(&text, &settings.container)
-        .map_err(|error| problem("manifest_invalid", error.to_string()))?;
     let mut restarts = 0;
     if engine.host.kubernetes.configured() {
         let observed = engine
@@ -113,7 +124,7 @@ pub(super) async fn running_now(
             .static_pod_container(&settings.namespace, &settings.mirror_pod, &settings.container)
             .await
             .map_err(|error| problem("static_pod_not_running", error.to_string()))?;
-        if let Some(why) = running_problem(observed.as_ref(), &image) {
+        if let Some(why) = running_problem(observed.as_ref(), image) {
             return Err(problem("static_pod_not_running", why));
         }
         restarts = observed.map_or(0, |container| container.restart_count);
@@ -140,13 +151,15 @@ pub async fn health(engine: &Engine) -> Vec<StaticPodHealth> {
     let mut pods = Vec::new();
     for component in &engine.config.components {
         let Some(settings) = component.static_pod() else { continue };
-        let text = read_manifest(engine, component).await;
-        let image = text.as_ref().ok().and_then(|text| manifest::container_image(text, &settings.container).ok());
-        let checked = match text.as_deref().map(|text| crate::static_pod::manifest_version(text, &settings.container)) {
+        let image = manifest_image(engine, component, settings, ErrorCode::Conflict).await;
+        let checked = match &image {
             Err(failure) => Err(failure.message.clone()),
-            Ok(Err(error)) => Err(format!("{}: {error}", component.name)),
-            Ok(Ok(version)) => running_now(engine, component, settings, &version).await.map_err(|f| f.message),
+            Ok(image) => match version_of_image(image) {
+                None => Err(format!("{}: image {image} has no version tag", component.name)),
+                Some(version) => running(engine, component, settings, image, &version).await.map_err(|f| f.message),
+            },
         };
+        let image = image.ok();
         let (healthy, message) = match checked {
             Ok(_) => (true, "runs its manifest's image, Ready; its URLs answer".to_owned()),
             Err(message) => (false, message),
@@ -159,10 +172,20 @@ pub async fn health(engine: &Engine) -> Vec<StaticPodHealth> {
 /// PreCheck's look at a static pod: its manifest is readable and names the container.
 pub(super) async fn manifest_editable(engine: &Engine, plan: &ComponentPlan) -> Result<(), StepFailure> {
     let (component, settings) = settings_of(engine, plan)?;
+    manifest_image(engine, component, settings, ErrorCode::ValidationFailed).await.map(|_| ())
+}
+
+/// The image the manifest in place names for the component's container; a
+/// manifest that names none is `manifest_invalid` with `code`.
+async fn manifest_image(
+    engine: &Engine,
+    component: &ComponentConfig,
+    settings: &StaticPodSettings,
+    code: ErrorCode,
+) -> Result<String, StepFailure> {
     let text = read_manifest(engine, component).await?;
     manifest::container_image(&text, &settings.container)
-        .map(|_| ())
-        .map_err(|error| failure(ErrorCode::ValidationFailed, "manifest_invalid", plan, error.to_string()))
+        .map_err(|error| StepFailure::new(code, "manifest_invalid", format!("{}: {error}", component.name)))
 }
 
 async fn read_manifest(engine: &Engine, component: &ComponentConfig) -> Result<String, StepFailure> {
