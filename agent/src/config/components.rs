@@ -111,15 +111,7 @@ impl RawComponent {
             version_url: self.version_url.take(),
             settle_secs: self.settle_secs.take(),
         };
-        let any = raw.manifest.is_some()
-            || raw.container.is_some()
-            || raw.staging_dir.is_some()
-            || raw.namespace.is_some()
-            || raw.mirror_pod.is_some()
-            || raw.pull_command.is_some()
-            || raw.health_ca.is_some()
-            || raw.version_url.is_some()
-            || raw.settle_secs.is_some();
+        let any = raw != RawStaticPod::default();
         (raw, any)
     }
 }

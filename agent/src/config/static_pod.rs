@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::problems::Problems;
 
 /// The command that pulls an image when none is configured (the image is appended).
@@ -37,7 +35,8 @@ pub struct StaticPodSettings {
     pub settle: Duration,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The static-pod keys of a `[[components]]` table, as read.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct RawStaticPod {
     pub(super) manifest: Option<PathBuf>,
     pub(super) container: Option<String>,
