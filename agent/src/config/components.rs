@@ -7,7 +7,7 @@ use serde::Deserialize;
 use upkeep_common::ids::ComponentName;
 
 use super::problems::Problems;
-use super::static_pod::{RawStaticPod, StaticPodSettings, validate_static_pod};
+use super::static_pod::{RawStaticPod, StaticPodSettings, WEB_RULE, WEB_SCHEMES, validate_static_pod};
 
 /// One managed component: a binary, or a static pod's manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,23 +173,17 @@ fn validate_component(
                         .add(key(field), "a static pod has no binary: kubelet restarts it when its manifest changes");
                 }
             }
+            let health_url = problems.optional_url(&key("health_url"), raw.health_url, WEB_SCHEMES, WEB_RULE);
             let shown_name = name.as_ref().map(|n| n.as_str().to_owned());
             let (manifest, settings) =
                 validate_static_pod(shown_name.as_deref(), node_name, static_pod, &key, problems)?;
-            let health_url = match raw.health_url {
-                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                    problems.add(key("health_url"), format!("{url:?} must be an http:// or https:// URL"));
-                    return None;
-                }
-                other => other,
-            };
             Some(ComponentConfig {
                 name: name?,
                 path: manifest,
                 kind: ComponentKind::StaticPod(settings),
                 version_command: Vec::new(),
                 restart: RestartMethod::None,
-                health_url,
+                health_url: health_url?,
                 kubernetes_skew: raw.kubernetes_skew.unwrap_or(false),
                 node_reports_version: false,
             })
@@ -226,13 +220,12 @@ fn validate_binary(
         (None, Some(command)) => problems.command(&key("restart_command"), command).map(RestartMethod::Command),
         (None, None) => Some(RestartMethod::None),
     };
-    let health_url = match raw.health_url {
-        Some(url) if !url.starts_with("http://") => {
-            problems.add(key("health_url"), format!("{url:?} must be an http:// URL (a local health endpoint)"));
-            None
-        }
-        other => Some(other),
-    };
+    let health_url = problems.optional_url(
+        &key("health_url"),
+        raw.health_url,
+        &["http://"],
+        "must be an http:// URL (a local health endpoint)",
+    );
     Some(ComponentConfig {
         name: name?,
         path: binary?,

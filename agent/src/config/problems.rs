@@ -104,6 +104,24 @@ impl Problems {
         }
     }
 
+    /// An optional URL that must start with one of `schemes`; `None` (with a
+    /// problem recorded) when it does not, saying `rule`.
+    pub(super) fn optional_url(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        schemes: &[&str],
+        rule: &str,
+    ) -> Option<Option<String>> {
+        match value {
+            Some(url) if !schemes.iter().any(|scheme| url.starts_with(scheme)) => {
+                self.add(key, format!("{url:?} {rule}"));
+                None
+            }
+            other => Some(other),
+        }
+    }
+
     pub(super) fn command(&mut self, key: &str, command: Vec<String>) -> Option<Vec<String>> {
         match command.first() {
             None => {

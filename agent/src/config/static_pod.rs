@@ -11,6 +11,11 @@ use super::problems::Problems;
 /// The command that pulls an image when none is configured (the image is appended).
 pub const DEFAULT_PULL_COMMAND: [&str; 2] = ["/usr/bin/crictl", "pull"];
 
+/// The schemes of a static pod's health and version URLs, and the rule a
+/// refusal states.
+pub(super) const WEB_SCHEMES: &[&str] = &["http://", "https://"];
+pub(super) const WEB_RULE: &str = "must be an http:// or https:// URL";
+
 /// A static pod's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticPodSettings {
@@ -85,14 +90,7 @@ pub(super) fn validate_static_pod(
         Some(command) => problems.command(&key("pull_command"), command),
         None => Some(DEFAULT_PULL_COMMAND.iter().map(|part| (*part).to_owned()).collect()),
     };
-    let url_ok = |url: &Option<String>, field: &str, problems: &mut Problems| match url {
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-            problems.add(key(field), format!("{url:?} must be an http:// or https:// URL"));
-            false
-        }
-        _ => true,
-    };
-    let version_ok = url_ok(&raw.version_url, "version_url", problems);
+    let version_url = problems.optional_url(&key("version_url"), raw.version_url, WEB_SCHEMES, WEB_RULE);
     let settle = problems.seconds(&key("settle_secs"), raw.settle_secs, Duration::from_secs(5), (0, 600));
     let health_ca = match raw.health_ca {
         Some(path) => Some(problems.absolute_path(&key("health_ca"), Some(path))?),
@@ -107,7 +105,7 @@ pub(super) fn validate_static_pod(
             mirror_pod: mirror_pod?,
             pull_command: pull_command?,
             health_ca,
-            version_url: if version_ok { raw.version_url } else { return None },
+            version_url: version_url?,
             settle,
         },
     ))
