@@ -62,8 +62,10 @@ pub fn upgrade_problems(request: &UpgradeRequest) -> Vec<ErrorDetail> {
     problems
 }
 
-/// Whether `flag` is a command-line flag name such as `--feature-gates`.
-fn is_flag(flag: &str) -> bool {
+/// Whether `flag` is a command-line flag name such as `--feature-gates`: `--`,
+/// then letters, digits and '-', not starting with '-'. The release catalog
+/// holds its `remove_flags` to the same rule, so it never lists one a request refuses.
+pub fn is_flag(flag: &str) -> bool {
     flag.strip_prefix("--").is_some_and(|name| {
         !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !name.starts_with('-')
     })

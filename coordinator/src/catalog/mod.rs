@@ -54,14 +54,14 @@ pub const MAX_CATALOG_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_RELEASES: usize = 4_096;
 /// The most artifacts one release lists (components times architectures).
 pub const MAX_ARTIFACTS_PER_RELEASE: usize = 256;
-/// The most images one release lists.
-pub const MAX_IMAGES_PER_RELEASE: usize = 64;
+/// The most images one release lists: as many as one upgrade request carries.
+pub const MAX_IMAGES_PER_RELEASE: usize = upkeep_common::api::bounds::MAX_ARTIFACTS;
 /// The most risks one release lists.
 pub const MAX_RISKS_PER_RELEASE: usize = 32;
 /// The most channels one release is in.
 pub const MAX_CHANNELS_PER_RELEASE: usize = 16;
-/// The most flags one image removes from its manifest.
-pub const MAX_REMOVE_FLAGS: usize = 64;
+/// The most flags one image removes from its manifest: as many as a request carries.
+pub const MAX_REMOVE_FLAGS: usize = upkeep_common::api::bounds::MAX_REMOVED_FLAGS;
 
 /// A validated release catalog; releases newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

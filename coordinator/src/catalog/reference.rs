@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use upkeep_common::api::bounds::{MAX_SIGNATURE_BYTES, MAX_SOURCE_BYTES};
+use upkeep_common::api::bounds::{MAX_FLAG_BYTES, MAX_SIGNATURE_BYTES, MAX_SOURCE_BYTES, is_flag};
 use upkeep_common::image::ImageReference;
 
 /// The longest risk message accepted.
@@ -81,13 +81,13 @@ pub fn image(reference: &str) -> Result<ImageReference, String> {
     reference.parse::<ImageReference>().map_err(|error| error.to_string())
 }
 
-/// A manifest flag to remove: `--name`, lowercase letters, digits and '-'.
+/// A manifest flag to remove, as an upgrade request may carry it (see [`is_flag`]).
 pub fn flag(text: &str) -> Result<(), String> {
-    let ok = text.len() <= 128
-        && text.strip_prefix("--").is_some_and(|name| {
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        });
-    if ok { Ok(()) } else { Err(format!("{text:?} is not a flag (--name, lowercase letters, digits and '-')")) }
+    if text.len() <= MAX_FLAG_BYTES && is_flag(text) {
+        Ok(())
+    } else {
+        Err(format!("{text:?} is not a flag (--name: letters, digits and '-', at most {MAX_FLAG_BYTES} bytes)"))
+    }
 }
 
 #[cfg(test)]
