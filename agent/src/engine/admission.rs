@@ -44,8 +44,7 @@ fn requested_components(request: &UpgradeRequest) -> Vec<(&ComponentName, Reques
     });
     let images = request.images.iter().enumerate().map(|(index, image)| {
         let field = format!("images[{index}].component");
-        let target = image.image.version().unwrap_or_else(|| request.target_version.clone());
-        (&image.component, Requested::Image(index), field, target)
+        (&image.component, Requested::Image(index), field, image.version_or(&request.target_version))
     });
     binaries.chain(images).collect()
 }

@@ -41,6 +41,14 @@ pub struct ImageArtifact {
     pub remove_flags: Vec<String>,
 }
 
+impl ImageArtifact {
+    /// The version the component moves to: the image's tag when it names a
+    /// version (etcd has versions of its own), else the request's target.
+    pub fn version_or(&self, target: &Version) -> Version {
+        self.image.version().unwrap_or_else(|| target.clone())
+    }
+}
+
 /// What a drain does when pods will not leave in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

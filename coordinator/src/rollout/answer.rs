@@ -142,10 +142,7 @@ pub fn at_target(state: &NodeState, artifacts: &[Artifact], target: &Version) ->
 /// target for a binary, its image's tag (or the target) for a static pod.
 pub fn wanted_versions(request: &UpgradeRequest) -> Vec<(&ComponentName, Version)> {
     let binaries = request.artifacts.iter().map(|artifact| (&artifact.component, request.target_version.clone()));
-    let images = request
-        .images
-        .iter()
-        .map(|image| (&image.component, image.image.version().unwrap_or_else(|| request.target_version.clone())));
+    let images = request.images.iter().map(|image| (&image.component, image.version_or(&request.target_version)));
     binaries.chain(images).collect()
 }
 
