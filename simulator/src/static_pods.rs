@@ -86,13 +86,13 @@ pub fn runtime_image_id(image: &str) -> String {
     format!("{}@sha256:{digest}", repository_of(image))
 }
 
-/// A kubeadm-style manifest of `pod` running `image`.
-pub fn manifest(pod: &str, image: &str) -> String {
+/// A manifest of `pod` running `image` with `flags`, as kubeadm writes one.
+pub fn manifest(pod: &str, image: &str, flags: &[&str]) -> String {
+    let flags: String = flags.iter().map(|flag| format!("    - {flag}\n")).collect();
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  labels:\n    component: {pod}\n    tier: control-plane\n  \
-         name: {pod}\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - {pod}\n    \
-         - --v=2\n    image: {image}\n    imagePullPolicy: IfNotPresent\n    name: {pod}\n  hostNetwork: true\n  \
-         priorityClassName: system-node-critical\n"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  labels:\n    component: {pod}\n    tier: control-plane\n  name: {pod}\n  \
+         namespace: kube-system\nspec:\n  containers:\n  - command:\n    - {pod}\n{flags}    image: {image}\n    \
+         imagePullPolicy: IfNotPresent\n    name: {pod}\n  hostNetwork: true\n  priorityClassName: system-node-critical\nstatus: {{}}\n"
     )
 }
 
@@ -100,7 +100,7 @@ pub fn manifest(pod: &str, image: &str) -> String {
 pub fn initial_manifests(version: &Version) -> Vec<(PathBuf, Vec<u8>)> {
     STATIC_PODS
         .iter()
-        .map(|pod| (manifest_path(pod), manifest(pod, &tagged_image(pod, version)).into_bytes()))
+        .map(|pod| (manifest_path(pod), manifest(pod, &tagged_image(pod, version), &["--v=2"]).into_bytes()))
         .collect()
 }
 
@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(kubelet.pods(&files).iter().filter(|pod| pod.running.is_some()).count(), 4);
 
         let new = release_images(&version("v1.30.3"))[1].image.as_str().to_owned();
-        files.insert(manifest_path("kube-apiserver"), manifest("kube-apiserver", &new).into_bytes());
+        files.insert(manifest_path("kube-apiserver"), manifest("kube-apiserver", &new, &["--v=2"]).into_bytes());
         kubelet.sync(files.iter());
         let crashing = kubelet.container("kube-system", "kube-apiserver-cp-0", "kube-apiserver").expect("runs");
         let digest = new.split_once("@sha256:").expect("pinned").1;

@@ -21,15 +21,7 @@ pub fn pinned(repository: &str, tag: &str, digit: char) -> String {
     format!("{repository}:{tag}@sha256:{}", digit.to_string().repeat(64))
 }
 
-/// A manifest as kubeadm writes it.
-pub fn manifest(name: &str, image: &str, flags: &[&str]) -> String {
-    let flags: String = flags.iter().map(|flag| format!("    - {flag}\n")).collect();
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  labels:\n    component: {name}\n    tier: control-plane\n  name: {name}\n  \
-         namespace: kube-system\nspec:\n  containers:\n  - command:\n    - {name}\n{flags}    image: {image}\n    \
-         imagePullPolicy: IfNotPresent\n    name: {name}\n  hostNetwork: true\n  priorityClassName: system-node-critical\nstatus: {{}}\n"
-    )
-}
+pub use upkeep_simulator::static_pods::manifest;
 
 /// etcd's manifest with `image`.
 pub fn etcd_manifest(image: &str) -> String {

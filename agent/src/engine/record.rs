@@ -42,7 +42,8 @@ pub struct ComponentPlan {
 pub struct StaticPodPlan {
     /// The container whose image changes.
     pub container: String,
-    /// The image it moves to.
+    /// The image it moves to (empty in a rollback, which puts the kept
+    /// manifest back instead of writing one).
     pub image: String,
     /// The flags taken out of its arguments.
     pub remove_flags: Vec<String>,

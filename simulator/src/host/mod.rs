@@ -325,7 +325,10 @@ mod tests {
         assert_eq!(log.etcd_members(), (1, 1));
         let new = release_images(&version("v1.30.3"))[1].image.as_str().to_owned();
         let staged = Path::new("/etc/kubernetes/upkeep-staged/kube-apiserver.yaml");
-        host.files.write(staged, manifest("kube-apiserver", &new).as_bytes(), 0o600).await.expect("written");
+        host.files
+            .write(staged, manifest("kube-apiserver", &new, &["--v=2"]).as_bytes(), 0o600)
+            .await
+            .expect("written");
         host.files.rename(staged, &manifest_path("kube-apiserver")).await.expect("renamed");
         let old = api_server_image(&host).await;
         assert_eq!(old.as_deref(), Some("registry.k8s.io/kube-apiserver:v1.30.2"), "not before the pickup delay");
