@@ -15,16 +15,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use upkeep_common::api::{EtcdHealth, SnapshotInfo};
 use upkeep_net::client::mutual_tls_client;
 
 use crate::config::EtcdConfig;
 use crate::host::BoxFuture;
+use crate::host::connection::{self, ConnectError, Connection};
 use crate::host::etcd_snapshot::{self, SnapshotLimits};
 
 /// How long one endpoint may take to answer `/health`.
@@ -176,15 +173,16 @@ impl EtcdClient {
         let limits = SnapshotLimits { max_bytes: self.config.max_snapshot_bytes, keep: self.config.keep_snapshots };
         let mut last_error = None;
         for endpoint in &self.config.endpoints {
-            let response = match send(&tls, endpoint, Method::POST, "/v3/maintenance/snapshot", "{}").await {
-                Ok(response) => response,
-                Err(error) if error.next_endpoint_may_answer() => {
-                    tracing::warn!(endpoint, "etcd snapshot: {error}; trying the next endpoint");
-                    last_error = Some(error);
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
+            let (response, _connection) =
+                match send(&tls, endpoint, Method::POST, "/v3/maintenance/snapshot", "{}").await {
+                    Ok(sent) => sent,
+                    Err(error) if error.next_endpoint_may_answer() => {
+                        tracing::warn!(endpoint, "etcd snapshot: {error}; trying the next endpoint");
+                        last_error = Some(error);
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
             if response.status() != StatusCode::OK {
                 return Err(refused(endpoint, response).await);
             }
@@ -199,7 +197,7 @@ impl EtcdClient {
         let mut last_error = None;
         for endpoint in &self.config.endpoints {
             let asked = async {
-                let response = send(&tls, endpoint, Method::GET, "/health", "").await?;
+                let (response, _connection) = send(&tls, endpoint, Method::GET, "/health", "").await?;
                 let status = response.status();
                 let body = read_small(endpoint, response.into_body()).await?;
                 Ok::<_, EtcdError>((status, body))
@@ -269,32 +267,25 @@ pub fn health_answer(endpoint: &str, status: StatusCode, body: &[u8]) -> EtcdHea
     EtcdHealth { healthy, endpoint: endpoint.to_owned(), message }
 }
 
-/// Connects to `endpoint` and sends one request; the connection lives as long
-/// as the response body is read.
+/// Connects to `endpoint` and sends one request; the connection is served as
+/// long as the returned guard is kept (while the response body is read).
 async fn send(
     tls: &Arc<ClientConfig>,
     endpoint: &str,
     method: Method,
     path: &str,
     body: &'static str,
-) -> Result<Response<Incoming>, EtcdError> {
+) -> Result<(Response<Incoming>, Connection), EtcdError> {
     let unreachable = |reason: String| EtcdError::Unreachable { endpoint: endpoint.to_owned(), reason };
     let uri: Uri = endpoint.parse().map_err(|_| unreachable("not a URL".to_owned()))?;
-    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-    let port = uri.port_u16().unwrap_or(2379);
-    let name = ServerName::try_from(host.clone()).map_err(|error| unreachable(error.to_string()))?;
-    let connect = async {
-        let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|error| unreachable(error.to_string()))?;
-        TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|error| classify(endpoint, &error))
-    };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| unreachable(format!("no connection within {CONNECT_TIMEOUT:?}")))??;
+    let host = connection::host_of(&uri).unwrap_or_default().to_owned();
     let (mut sender, connection): (SendRequest<Full<Bytes>>, _) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| classify(endpoint, &e))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+        match tokio::time::timeout(CONNECT_TIMEOUT, connection::open(&uri, Some(tls.clone()))).await {
+            Err(_) => return Err(unreachable(format!("no connection within {CONNECT_TIMEOUT:?}"))),
+            Ok(Err(error @ (ConnectError::Tls(_) | ConnectError::Http(_)))) => return Err(classify(endpoint, &error)),
+            Ok(Err(error)) => return Err(unreachable(error.to_string())),
+            Ok(Ok(opened)) => opened,
+        };
     let request = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -303,7 +294,8 @@ async fn send(
         .header(hyper::header::USER_AGENT, concat!("upkeep-agent/", env!("CARGO_PKG_VERSION")))
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .map_err(|error| unreachable(error.to_string()))?;
-    sender.send_request(request).await.map_err(|error| classify(endpoint, &error))
+    let response = sender.send_request(request).await.map_err(|error| classify(endpoint, &error))?;
+    Ok((response, connection))
 }
 
 /// A TLS failure anywhere in `error`'s chain (including an alert etcd sent

@@ -18,18 +18,15 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use upkeep_common::ids::Sha256 as Sha256Digest;
 
 use upkeep_net::client::server_authenticated_client;
 use upkeep_net::tls::TlsError;
 
+use crate::host::connection::{self, Connection};
 use crate::host::file_source::{self, FileSourceError};
 use crate::host::files::{FileError, Staged};
 
@@ -129,15 +126,6 @@ impl SourceFile {
     }
 }
 
-/// Aborts a spawned task when dropped, so that a dropped fetch closes its connection.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl ArtifactReader {
     /// A reader trusting `ca_bundle` for `https://`, or the Mozilla roots.
     pub fn new(ca_bundle: Option<&Path>) -> Result<Self, TlsError> {
@@ -220,23 +208,12 @@ impl ArtifactReader {
         source: &str,
         method: Method,
         range: Option<&str>,
-    ) -> Result<(hyper::Response<hyper::body::Incoming>, AbortOnDrop), FileError> {
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, Connection), FileError> {
         let fetch_error = |reason: String| FileError::Fetch { source_url: source.to_owned(), reason };
         let uri: Uri = source.parse().map_err(|e: hyper::http::uri::InvalidUri| fetch_error(e.to_string()))?;
         let host = uri.host().ok_or_else(|| fetch_error("no host".to_owned()))?.to_owned();
-        let port = uri.port_u16().unwrap_or(443);
-        let tcp =
-            TcpStream::connect((host.trim_matches(['[', ']']), port)).await.map_err(|e| fetch_error(e.to_string()))?;
-        let name =
-            ServerName::try_from(host.trim_matches(['[', ']']).to_owned()).map_err(|e| fetch_error(e.to_string()))?;
-        let stream =
-            TlsConnector::from(self.tls.clone()).connect(name, tcp).await.map_err(|e| fetch_error(e.to_string()))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        let connection = AbortOnDrop(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
+        let (mut sender, connection) =
+            connection::open(&uri, Some(self.tls.clone())).await.map_err(|e| fetch_error(e.to_string()))?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let mut request = hyper::Request::builder()
             .method(method)

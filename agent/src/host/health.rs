@@ -9,13 +9,9 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Uri;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use upkeep_common::Version;
 
-use crate::host::BoxFuture;
+use crate::host::{BoxFuture, connection};
 
 /// The most of an answer's body that is read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -80,38 +76,19 @@ async fn get(url: &str, ca: Option<&Path>) -> Result<(hyper::StatusCode, Bytes),
         Some("https") => true,
         _ => return Err(format!("{url}: only http:// and https:// URLs are supported")),
     };
-    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?.trim_matches(['[', ']']).to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|error| failed(&error))?;
+    let host = connection::host_of(&uri).ok_or_else(|| format!("{url}: no host"))?.to_owned();
+    let tls = match secure {
+        true => Some(Arc::new(upkeep_net::client::server_authenticated_client(ca).map_err(|error| failed(&error))?)),
+        false => None,
+    };
+    let (mut sender, _connection) = connection::open(&uri, tls).await.map_err(|error| failed(&error))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, host.as_str())
         .body(Empty::<Bytes>::new())
         .map_err(|error| failed(&error))?;
-    let response = if secure {
-        let config = upkeep_net::client::server_authenticated_client(ca).map_err(|error| failed(&error))?;
-        let name = ServerName::try_from(host.clone()).map_err(|error| failed(&error))?;
-        let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|error| failed(&error))?;
-        send(TokioIo::new(tls), request).await
-    } else {
-        send(TokioIo::new(tcp), request).await
-    }
-    .map_err(|error| failed(&error))?;
+    let response = sender.send_request(request).await.map_err(|error| failed(&error))?;
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_BODY_BYTES).collect().await.map_err(|error| failed(&error))?;
     Ok((status, body.to_bytes()))
-}
-
-async fn send<IO>(
-    io: TokioIo<IO>,
-    request: hyper::Request<Empty<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender.send_request(request).await
 }

@@ -14,6 +14,7 @@
 //! [`Host`] bundles one of each.
 
 pub mod command;
+pub mod connection;
 pub mod etcd;
 pub mod etcd_snapshot;
 pub mod facts;
