@@ -35,7 +35,12 @@ pub fn main() -> ExitCode {
         return check_config(&cli.config, &config);
     }
     upkeep_net::log::init_stderr("info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread runs the agent: it mostly waits on the network and on its
+    // node, and its few clients need no more; blocking file work goes to
+    // tokio's blocking threads, which start on demand and end when idle. The
+    // work-stealing runtime would keep a worker per core (each with its stack
+    // and allocator arena) and touch far more code, on every node.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("upkeep-agent: cannot start the runtime: {error}");

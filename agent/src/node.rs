@@ -8,8 +8,12 @@
 //! conditions, current operation, history) and not the host facts or probe
 //! times, which change on every refresh: `If-Match` with a fresh `ETag`
 //! therefore fails exactly when the node changed in a way that matters.
+//!
+//! The tag is computed when it is first read after a change, not at every
+//! change: an operation changes the state at every step, and a client reads
+//! the tag far less often.
 
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -48,7 +52,8 @@ pub struct NodeView {
 
 struct Snapshot {
     state: NodeState,
-    etag: ETag,
+    /// The tag of `state`, once a reader has asked for it since the last change.
+    etag: OnceLock<ETag>,
     /// The last read of the Node (only with `[kubernetes]`).
     node: Option<NodeReading>,
     /// What the last successful read said (kept while later reads fail).
@@ -75,8 +80,13 @@ impl Snapshot {
         );
     }
 
+    /// Forgets the tag of the state before the change.
     fn retag(&mut self) {
-        self.etag = compute_etag(&self.state);
+        self.etag = OnceLock::new();
+    }
+
+    fn etag(&self) -> &ETag {
+        self.etag.get_or_init(|| compute_etag(&self.state))
     }
 }
 
@@ -159,14 +169,13 @@ impl NodeView {
             history: Vec::new(),
             host,
         };
-        let etag = compute_etag(&state);
-        Self { inner: RwLock::new(Snapshot { state, etag, node: None, last_observed: None }) }
+        Self { inner: RwLock::new(Snapshot { state, etag: OnceLock::new(), node: None, last_observed: None }) }
     }
 
     /// The current state and its tag.
     pub fn snapshot(&self) -> (NodeState, ETag) {
         let guard = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        (guard.state.clone(), guard.etag.clone())
+        (guard.state.clone(), guard.etag().clone())
     }
 
     /// The phase alone (cheap: nothing is cloned).
@@ -176,7 +185,7 @@ impl NodeView {
 
     /// The current tag alone.
     pub fn etag(&self) -> ETag {
-        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).etag.clone()
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).etag().clone()
     }
 
     /// Applies a change and recomputes the tag; `cordoned` stays what the Node
@@ -270,6 +279,30 @@ mod tests {
         assert_eq!(view.etag(), probed, "the same observation keeps the tag");
         view.record_probes(vec![(kubelet, Ok("v1.31.0".parse().expect("valid")))], now);
         assert_ne!(view.etag(), probed);
+    }
+
+    #[test]
+    fn a_tag_read_after_unread_changes_is_the_tag_of_the_latest_state() {
+        let now = Utc::now();
+        let view = NodeView::new(&config(), host(1), now);
+        let idle = view.etag();
+        view.update(|state| state.phase = NodePhase::Upgrading);
+        view.update(|state| state.cordoned = true);
+        let (state, tag) = view.snapshot();
+        assert_eq!(state.phase, NodePhase::Upgrading);
+        assert_ne!(tag, idle, "two changes nobody read still change the tag");
+        assert_eq!(view.etag(), tag, "the tag alone and the snapshot's agree");
+        let fresh = NodeView::new(&config(), host(1), now);
+        fresh.update(|state| {
+            state.phase = NodePhase::Upgrading;
+            state.cordoned = true;
+        });
+        assert_eq!(fresh.etag(), tag, "the tag depends on the state, not on when it was computed");
+        view.update(|state| {
+            state.phase = NodePhase::Idle;
+            state.cordoned = false;
+        });
+        assert_eq!(view.etag(), idle, "back to the first state, back to its tag");
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The agent's memory footprint: the real `upkeep-agent` process (release
-//! under `cargo bench`), read from `/proc/PID/status` once it is idle after
-//! serving a few requests, and again with many idle client connections open.
+//! The agent's memory footprint: the real `upkeep-agent` process as shipped
+//! (the `dist` profile, built for size; the bench builds it), read from
+//! `/proc/PID/status` once it is idle after serving a few requests, and again
+//! with many idle client connections open.
 //!
 //! `cargo bench -p upkeep-benches --bench agent_footprint`
 
 use std::time::Duration;
 
-use upkeep_tests::agent_process::AgentProcess;
+use upkeep_tests::agent_process::{AgentProcess, AgentSetup};
+use upkeep_tests::binaries;
 use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::pki::Pki;
 
@@ -30,7 +32,7 @@ fn rss_parts(pid: u32) -> String {
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let pki = Pki::new();
-    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let agent = AgentProcess::start_binary(&binaries::shipped_agent(), &pki, &AgentSetup::kubelet("v1.30.2"));
     let config = client_config(&pki.ca_cert(), Some(&pki.client("reader")));
     let (started, _) = memory_kib(agent.pid());
     runtime.block_on(async {

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use rustls::{CertificateError, ServerConfig};
+use rustls::{CertificateError, HandshakeKind, ServerConfig};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -68,6 +68,7 @@ pub async fn serve_connection<S: Service>(
             return;
         }
     };
+    service.handshake_completed(stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed));
     let caller = Arc::new(peer_identity(stream.get_ref().1));
     if let Err(refusal) = caller.as_ref() {
         tracing::info!(%peer, reason = refusal.reason(), "client certificate names nobody; its requests are refused");

@@ -1,6 +1,6 @@
 //! The metrics every upkeep server keeps of its HTTP side: requests by route
-//! template and status, failed TLS handshakes by reason, and open
-//! connections. A server registers them beside its own.
+//! template and status, TLS handshakes (full or resumed, and failed ones by
+//! reason), and open connections. A server registers them beside its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,11 +21,17 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    kind: &'static str,
+}
+
 /// A server's request, handshake and connection metrics.
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
     requests: Family<RequestLabels, Counter>,
     requests_served: AtomicU64,
+    handshakes: Family<HandshakeLabels, Counter>,
     handshake_failures: Family<ReasonLabels, Counter>,
     open_connections: Gauge,
 }
@@ -35,6 +41,12 @@ impl ServerMetrics {
     pub fn register(&self, registry: &mut Registry) {
         let requests = self.requests.clone();
         registry.register("http_requests", "HTTP requests served, by route template and status", requests);
+        let handshakes = self.handshakes.clone();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes completed: full, or resumed from a session ticket",
+            handshakes,
+        );
         let failures = self.handshake_failures.clone();
         registry.register("tls_handshake_failures", "TLS handshakes that failed, by reason", failures);
         registry.register("open_connections", "Client connections open now", self.open_connections.clone());
@@ -49,6 +61,12 @@ impl ServerMetrics {
     /// Requests answered since the server started, every route and status together.
     pub fn requests_served(&self) -> u64 {
         self.requests_served.load(Ordering::Relaxed)
+    }
+
+    /// Counts one completed handshake, `resumed` from a session ticket or full.
+    pub fn record_handshake(&self, resumed: bool) {
+        let kind = if resumed { "resumed" } else { "full" };
+        self.handshakes.get_or_create(&HandshakeLabels { kind }).inc();
     }
 
     /// Counts one failed handshake.

@@ -89,6 +89,13 @@ pub trait Service: Send + Sync + 'static {
         tracing::info!(target: "audit", reason = refusal.reason(), "request refused: client certificate names nobody");
     }
 
+    /// A TLS handshake completed, `resumed` from a session ticket or full.
+    fn handshake_completed(&self, resumed: bool) {
+        if let Some(metrics) = self.metrics() {
+            metrics.record_handshake(resumed);
+        }
+    }
+
     /// A TLS handshake failed, for the stable `reason`.
     fn handshake_failed(&self, reason: &'static str) {
         if let Some(metrics) = self.metrics() {

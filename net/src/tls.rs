@@ -4,10 +4,10 @@
 //! have one.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,12 +44,18 @@ pub enum TlsError {
 /// SHA-256 preferred. Its key schedule hashes with SHA-256, which this
 /// kind of machine computes in hardware; SHA-384 (the default's first suite)
 /// runs in software and cost a fleet's agents a tenth of their CPU in handshakes.
+/// Built once and shared by every configuration of the process.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    let mut provider = rustls::crypto::ring::default_provider();
-    let preferred = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
-    provider.cipher_suites.retain(|suite| suite.suite() != preferred.suite());
-    provider.cipher_suites.insert(0, preferred);
-    Arc::new(provider)
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            let mut provider = rustls::crypto::ring::default_provider();
+            let preferred = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+            provider.cipher_suites.retain(|suite| suite.suite() != preferred.suite());
+            provider.cipher_suites.insert(0, preferred);
+            Arc::new(provider)
+        })
+        .clone()
 }
 
 /// Reads every certificate in a PEM file; none at all is an error.
@@ -117,6 +123,12 @@ pub fn public_roots() -> RootCertStore {
 /// server's certificate chain: two per handshake piled up to eight per node.
 pub const TLS13_TICKETS: usize = 1;
 
+/// TLS sessions a server remembers for its clients to resume. A server's
+/// clients are few (coordinator replicas, Prometheus, an operator's tools) and
+/// each resumes with the one ticket of its last handshake; rustls' default of
+/// 256 sets aside room that a fleet simulated in one process pays for per node.
+pub const SERVER_SESSIONS: usize = 64;
+
 /// A server configuration that requires a client certificate chained to one of
 /// `client_ca` and presents `chain`.
 pub fn server_config(
@@ -133,6 +145,7 @@ pub fn server_config(
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     config.send_tls13_tickets = TLS13_TICKETS;
+    config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
     Ok(config)
 }
 
@@ -148,6 +161,7 @@ pub fn server_config_without_client_auth(
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     config.send_tls13_tickets = TLS13_TICKETS;
+    config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
     Ok(config)
 }
 

@@ -132,6 +132,19 @@ impl AgentProcess {
 
     /// Starts an agent as `setup` describes, in a new directory.
     pub fn start_with(pki: &Pki, setup: &AgentSetup) -> AgentProcess {
+        let dir = Self::prepare(pki, setup);
+        Self::launch(dir, &[])
+    }
+
+    /// Starts the agent binary at `binary` (such as [`binaries::shipped_agent`])
+    /// as `setup` describes, in a new directory.
+    pub fn start_binary(binary: &Path, pki: &Pki, setup: &AgentSetup) -> AgentProcess {
+        let dir = Self::prepare(pki, setup);
+        Self::launch_binary(binary, dir, &[])
+    }
+
+    /// A new directory with the fake components and the agent's config.
+    fn prepare(pki: &Pki, setup: &AgentSetup) -> Arc<TempDir> {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let kubelet = fake_kubelet::write(dir.path(), "kubelet", &setup.kubelet_version);
         for name in &setup.more_components {
@@ -139,7 +152,7 @@ impl AgentProcess {
         }
         let config = dir.path().join("agent.toml");
         std::fs::write(&config, config_text(pki, dir.path(), &kubelet, setup)).expect("write config");
-        Self::launch(dir, &[])
+        dir
     }
 
     /// Kills this agent with SIGKILL and starts it again on the same directory
@@ -154,7 +167,12 @@ impl AgentProcess {
         // A crash point needs the tests' own agent binary; the product binary has none.
         let crashable = env.iter().any(|(name, _)| *name == "UPKEEP_CRASH_AT");
         let binary = if crashable { "upkeep-agent-crashable" } else { "upkeep-agent" };
-        let mut command = Command::new(binaries::path(binary));
+        Self::launch_binary(&binaries::path(binary), dir, env)
+    }
+
+    /// Starts the agent binary at `binary` on the agent directory `dir`.
+    fn launch_binary(binary: &Path, dir: Arc<TempDir>, env: &[(&str, &str)]) -> AgentProcess {
+        let mut command = Command::new(binary);
         command.arg("--config").arg(dir.path().join("agent.toml")).env("RUST_LOG", "info,audit=info");
         for (name, value) in env {
             command.env(name, value);

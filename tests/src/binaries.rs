@@ -17,27 +17,48 @@ fn profile_dir() -> PathBuf {
     profile.to_path_buf()
 }
 
+/// A cargo command with `args`, in a plain environment: the test's own
+/// (CARGO_PKG_*, LD_LIBRARY_PATH...) would make cargo see a different build and
+/// recompile.
+fn cargo(args: &[&str]) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command.args(args);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let keep = name == "CARGO_HOME" || name == "CARGO_TARGET_DIR" || name == "CARGO_BUILD_JOBS";
+        if (name.starts_with("CARGO_") && !keep) || name == "LD_LIBRARY_PATH" || name.starts_with("RUST_TEST") {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
 fn build_once() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut command = Command::new(cargo);
-        command.args(["test", "--workspace", "--no-run", "--quiet"]);
-        // The test's own environment (CARGO_PKG_*, LD_LIBRARY_PATH...) would make
-        // cargo see a different build and recompile: hand it a plain one.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let keep = name == "CARGO_HOME" || name == "CARGO_TARGET_DIR" || name == "CARGO_BUILD_JOBS";
-            if (name.starts_with("CARGO_") && !keep) || name == "LD_LIBRARY_PATH" || name.starts_with("RUST_TEST") {
-                command.env_remove(name.as_ref());
-            }
-        }
+        let mut command = cargo(&["test", "--workspace", "--no-run", "--quiet"]);
         if profile_dir().file_name().is_some_and(|name| name == "release") {
             command.arg("--release");
         }
         let status = command.status().expect("cargo runs");
         assert!(status.success(), "building the binaries failed");
     });
+}
+
+/// The agent as shipped to nodes (the `dist` profile: built for size), built
+/// if needed.
+pub fn shipped_agent() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status =
+            cargo(&["build", "--profile", "dist", "-p", "upkeep-agent", "--quiet"]).status().expect("cargo runs");
+        assert!(status.success(), "building the shipped agent failed");
+    });
+    let profiles = profile_dir().parent().expect("target directory").to_path_buf();
+    let path = profiles.join("dist").join("upkeep-agent");
+    assert!(path.exists(), "{} was not built", path.display());
+    path
 }
 
 /// The path of a workspace binary, built if needed.

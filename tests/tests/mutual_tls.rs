@@ -2,6 +2,7 @@
 //! curl and openssl. Bad certificates are refused at the handshake, roles are
 //! enforced in the envelope, and a failed handshake ends that connection only.
 
+use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
 use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, client_config};
 use upkeep_tests::curl::{curl, openssl_s_client};
@@ -85,6 +86,33 @@ fn bad_client_certificates_are_refused_at_the_handshake() {
     for reason in ["no_client_certificate", "unknown_issuer", "certificate_expired"] {
         let line = format!("upkeep_agent_tls_handshake_failures_total{{reason=\"{reason}\"}}");
         assert!(admin.body.contains(&line), "metrics count {reason}: {}", admin.body);
+    }
+}
+
+/// The coordinator's client keeps each agent's newest session ticket: after
+/// the first connection, every new one resumes instead of paying a full
+/// handshake (the agent counts both kinds).
+#[test]
+fn the_coordinators_client_resumes_its_session_with_an_agent() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let reader = pki.client("reader");
+    let tls = tls_config(&pki.ca_cert(), &reader.cert, &reader.key).expect("client TLS");
+    // No idle connection is kept, so every call opens a new one.
+    let client = AgentClient::new(tls, ClientSettings { idle_per_node: 0, ..ClientSettings::for_fleet(1) });
+    let address = agent.addr.to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        for _ in 0..3 {
+            client.node(&address).await.expect("the agent answers");
+        }
+    });
+    let metrics = curl(&pki, agent.addr, Some("admin"), "/metrics", &[]);
+    assert_eq!(metrics.status, Some(200), "{metrics:?}");
+    // The client's first connection and curl's are full; the client's next two resume.
+    for (kind, count) in [("full", 2), ("resumed", 2)] {
+        let line = format!("upkeep_agent_tls_handshakes_total{{kind=\"{kind}\"}} {count}\n");
+        assert!(metrics.body.contains(&line), "{kind} handshakes: {}", metrics.body);
     }
 }
 

@@ -15,6 +15,7 @@
 //! ```
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,9 +38,11 @@ use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_net::client::mutual_tls_client;
 
 use crate::inventory::Inventory;
+use sessions::NewestTicketStore;
 
 mod control_plane;
 mod error;
+pub mod sessions;
 
 pub use error::{CertificateProblem, ClientError};
 
@@ -59,21 +62,17 @@ pub struct ClientSettings {
     /// time keeps them on one connection while a fan-out over a large fleet
     /// does not hold a file descriptor for every node it has read.
     pub pool_idle_timeout: Duration,
-    /// TLS sessions remembered for resumption. rustls sets aside room for
-    /// [`TLS_SESSIONS_PER_NODE`] tickets per server, so a fleet of `n` nodes
-    /// resumes with every node only at `n` times that (see
-    /// [`ClientSettings::for_fleet`]); fewer, and the nodes past the room pay a
-    /// full handshake every time.
+    /// Nodes whose newest TLS ticket is remembered for resumption (see
+    /// [`sessions::NewestTicketStore`]): a fleet of `n` nodes resumes with
+    /// every node at `n` (see [`ClientSettings::for_fleet`]); fewer, and some
+    /// nodes pay a full handshake.
     pub tls_sessions: usize,
 }
-
-/// The TLS tickets rustls keeps room for per server.
-pub const TLS_SESSIONS_PER_NODE: usize = 8;
 
 impl ClientSettings {
     /// The default settings with room to resume TLS sessions with every one of `nodes`.
     pub fn for_fleet(nodes: usize) -> Self {
-        Self { tls_sessions: nodes.saturating_mul(TLS_SESSIONS_PER_NODE).max(256), ..Self::default() }
+        Self { tls_sessions: nodes.max(256), ..Self::default() }
     }
 }
 
@@ -110,7 +109,7 @@ pub struct AgentClient {
 /// An HTTPS-only client presenting `tls`, with the connect timeout, pool sizes
 /// and TLS session cache of `settings`.
 pub(crate) fn https_client(mut tls: ClientConfig, settings: &ClientSettings) -> HttpsClient {
-    tls.resumption = rustls::client::Resumption::in_memory_sessions(settings.tls_sessions.max(1));
+    tls.resumption = rustls::client::Resumption::store(Arc::new(NewestTicketStore::new(settings.tls_sessions)));
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
