@@ -78,7 +78,7 @@ pub fn fleet_status<'a>(
 
 /// Reads one node's row (`index` is its place in the inventory).
 pub(crate) async fn read_row(client: &AgentClient, index: usize, node: &InventoryNode) -> (usize, NodeStatusRow) {
-    let answer = client.node(&node.address).await;
+    let answer = client.node_then_close(&node.address).await;
     let (state, unreadable) = match answer {
         Ok(state) if state.name != node.name => {
             let message = format!(

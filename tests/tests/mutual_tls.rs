@@ -2,6 +2,8 @@
 //! curl and openssl. Bad certificates are refused at the handshake, roles are
 //! enforced in the envelope, and a failed handshake ends that connection only.
 
+use std::time::Duration;
+
 use upkeep_coordinator::client::{AgentClient, ClientSettings, tls_config};
 use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, client_config};
@@ -111,6 +113,32 @@ fn the_coordinators_client_resumes_its_session_with_an_agent() {
     assert_eq!(metrics.status, Some(200), "{metrics:?}");
     // The client's first connection and curl's are full; the client's next two resume.
     for (kind, count) in [("full", 2), ("resumed", 2)] {
+        let line = format!("upkeep_agent_tls_handshakes_total{{kind=\"{kind}\"}} {count}\n");
+        assert!(metrics.body.contains(&line), "{kind} handshakes: {}", metrics.body);
+    }
+}
+
+/// A fleet-wide read closes its connection after the answer instead of
+/// leaving it in the client's pool: the next call opens a new connection,
+/// which resumes the session (the agent counts the handshakes).
+#[test]
+fn a_read_that_closes_leaves_no_connection_to_reuse() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "[server]\nidle_timeout_secs = 600\n");
+    let reader = pki.client("reader");
+    let tls = tls_config(&pki.ca_cert(), &reader.cert, &reader.key).expect("client TLS");
+    let settings = ClientSettings { pool_idle_timeout: Duration::from_secs(600), ..ClientSettings::for_fleet(1) };
+    let client = AgentClient::new(tls, settings);
+    let address = agent.addr.to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        client.node_then_close(&address).await.expect("the agent answers");
+        client.node(&address).await.expect("the agent answers again");
+        client.node(&address).await.expect("the agent answers on the pooled connection");
+    });
+    let metrics = curl(&pki, agent.addr, Some("admin"), "/metrics", &[]);
+    // The client's first connection and curl's are full; the second, after the close, resumed; the third call reused it.
+    for (kind, count) in [("full", 2), ("resumed", 1)] {
         let line = format!("upkeep_agent_tls_handshakes_total{{kind=\"{kind}\"}} {count}\n");
         assert!(metrics.body.contains(&line), "{kind} handshakes: {}", metrics.body);
     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
 use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -139,6 +139,8 @@ struct Call<'a> {
     safety: Safety,
     /// How long the agent may hold the answer (a long poll), on top of the client's timeout.
     wait: Duration,
+    /// Whether the connection closes after the answer instead of waiting in the pool.
+    close: bool,
 }
 
 impl<'a> Call<'a> {
@@ -152,6 +154,7 @@ impl<'a> Call<'a> {
             if_match: None,
             safety: Safety::Repeatable,
             wait: Duration::ZERO,
+            close: false,
         }
     }
 
@@ -184,6 +187,15 @@ impl AgentClient {
     /// `GET /v1/node`.
     pub async fn node(&self, address: &str) -> Result<NodeState, ClientError> {
         self.call(Call::get(address, "/v1/node")).await
+    }
+
+    /// `GET /v1/node` on a connection that closes after the answer: for a read
+    /// that is a node's last for a while (reading a whole fleet, or a node
+    /// whose upgrade is done), where a pooled connection would only hold
+    /// buffers and a file descriptor until it expires. Its session ticket is
+    /// kept, so the next connection still resumes.
+    pub async fn node_then_close(&self, address: &str) -> Result<NodeState, ClientError> {
+        self.call(Call { close: true, ..Call::get(address, "/v1/node") }).await
     }
 
     /// `GET /v1/operations`.
@@ -297,6 +309,9 @@ impl AgentClient {
         }
         if let Some(tag) = call.if_match {
             builder = builder.header(IF_MATCH, tag);
+        }
+        if call.close {
+            builder = builder.header(CONNECTION, HeaderValue::from_static("close"));
         }
         let request = builder
             .body(Full::new(call.body.clone().unwrap_or_default()))

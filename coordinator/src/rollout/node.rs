@@ -84,7 +84,7 @@ impl NodeJob {
             }
         };
         let state: NodeState =
-            persist(deadline, self.poll_interval, "the node's state", || client.node(address)).await?;
+            persist(deadline, self.poll_interval, "the node's state", || client.node_then_close(address)).await?;
         check_finished_node(&self.name, address, &operation.id, request, &state).map_err(Stop::Answer)?;
         Ok(outcome)
     }

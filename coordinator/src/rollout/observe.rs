@@ -30,7 +30,7 @@ impl Rollout {
         let mut answers = stream::iter(pending)
             .map(|(index, address)| {
                 let client = client.clone();
-                async move { (index, client.node(&address).await) }
+                async move { (index, client.node_then_close(&address).await) }
             })
             .buffer_unordered(self.settings.concurrency.max(1));
         let mut refused = Vec::new();
@@ -62,5 +62,5 @@ impl Rollout {
 
 /// Whether a node that soaked is still Ready (answers, and is Idle).
 pub(super) async fn still_ready(client: &AgentClient, address: &str) -> bool {
-    matches!(client.node(address).await, Ok(state) if state.phase == NodePhase::Idle)
+    matches!(client.node_then_close(address).await, Ok(state) if state.phase == NodePhase::Idle)
 }
