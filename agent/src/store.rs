@@ -114,6 +114,10 @@ impl Store {
         match &self.backend {
             Backend::Dir(dir) => write_atomic(&dir.join(key), &bytes),
             Backend::Memory(records) => {
+                // Kept at its length: the encoder's spare room, held for every
+                // record of thousands of in-memory agents, would be most of it.
+                let mut bytes = bytes;
+                bytes.shrink_to_fit();
                 records.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key.to_owned(), bytes);
                 Ok(())
             }
