@@ -185,10 +185,12 @@ impl Machine {
         self.manifest_changed();
     }
 
-    /// Schedules the kubelet's next look at the manifest directory.
+    /// Schedules the kubelet's next look at the manifest directory. The
+    /// node's upgrade waits for it, so it counts as planned latency.
     fn manifest_changed(self: &Arc<Self>) {
         let Some(kubelet) = &self.static_pods else { return };
         let (machine, pickup) = (self.clone(), kubelet.pickup());
+        self.delayed_ms.fetch_add(u64::try_from(pickup.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         tokio::spawn(async move {
             tokio::time::sleep(pickup).await;
             if let Some(kubelet) = &machine.static_pods {
@@ -261,7 +263,7 @@ impl Machine {
     }
 
     /// The step latencies the machine has been planned to wait, summed over
-    /// the steps that ran.
+    /// the steps that ran, and its kubelet's looks at changed manifests.
     pub fn planned_delay_ms(&self) -> u64 {
         self.delayed_ms.load(Ordering::Relaxed)
     }
