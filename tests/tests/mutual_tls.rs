@@ -91,6 +91,24 @@ fn bad_client_certificates_are_refused_at_the_handshake() {
     }
 }
 
+/// The coordinator's client for `agent` as the reader, with `settings`.
+fn coordinators_client(pki: &Pki, settings: ClientSettings) -> AgentClient {
+    let reader = pki.client("reader");
+    let tls = tls_config(&pki.ca_cert(), &reader.cert, &reader.key).expect("client TLS");
+    AgentClient::new(tls, settings)
+}
+
+/// Asserts the agent's count of full and resumed TLS handshakes (curl's own
+/// read of the metrics is one more full handshake).
+fn assert_handshakes(pki: &Pki, agent: &AgentProcess, full: u64, resumed: u64) {
+    let metrics = curl(pki, agent.addr, Some("admin"), "/metrics", &[]);
+    assert_eq!(metrics.status, Some(200), "{metrics:?}");
+    for (kind, count) in [("full", full + 1), ("resumed", resumed)] {
+        let line = format!("upkeep_agent_tls_handshakes_total{{kind=\"{kind}\"}} {count}\n");
+        assert!(metrics.body.contains(&line), "{kind} handshakes: {}", metrics.body);
+    }
+}
+
 /// The coordinator's client keeps each agent's newest session ticket: after
 /// the first connection, every new one resumes instead of paying a full
 /// handshake (the agent counts both kinds).
@@ -98,50 +116,33 @@ fn bad_client_certificates_are_refused_at_the_handshake() {
 fn the_coordinators_client_resumes_its_session_with_an_agent() {
     let pki = Pki::new();
     let agent = AgentProcess::start(&pki, "v1.30.2", "");
-    let reader = pki.client("reader");
-    let tls = tls_config(&pki.ca_cert(), &reader.cert, &reader.key).expect("client TLS");
     // No idle connection is kept, so every call opens a new one.
-    let client = AgentClient::new(tls, ClientSettings { idle_per_node: 0, ..ClientSettings::for_fleet(1) });
+    let client = coordinators_client(&pki, ClientSettings { idle_per_node: 0, ..ClientSettings::for_fleet(1) });
     let address = agent.addr.to_string();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
+    tokio::runtime::Runtime::new().expect("runtime").block_on(async {
         for _ in 0..3 {
             client.node(&address).await.expect("the agent answers");
         }
     });
-    let metrics = curl(&pki, agent.addr, Some("admin"), "/metrics", &[]);
-    assert_eq!(metrics.status, Some(200), "{metrics:?}");
-    // The client's first connection and curl's are full; the client's next two resume.
-    for (kind, count) in [("full", 2), ("resumed", 2)] {
-        let line = format!("upkeep_agent_tls_handshakes_total{{kind=\"{kind}\"}} {count}\n");
-        assert!(metrics.body.contains(&line), "{kind} handshakes: {}", metrics.body);
-    }
+    assert_handshakes(&pki, &agent, 1, 2);
 }
 
 /// A fleet-wide read closes its connection after the answer instead of
 /// leaving it in the client's pool: the next call opens a new connection,
-/// which resumes the session (the agent counts the handshakes).
+/// which resumes the session, and the call after that reuses it.
 #[test]
 fn a_read_that_closes_leaves_no_connection_to_reuse() {
     let pki = Pki::new();
     let agent = AgentProcess::start(&pki, "v1.30.2", "[server]\nidle_timeout_secs = 600\n");
-    let reader = pki.client("reader");
-    let tls = tls_config(&pki.ca_cert(), &reader.cert, &reader.key).expect("client TLS");
-    let settings = ClientSettings { pool_idle_timeout: Duration::from_secs(600), ..ClientSettings::for_fleet(1) };
-    let client = AgentClient::new(tls, settings);
+    let pooled = ClientSettings { pool_idle_timeout: Duration::from_secs(600), ..ClientSettings::for_fleet(1) };
+    let client = coordinators_client(&pki, pooled);
     let address = agent.addr.to_string();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
+    tokio::runtime::Runtime::new().expect("runtime").block_on(async {
         client.node_then_close(&address).await.expect("the agent answers");
         client.node(&address).await.expect("the agent answers again");
         client.node(&address).await.expect("the agent answers on the pooled connection");
     });
-    let metrics = curl(&pki, agent.addr, Some("admin"), "/metrics", &[]);
-    // The client's first connection and curl's are full; the second, after the close, resumed; the third call reused it.
-    for (kind, count) in [("full", 2), ("resumed", 1)] {
-        let line = format!("upkeep_agent_tls_handshakes_total{{kind=\"{kind}\"}} {count}\n");
-        assert!(metrics.body.contains(&line), "{kind} handshakes: {}", metrics.body);
-    }
+    assert_handshakes(&pki, &agent, 1, 1);
 }
 
 #[test]
