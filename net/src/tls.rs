@@ -124,10 +124,11 @@ pub fn public_roots() -> RootCertStore {
 pub const TLS13_TICKETS: usize = 1;
 
 /// TLS sessions a server remembers for its clients to resume. A server's
-/// clients are few (coordinator replicas, Prometheus, an operator's tools) and
-/// each resumes with the one ticket of its last handshake; rustls' default of
-/// 256 sets aside room that a fleet simulated in one process pays for per node.
-pub const SERVER_SESSIONS: usize = 64;
+/// clients are few (coordinator replicas, Prometheus, an operator's tools),
+/// and each resumes with the one ticket of its last handshake; a client past
+/// the room pays a full handshake. rustls' default of 256 sets aside room
+/// (about 25 KB) that a fleet simulated in one process pays for per node.
+pub const SERVER_SESSIONS: usize = 16;
 
 /// A server configuration that requires a client certificate chained to one of
 /// `client_ca` and presents `chain`.
