@@ -331,7 +331,14 @@ mod tests {
             .write(staged, manifest("kube-apiserver", &new, &["--v=2"]).as_bytes(), 0o600)
             .await
             .expect("written");
+        let planned_before = machine.planned_delay_ms();
         host.files.rename(staged, &manifest_path("kube-apiserver")).await.expect("renamed");
+        let pickup = machine.static_pods.as_ref().expect("a control-plane machine").pickup();
+        assert_eq!(
+            Duration::from_millis(machine.planned_delay_ms() - planned_before),
+            pickup,
+            "the node waits for the pickup, so it is planned latency"
+        );
         let old = api_server_image(&host).await;
         assert_eq!(old.as_deref(), Some("registry.k8s.io/kube-apiserver:v1.30.2"), "not before the pickup delay");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
