@@ -81,7 +81,7 @@ impl Snapshot {
     }
 
     /// Forgets the tag of the state before the change.
-    fn retag(&mut self) {
+    fn forget_tag(&mut self) {
         self.etag = OnceLock::new();
     }
 
@@ -188,13 +188,13 @@ impl NodeView {
         self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).etag().clone()
     }
 
-    /// Applies a change and recomputes the tag; `cordoned` stays what the Node
+    /// Applies a change and forgets the old tag; `cordoned` stays what the Node
     /// said at its last read, when it was read.
     pub fn update(&self, change: impl FnOnce(&mut NodeState)) {
         let mut guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         change(&mut guard.state);
         guard.apply_node();
-        guard.retag();
+        guard.forget_tag();
     }
 
     /// Records a read of the Node: `cordoned` and the Available condition follow it.
@@ -206,7 +206,7 @@ impl NodeView {
         guard.node = Some(reading);
         guard.apply_node();
         guard.set_availability(now);
-        guard.retag();
+        guard.forget_tag();
     }
 
     /// Records one round of version probes and sets the Available condition.
@@ -230,7 +230,7 @@ impl NodeView {
             }
         }
         guard.set_availability(now);
-        guard.retag();
+        guard.forget_tag();
     }
 
     /// Replaces the host facts (does not change the tag).

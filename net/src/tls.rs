@@ -140,14 +140,11 @@ pub fn server_config(
     let provider = crypto_provider();
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(client_ca)?), provider.clone()).build()?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(PROTOCOL_VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
-    config.send_tls13_tickets = TLS13_TICKETS;
-    config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
-    Ok(config)
+    Ok(serving_http1(config))
 }
 
 /// A server configuration that asks for no client certificate (a stand-in for
@@ -156,14 +153,20 @@ pub fn server_config_without_client_auth(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(crypto_provider())
+    let config = ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
+    Ok(serving_http1(config))
+}
+
+/// What every upkeep server sets on its configuration: HTTP/1.1 by ALPN, one
+/// session ticket per handshake, and room for [`SERVER_SESSIONS`] sessions.
+fn serving_http1(mut config: ServerConfig) -> ServerConfig {
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     config.send_tls13_tickets = TLS13_TICKETS;
     config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
-    Ok(config)
+    config
 }
 
 /// A client configuration trusting `roots`, presenting `identity` (certificate
