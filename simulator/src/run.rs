@@ -44,14 +44,6 @@ pub enum RunError {
 
 /// Runs the simulation.
 pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
-    let plan = FaultPlan::derive(
-        config.seed,
-        config.nodes,
-        config.control_planes.min(config.nodes),
-        config.fault_rate,
-        &config.fault_kinds,
-        config.latency,
-    );
     let (_, artifacts) = target_artifact(&config.to);
     let spec = FleetSpec {
         nodes: config.nodes,
@@ -62,6 +54,14 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         address_offset: config.address_offset,
         hosted: 0..config.nodes,
     };
+    let plan = FaultPlan::derive(
+        config.seed,
+        spec.nodes,
+        spec.control_planes,
+        config.fault_rate,
+        &config.fault_kinds,
+        config.latency,
+    );
     let (rss_before, _) = rss();
     let fleet = Fleet::start(&spec, &plan, artifacts, FleetPki::temporary()?).await?;
     let (rss_after, _) = rss();

@@ -59,14 +59,6 @@ pub async fn serve(
 ) -> Result<(), FleetError> {
     let (index, count) = config.shard;
     let hosted = shard_range(config.nodes, index, count);
-    let plan = FaultPlan::derive(
-        config.seed,
-        config.nodes,
-        config.control_planes.min(config.nodes),
-        config.fault_rate,
-        &config.fault_kinds,
-        config.latency,
-    );
     let (artifact, artifacts) = target_artifact(&config.to);
     let pki = FleetPki::shared(&config.dir)?;
     let spec = FleetSpec {
@@ -78,6 +70,14 @@ pub async fn serve(
         address_offset: 0,
         hosted,
     };
+    let plan = FaultPlan::derive(
+        config.seed,
+        spec.nodes,
+        spec.control_planes,
+        config.fault_rate,
+        &config.fault_kinds,
+        config.latency,
+    );
     let fleet = Fleet::start(&spec, &plan, artifacts, pki).await?;
     let write = |path: &PathBuf, text: String| {
         upkeep_coordinator::certs::write_file(path, &text, 0o644, true).map_err(FleetError::from)
