@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use upkeep_common::api::{ImageArtifact, UpgradeRequest};
 
 use super::answer::Problem;
-use super::node::NodeOutcome;
+use super::node::{NodeOutcome, far_future};
 use super::{Rollout, RolloutError};
 use crate::control::Control;
 use crate::plan::NodeStatus;
@@ -40,12 +40,7 @@ impl Rollout {
             }
             let node = self.journal.nodes[index].name.to_string();
             let outcome = self.static_pods_on(index).await;
-            let label = match &outcome {
-                NodeOutcome::Patched => "patched",
-                NodeOutcome::Skipped => "skipped",
-                NodeOutcome::Failed { .. } => "error",
-            };
-            sink.event(&Event::StaticPodsFinished { node, outcome: label.to_owned() });
+            sink.event(&Event::StaticPodsFinished { node, outcome: outcome.label().to_owned() });
             if let NodeOutcome::Failed { .. } = outcome {
                 return self.finish_node(index, outcome, 0, true, sink).await;
             }
@@ -62,7 +57,7 @@ impl Rollout {
     /// its static pods healthy and etcd (where an agent has `[etcd]`) a quorum;
     /// the last problem seen when it does not.
     async fn wait_for_healthy_control_plane(&self) -> Result<(), Problem> {
-        let deadline = Instant::now().checked_add(self.settings.node_timeout).unwrap_or_else(Instant::now);
+        let deadline = Instant::now().checked_add(self.settings.node_timeout).unwrap_or_else(far_future);
         loop {
             let problem = match self.control_plane_problem().await {
                 None => return Ok(()),

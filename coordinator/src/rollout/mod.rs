@@ -298,26 +298,20 @@ impl Rollout {
         let soak_ms = self.journal.limits.soak_ms;
         let node = &mut self.journal.nodes[index];
         let before = node.status;
-        let label = match &outcome {
+        match &outcome {
             NodeOutcome::Patched if !soak_over && soak_ms > 0 => {
                 node.status = NodeStatus::Soaking { until_ms: now_ms.saturating_add(soak_ms) };
                 return None;
             }
-            NodeOutcome::Patched => {
-                node.status = NodeStatus::Patched;
-                "patched"
-            }
-            NodeOutcome::Skipped => {
-                node.status = NodeStatus::Skipped;
-                "skipped"
-            }
+            NodeOutcome::Patched => node.status = NodeStatus::Patched,
+            NodeOutcome::Skipped => node.status = NodeStatus::Skipped,
             NodeOutcome::Failed { error, unavailable } => {
                 node.status = NodeStatus::Failed;
                 node.error = Some(error.clone());
                 node.unavailable = *unavailable;
-                "error"
             }
-        };
+        }
+        let label = outcome.label();
         let name = node.name.to_string();
         let error = node.error.clone();
         self.counters.moved(before, node.status);

@@ -29,6 +29,15 @@ pub(crate) enum NodeOutcome {
 }
 
 impl NodeOutcome {
+    /// The outcome as events and counters name it: patched, skipped or error.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            NodeOutcome::Patched => "patched",
+            NodeOutcome::Skipped => "skipped",
+            NodeOutcome::Failed { .. } => "error",
+        }
+    }
+
     /// Node `node` failed with `problem`; `unavailable` when it may be left unable to serve.
     pub(crate) fn failed(node: &NodeName, problem: Problem, unavailable: bool) -> NodeOutcome {
         let Problem { step, code, message } = problem;
@@ -165,6 +174,6 @@ where
 }
 
 /// A deadline that never comes (a node timeout too large to add to now).
-fn far_future() -> Instant {
+pub(super) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
