@@ -148,7 +148,7 @@ fn check_etcd(etcd: &EtcdConfig) -> Vec<(&'static str, String)> {
 }
 
 /// Why `path` is not an existing regular file, if it is not.
-fn not_a_file(path: &Path) -> Option<String> {
+pub(crate) fn not_a_file(path: &Path) -> Option<String> {
     match std::fs::metadata(path) {
         Ok(metadata) if metadata.is_file() => None,
         Ok(_) => Some(format!("{} is not a file", path.display())),

@@ -32,10 +32,10 @@ pub fn problems(component: &ComponentConfig, settings: &StaticPodSettings) -> Ve
             ),
         ));
     }
-    if let Some(program) = settings.pull_command.first()
-        && !Path::new(program).is_file()
+    if let Some(message) =
+        settings.pull_command.first().and_then(|program| crate::config_check::not_a_file(Path::new(program)))
     {
-        problems.push(("pull_command", format!("{program} does not exist")));
+        problems.push(("pull_command", message));
     }
     if let Some(ca) = &settings.health_ca
         && let Err(error) = upkeep_net::client::server_authenticated_client(Some(ca))
