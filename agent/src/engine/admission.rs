@@ -38,15 +38,14 @@ pub struct AdmittedComponent {
 /// Each component the request names: where, the field to name in a
 /// refusal, and the version it moves to.
 fn requested_components(request: &UpgradeRequest) -> Vec<(&ComponentName, Requested, String, Version)> {
-    let binaries = request.artifacts.iter().enumerate().map(|(index, artifact)| {
-        let field = format!("artifacts[{index}].component");
-        (&artifact.component, Requested::Artifact(index), field, request.target_version.clone())
-    });
-    let images = request.images.iter().enumerate().map(|(index, image)| {
-        let field = format!("images[{index}].component");
-        (&image.component, Requested::Image(index), field, image.version_or(&request.target_version))
-    });
-    binaries.chain(images).collect()
+    let artifacts = request.artifacts.len();
+    let wanted = request.wanted_versions().into_iter().enumerate();
+    wanted
+        .map(|(index, (component, version))| match index.checked_sub(artifacts) {
+            None => (component, Requested::Artifact(index), format!("artifacts[{index}].component"), version),
+            Some(image) => (component, Requested::Image(image), format!("images[{image}].component"), version),
+        })
+        .collect()
 }
 
 /// An admitted upgrade.

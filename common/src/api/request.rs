@@ -114,6 +114,17 @@ pub struct UpgradeRequest {
     pub control_plane_version: Option<Version>,
 }
 
+impl UpgradeRequest {
+    /// The version each component the request names moves to, in the
+    /// request's order (its artifacts, then its images): the target for a
+    /// binary, the image's tag (or the target) for a static pod.
+    pub fn wanted_versions(&self) -> Vec<(&ComponentName, Version)> {
+        let binaries = self.artifacts.iter().map(|artifact| (&artifact.component, self.target_version.clone()));
+        let images = self.images.iter().map(|image| (&image.component, image.version_or(&self.target_version)));
+        binaries.chain(images).collect()
+    }
+}
+
 /// The body of `POST /v1/cordon`, `/v1/uncordon` and `/v1/rollback`; may be empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -138,14 +138,6 @@ pub fn at_target(state: &NodeState, artifacts: &[Artifact], target: &Version) ->
         })
 }
 
-/// The version each component a request names must report afterwards: the
-/// target for a binary, its image's tag (or the target) for a static pod.
-pub fn wanted_versions(request: &UpgradeRequest) -> Vec<(&ComponentName, Version)> {
-    let binaries = request.artifacts.iter().map(|artifact| (&artifact.component, request.target_version.clone()));
-    let images = request.images.iter().map(|image| (&image.component, image.version_or(&request.target_version)));
-    binaries.chain(images).collect()
-}
-
 /// Checks the node after its operation `id` ended Succeeded: it is the
 /// inventory's node, no longer runs that operation, and every component the
 /// request names reports its wanted version.
@@ -166,7 +158,7 @@ pub fn check_finished_node(
     let observed_of = |name: &ComponentName| {
         state.components.iter().find(|c| &c.name == name).and_then(|c| c.observed_version.as_ref())
     };
-    let wanted = wanted_versions(request);
+    let wanted = request.wanted_versions();
     let missed: Vec<String> = wanted
         .iter()
         .filter(|(name, version)| observed_of(name) != Some(version))
