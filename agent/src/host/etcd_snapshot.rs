@@ -13,7 +13,7 @@
 //! temporary file is removed; one left by a killed agent is removed by the
 //! next snapshot. Afterwards only the newest snapshot files are kept.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -26,6 +26,7 @@ use upkeep_common::api::SnapshotInfo;
 use upkeep_common::ids::Sha256 as Sha256Digest;
 
 use crate::host::etcd::EtcdError;
+use crate::host::files::PartialFile;
 
 /// The start of every kept snapshot file's name.
 const NAME_PREFIX: &str = "etcd-snapshot-";
@@ -176,17 +177,6 @@ impl TrailerCheck {
     }
 }
 
-/// A temporary file, removed when dropped unless kept.
-struct Partial(Option<PathBuf>);
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 /// Writes the snapshot streamed in `body` from `endpoint` into `dir`, then
 /// keeps only the newest `limits.keep` snapshot files there.
 pub async fn write<B>(
@@ -218,7 +208,7 @@ where
         .open(&partial_path)
         .await
         .map_err(disk(&partial_path))?;
-    let mut partial = Partial(Some(partial_path.clone()));
+    let mut partial = PartialFile { path: partial_path.clone(), keep: false };
 
     let mut decoder = StreamDecoder::default();
     let mut trailer = TrailerCheck::default();
@@ -246,7 +236,7 @@ where
     drop(file);
 
     tokio::fs::rename(&partial_path, &final_path).await.map_err(disk(&final_path))?;
-    partial.0 = None;
+    partial.keep = true;
     let synced_dir = dir.to_owned();
     tokio::task::spawn_blocking(move || crate::store::sync_dir(&synced_dir))
         .await

@@ -119,9 +119,9 @@ impl RealFiles {
 
 /// A `.partial` file being written; removed when dropped unless kept, so that a
 /// stage that fails, is cancelled or times out leaves nothing behind.
-struct PartialFile {
-    path: PathBuf,
-    keep: bool,
+pub(crate) struct PartialFile {
+    pub(crate) path: PathBuf,
+    pub(crate) keep: bool,
 }
 
 impl Drop for PartialFile {
