@@ -56,14 +56,9 @@ pub(super) struct RawArtifacts {
 pub(super) fn validate_artifacts(raw: RawArtifacts, problems: &mut Problems) -> ArtifactSettings {
     use base64::Engine as _;
     let default = ArtifactSettings::default();
-    let max_bytes = match raw.max_bytes {
-        None => default.max_bytes,
-        Some(n) if (1..=16 * 1024 * 1024 * 1024).contains(&n) => n,
-        Some(n) => {
-            problems.add("artifacts.max_bytes", format!("must be between 1 and 17179869184, got {n}"));
-            default.max_bytes
-        }
-    };
+    let max_bytes = problems
+        .bounded("artifacts.max_bytes", raw.max_bytes, (1, 16 * 1024 * 1024 * 1024), "")
+        .unwrap_or(default.max_bytes);
     let ca_file = raw.ca_file.and_then(|path| problems.absolute_path("artifacts.ca_file", Some(path)));
     let mut trusted_keys = Vec::new();
     for (index, key) in raw.trusted_keys.iter().enumerate() {

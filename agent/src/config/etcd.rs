@@ -59,15 +59,9 @@ pub(super) fn validate_etcd(raw: RawEtcd, problems: &mut Problems) -> Option<Etc
     let key = problems.absolute_path("etcd.key", raw.key);
     let snapshot_timeout =
         problems.seconds("etcd.snapshot_timeout_secs", raw.snapshot_timeout_secs, DEFAULT_SNAPSHOT_TIMEOUT, (1, 3600));
-    let max_snapshot_bytes = match raw.max_snapshot_bytes {
-        None => DEFAULT_MAX_SNAPSHOT_BYTES,
-        Some(bytes) if (MAX_SNAPSHOT_BYTES_RANGE.0..=MAX_SNAPSHOT_BYTES_RANGE.1).contains(&bytes) => bytes,
-        Some(bytes) => {
-            let (low, high) = MAX_SNAPSHOT_BYTES_RANGE;
-            problems.add("etcd.max_snapshot_bytes", format!("must be between {low} and {high} bytes, got {bytes}"));
-            DEFAULT_MAX_SNAPSHOT_BYTES
-        }
-    };
+    let max_snapshot_bytes = problems
+        .bounded("etcd.max_snapshot_bytes", raw.max_snapshot_bytes, MAX_SNAPSHOT_BYTES_RANGE, " bytes")
+        .unwrap_or(DEFAULT_MAX_SNAPSHOT_BYTES);
     let keep_snapshots = problems.count("etcd.keep_snapshots", raw.keep_snapshots, DEFAULT_KEEP_SNAPSHOTS, (1, 100));
     Some(EtcdConfig {
         endpoints: endpoints?,

@@ -82,26 +82,23 @@ impl Problems {
         }
     }
 
-    pub(super) fn seconds(&mut self, key: &str, value: Option<u64>, default: Duration, range: (u64, u64)) -> Duration {
-        match value {
-            None => default,
-            Some(secs) if (range.0..=range.1).contains(&secs) => Duration::from_secs(secs),
-            Some(secs) => {
-                self.add(key, format!("must be between {} and {} seconds, got {secs}", range.0, range.1));
-                default
-            }
+    /// A number within `range`, when given and in it; out of range, a problem
+    /// saying the range (numbers followed by `unit`) and `None`.
+    pub(super) fn bounded(&mut self, key: &str, value: Option<u64>, range: (u64, u64), unit: &str) -> Option<u64> {
+        let value = value?;
+        if (range.0..=range.1).contains(&value) {
+            return Some(value);
         }
+        self.add(key, format!("must be between {} and {}{unit}, got {value}", range.0, range.1));
+        None
+    }
+
+    pub(super) fn seconds(&mut self, key: &str, value: Option<u64>, default: Duration, range: (u64, u64)) -> Duration {
+        self.bounded(key, value, range, " seconds").map_or(default, Duration::from_secs)
     }
 
     pub(super) fn count(&mut self, key: &str, value: Option<u64>, default: usize, range: (u64, u64)) -> usize {
-        match value {
-            None => default,
-            Some(n) if (range.0..=range.1).contains(&n) => usize::try_from(n).unwrap_or(default),
-            Some(n) => {
-                self.add(key, format!("must be between {} and {}, got {n}", range.0, range.1));
-                default
-            }
-        }
+        self.bounded(key, value, range, "").and_then(|n| usize::try_from(n).ok()).unwrap_or(default)
     }
 
     /// An optional URL that must start with one of `schemes`; `None` (with a
