@@ -86,6 +86,9 @@ async fn upgrades_the_kubelet_to_the_next_patch() {
     let page = String::from_utf8_lossy(&metrics.body);
     assert!(page.contains("upkeep_agent_operations_total{kind=\"upgrade\",outcome=\"Succeeded\"} 1"), "{page}");
     assert!(page.contains("upkeep_agent_step_duration_seconds_count{step=\"Swap\"} 1"), "{page}");
+    // One write when accepted, one as PreCheck starts, one as each of the eight
+    // steps ends (marking the next one Running in the same write), one at the end.
+    assert!(page.contains("upkeep_agent_state_writes_total{record=\"operation\"} 11"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

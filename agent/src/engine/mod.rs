@@ -79,7 +79,8 @@ pub struct Engine {
 
 #[derive(Default)]
 struct EngineState {
-    operations: HashMap<OperationId, OperationRecord>,
+    /// Boxed: a map keeps spare slots, and a record is large.
+    operations: HashMap<OperationId, Box<OperationRecord>>,
     order: Vec<OperationId>,
     tokens: TokenIndex,
     current: Option<OperationId>,
@@ -116,7 +117,7 @@ impl Engine {
                 state.current = Some(id.clone());
             }
             state.order.push(id.clone());
-            state.operations.insert(id, record);
+            state.operations.insert(id, Box::new(record));
         }
         let engine = Arc::new(Engine {
             config,
@@ -153,7 +154,7 @@ impl Engine {
 
     /// A copy of an operation's record.
     pub fn record(&self, id: &OperationId) -> Option<OperationRecord> {
-        self.lock().operations.get(id).cloned()
+        self.lock().operations.get(id).map(|record| OperationRecord::clone(record))
     }
 
     /// A copy of the node record.
@@ -230,33 +231,34 @@ impl Engine {
     /// Applies a change to an operation's record and saves it. The change is
     /// kept in memory even when the disk refuses it (the error is returned), so
     /// a running operation still reaches its end.
-    pub fn update(
-        &self,
-        id: &OperationId,
-        change: impl FnOnce(&mut OperationRecord),
-    ) -> Result<OperationRecord, StoreError> {
+    pub fn update(&self, id: &OperationId, change: impl FnOnce(&mut OperationRecord)) -> Result<(), StoreError> {
         let _writer = self.writer();
-        let Some(before) = self.record(id) else {
+        let Some(mut record) = self.record(id) else {
             return Err(StoreError::Corrupt { path: id.as_str().into(), reason: "operation vanished".into() });
         };
-        let mut record = before.clone();
+        let was_terminal = record.operation.phase.is_terminal();
         change(&mut record);
-        let saved = self.store.save_operation(id.as_str(), &record);
-        let ended = record.operation.phase.is_terminal() && !before.operation.phase.is_terminal();
+        let saved = self.save_operation(id, &record);
+        let (kind, phase) = (record.operation.kind, record.operation.phase);
         let mut state = self.lock();
-        state.operations.insert(id.clone(), record.clone());
-        if record.operation.phase.is_terminal() {
+        state.operations.insert(id.clone(), Box::new(record));
+        if phase.is_terminal() {
             if state.current.as_ref() == Some(id) {
                 state.current = None;
             }
             state.cancels.remove(id);
             state.runners.remove(id);
-        }
-        if ended {
-            self.metrics.record_operation(record.operation.kind, record.operation.phase);
+            if !was_terminal {
+                self.metrics.record_operation(kind, phase);
+            }
         }
         self.publish(&state);
-        saved.map(|()| record)
+        saved
+    }
+
+    /// Saves operation `id`'s record, counted in the metrics.
+    fn save_operation(&self, id: &OperationId, record: &OperationRecord) -> Result<(), StoreError> {
+        self.store.save_operation(id.as_str(), record).inspect(|()| self.metrics.record_state_write("operation"))
     }
 
     /// Applies a change to the node record and saves it before returning.
@@ -264,7 +266,7 @@ impl Engine {
         let _writer = self.writer();
         let mut node = self.node_record();
         change(&mut node);
-        let saved = self.store.save_node(&node);
+        let saved = self.store.save_node(&node).inspect(|()| self.metrics.record_state_write("node"));
         let mut state = self.lock();
         state.node = node;
         self.publish(&state);
@@ -289,7 +291,7 @@ impl Engine {
 
     /// Copies the engine's state into the node view and tells waiting requests.
     fn publish(&self, state: &EngineState) {
-        let current = state.current.as_ref().and_then(|id| state.operations.get(id));
+        let current = state.current.as_ref().and_then(|id| state.operations.get(id)).map(Box::as_ref);
         self.node.update(|view| publish::project(view, &state.node, current, Utc::now()));
         self.changes.send_modify(|count| *count = count.wrapping_add(1));
     }

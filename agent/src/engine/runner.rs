@@ -33,12 +33,18 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(30);
 
 /// Runs operation `id` to its end; safe to call again for an interrupted one.
 pub async fn run(engine: Arc<Engine>, id: OperationId, mut cancel: watch::Receiver<bool>) {
+    // The step the previous step's last save already marked Running.
+    let mut started = None;
     loop {
         let Some(record) = engine.record(&id) else { return };
         match decide::next_action(&record) {
             Action::Nothing => return,
-            Action::RunStep(step) => run_step(&engine, &id, record, step, &mut cancel).await,
+            Action::RunStep(step) => {
+                let saved_as_running = started == Some(step);
+                started = run_step(&engine, &id, record, step, saved_as_running, &mut cancel).await;
+            }
             Action::SkipRest(message) => {
+                started = None;
                 save(&engine, &id, |r| transition::skip_rest(r, message, Utc::now()));
             }
             Action::Abort(phase) => return ending::abort(&engine, &id, phase).await,
@@ -81,14 +87,21 @@ pub fn step_limit(timeouts: &StepTimeouts, record: &OperationRecord, step: StepN
     }
 }
 
+/// Runs `step` (saved as Running first, unless `saved_as_running`) and saves
+/// its outcome. When the operation goes on with another step, that step is
+/// marked Running in the same save, so each step costs one write, not two;
+/// returns that step.
 async fn run_step(
     engine: &Engine,
     id: &OperationId,
     record: OperationRecord,
     step: StepName,
+    saved_as_running: bool,
     cancel: &mut watch::Receiver<bool>,
-) {
-    save(engine, id, |r| transition::start_step(r, step, Utc::now()));
+) -> Option<StepName> {
+    if !saved_as_running {
+        save(engine, id, |r| transition::start_step(r, step, Utc::now()));
+    }
     crash_point(&format!("before:{step:?}"));
     let limit = step_limit(&engine.config.timeouts, &record, step);
     let clock = Instant::now();
@@ -113,9 +126,12 @@ async fn run_step(
     }
     let finished = matches!(&outcome, StepOutcome::Done(_));
     let success = matches!(&outcome, StepOutcome::Done(done) if done.status == StepStatus::Success);
+    let mut next = None;
     save(engine, id, |r| {
         merge_progress(r, &working);
-        transition::record_outcome(r, step, &outcome, Utc::now());
+        let now = Utc::now();
+        transition::record_outcome(r, step, &outcome, now);
+        next = start_next_step(r, now);
     });
     match step {
         StepName::Cordon if success => ending::set_cordoned(engine, true),
@@ -125,6 +141,14 @@ async fn run_step(
     if finished {
         crash_point(&format!("after:{step:?}"));
     }
+    next
+}
+
+/// Marks the step that comes next Running, when what comes next is a step.
+fn start_next_step(record: &mut OperationRecord, now: chrono::DateTime<Utc>) -> Option<StepName> {
+    let Action::RunStep(next) = decide::next_action(record) else { return None };
+    transition::start_step(record, next, now);
+    Some(next)
 }
 
 async fn cancelled(cancel: &mut watch::Receiver<bool>) {

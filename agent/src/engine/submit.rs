@@ -167,9 +167,9 @@ impl Engine {
         }
         let mut record = record;
         record.cancel_requested = true;
-        self.store.save_operation(id.as_str(), &record).map_err(storage_error)?;
+        self.save_operation(id, &record).map_err(storage_error)?;
         let mut state = self.lock();
-        state.operations.insert(id.clone(), record.clone());
+        state.operations.insert(id.clone(), Box::new(record.clone()));
         if let Some(sender) = state.cancels.get(id) {
             let _ = sender.send(true);
         }
@@ -231,7 +231,7 @@ impl Engine {
     /// runner when asked. The caller holds the writer lock.
     fn insert(self: &Arc<Self>, record: OperationRecord, run: bool) -> Result<Operation, ErrorBody> {
         let id = record.operation.id.clone();
-        self.store.save_operation(id.as_str(), &record).map_err(storage_error)?;
+        self.save_operation(&id, &record).map_err(storage_error)?;
         let operation = record.operation.clone();
         if record.operation.phase.is_terminal() {
             self.metrics.record_operation(record.operation.kind, record.operation.phase);
@@ -241,7 +241,7 @@ impl Engine {
             state.tokens.insert(entry);
         }
         state.order.push(id.clone());
-        state.operations.insert(id.clone(), record);
+        state.operations.insert(id.clone(), Box::new(record));
         let pruned = prunable(&state);
         let expired = state.tokens.expired(Utc::now());
         drop(state);
@@ -266,7 +266,8 @@ impl Engine {
             let kept = match token_entry(record) {
                 Some(entry) => {
                     let key = archive_key(&entry.token);
-                    self.store.save_token(&key, &ArchivedToken { entry, operation: record.operation.clone() })
+                    let archived = ArchivedToken { entry, operation: record.operation.clone() };
+                    self.store.save_token(&key, &archived).inspect(|()| self.metrics.record_state_write("token"))
                 }
                 None => Ok(()),
             };
@@ -293,7 +294,7 @@ fn prunable(state: &EngineState) -> Vec<OperationRecord> {
         .filter_map(|id| state.operations.get(id))
         .filter(|record| record.operation.phase.is_terminal())
         .take(excess)
-        .cloned()
+        .map(|record| OperationRecord::clone(record))
         .collect()
 }
 

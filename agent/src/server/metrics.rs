@@ -1,7 +1,8 @@
 //! Prometheus metrics of the agent, served by `GET /metrics` in the OpenMetrics
 //! text format: requests by route and status, handshake failures by reason,
 //! open connections, the observed version of each component as an info gauge,
-//! operations by kind and outcome, step durations, and build info.
+//! operations by kind and outcome, step durations, durable writes of saved
+//! state by record, and build info.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +29,11 @@ struct OperationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    record: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StepLabels {
     step: String,
 }
@@ -44,6 +50,7 @@ pub struct Metrics {
     waiting_requests: Gauge,
     operations: Family<OperationLabels, Counter>,
     step_durations: Family<StepLabels, Histogram>,
+    state_writes: Family<WriteLabels, Counter>,
 }
 
 impl Metrics {
@@ -58,6 +65,12 @@ impl Metrics {
             Family::<StepLabels, Histogram>::new_with_constructor(|| Histogram::new(STEP_BUCKETS.iter().copied()));
         registry.register("operations", "Operations that ended, by kind and outcome", operations.clone());
         registry.register("step_duration_seconds", "How long upgrade steps took", step_durations.clone());
+        let state_writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "state_writes",
+            "Saved-state records written (each an fsync and a rename on disk), by record: operation, node, token",
+            state_writes.clone(),
+        );
         server.register(&mut registry);
         registry.register(
             "component_version",
@@ -74,7 +87,7 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
         );
-        Self { registry, server, component_versions, waiting_requests, operations, step_durations }
+        Self { registry, server, component_versions, waiting_requests, operations, step_durations, state_writes }
     }
 
     /// Publishes the observed versions, replacing the previous ones.
@@ -98,6 +111,11 @@ impl Metrics {
     ) {
         let labels = OperationLabels { kind: format!("{kind:?}").to_lowercase(), outcome: format!("{outcome:?}") };
         self.operations.get_or_create(&labels).inc();
+    }
+
+    /// Counts one saved-state record written: `record` is operation, node or token.
+    pub fn record_state_write(&self, record: &'static str) {
+        self.state_writes.get_or_create(&WriteLabels { record }).inc();
     }
 
     /// Records how long a step took.
