@@ -6,6 +6,7 @@
 //!
 //! - [`tls`]: rustls configurations from PEM with the one protocol policy.
 //! - [`client`]: client configurations from PEM files.
+//! - [`sessions`]: the few TLS sessions a server keeps for its clients to resume.
 //! - [`reload`]: server credentials reloaded on SIGHUP or file change.
 //! - [`signals`]: the SIGTERM or SIGINT a server stops on.
 //! - [`systemd`]: READY, STOPPING and watchdog notifications to systemd.
@@ -30,6 +31,7 @@ pub mod reload;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod sessions;
 pub mod signals;
 pub mod systemd;
 pub mod tls;

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::sessions::RecentSessions;
 
 /// The protocol versions upkeep speaks, preferred first.
 pub const PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
@@ -126,8 +128,9 @@ pub const TLS13_TICKETS: usize = 1;
 /// TLS sessions a server remembers for its clients to resume. A server's
 /// clients are few (coordinator replicas, Prometheus, an operator's tools),
 /// and each resumes with the one ticket of its last handshake; a client past
-/// the room pays a full handshake. rustls' default of 256 sets aside room
-/// (about 25 KB) that a fleet simulated in one process pays for per node.
+/// the room pays a full handshake. The store grows with the sessions held
+/// ([`RecentSessions`]): rustls' own cache sets aside its whole room up front,
+/// which a fleet simulated in one process pays for per node.
 pub const SERVER_SESSIONS: usize = 16;
 
 /// A server configuration that requires a client certificate chained to one of
@@ -165,7 +168,7 @@ pub fn server_config_without_client_auth(
 fn serving_http1(mut config: ServerConfig) -> ServerConfig {
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     config.send_tls13_tickets = TLS13_TICKETS;
-    config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
+    config.session_storage = Arc::new(RecentSessions::new(SERVER_SESSIONS));
     config
 }
 
