@@ -16,7 +16,7 @@ use crate::store::Store;
 /// One agent's shared state.
 pub struct App {
     /// The validated configuration.
-    pub config: AgentConfig,
+    pub config: Arc<AgentConfig>,
     /// The node state served by `GET /v1/node`.
     pub node: Arc<NodeView>,
     /// The metrics served by `GET /metrics`.
@@ -35,9 +35,10 @@ impl App {
     /// Builds the agent over `host`, loading saved state from `store`. Call
     /// [`App::start`] next to probe versions and resume interrupted operations.
     pub fn new(config: AgentConfig, host: Host, store: Store) -> Result<Self, OpenError> {
+        let config = Arc::new(config);
         let node = Arc::new(NodeView::new(&config, host.facts.facts(), Utc::now()));
         let metrics = Arc::new(Metrics::new());
-        let engine = Engine::open(config.clone(), host.clone(), store, node.clone(), metrics.clone())?;
+        let engine = Engine::open(Arc::clone(&config), host.clone(), store, node.clone(), metrics.clone())?;
         let waiting = Semaphore::new(crate::server::wait::MAX_WAITING);
         Ok(Self { config, node, metrics, host, engine, waiting, etcd_snapshot: tokio::sync::Mutex::new(()) })
     }

@@ -63,8 +63,8 @@ pub const KEPT_OPERATIONS: usize = 100;
 
 /// The engine of one agent.
 pub struct Engine {
-    /// The agent's configuration.
-    pub config: AgentConfig,
+    /// The agent's configuration (the one its [`crate::app::App`] holds).
+    pub config: Arc<AgentConfig>,
     /// The host it acts on.
     pub host: Host,
     store: Store,
@@ -95,7 +95,7 @@ pub type OpenError = StoreError;
 impl Engine {
     /// Loads saved state; call [`recovery::resume_interrupted`] next.
     pub fn open(
-        config: AgentConfig,
+        config: Arc<AgentConfig>,
         host: Host,
         store: Store,
         node: Arc<NodeView>,
