@@ -41,53 +41,63 @@ struct StepLabels {
 /// Step duration buckets in seconds, from a zero-latency simulated step to a long drain.
 const STEP_BUCKETS: [f64; 14] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0];
 
-/// The agent's metrics and their registry.
+/// The agent's metrics. The registry that names and describes them is built
+/// for each scrape, not kept: its descriptions would cost every agent memory
+/// between scrapes that come a minute apart.
 pub struct Metrics {
-    registry: Registry,
     /// Requests, failed handshakes and open connections.
     pub server: ServerMetrics,
     component_versions: Family<VersionLabels, Gauge>,
     waiting_requests: Gauge,
     operations: Family<OperationLabels, Counter>,
-    step_durations: Family<StepLabels, Histogram>,
+    step_durations: Family<StepLabels, Histogram, fn() -> Histogram>,
     state_writes: Family<WriteLabels, Counter>,
 }
 
+fn step_histogram() -> Histogram {
+    Histogram::new(STEP_BUCKETS.iter().copied())
+}
+
 impl Metrics {
-    /// Registers every metric under the `upkeep_agent` prefix.
+    /// The agent's metrics, none observed yet.
     pub fn new() -> Self {
+        Self {
+            server: ServerMetrics::default(),
+            component_versions: Family::default(),
+            waiting_requests: Gauge::default(),
+            operations: Family::default(),
+            step_durations: Family::new_with_constructor(step_histogram),
+            state_writes: Family::default(),
+        }
+    }
+
+    /// A registry of every metric under the `upkeep_agent` prefix.
+    fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("upkeep_agent");
-        let server = ServerMetrics::default();
-        let component_versions = Family::<VersionLabels, Gauge>::default();
-        let waiting_requests = Gauge::default();
-        let operations = Family::<OperationLabels, Counter>::default();
-        let step_durations =
-            Family::<StepLabels, Histogram>::new_with_constructor(|| Histogram::new(STEP_BUCKETS.iter().copied()));
-        registry.register("operations", "Operations that ended, by kind and outcome", operations.clone());
-        registry.register("step_duration_seconds", "How long upgrade steps took", step_durations.clone());
-        let state_writes = Family::<WriteLabels, Counter>::default();
+        registry.register("operations", "Operations that ended, by kind and outcome", self.operations.clone());
+        registry.register("step_duration_seconds", "How long upgrade steps took", self.step_durations.clone());
         registry.register(
             "state_writes",
             "Saved-state records written (each an fsync and a rename on disk), by record: operation, node, token",
-            state_writes.clone(),
+            self.state_writes.clone(),
         );
-        server.register(&mut registry);
+        self.server.register(&mut registry);
         registry.register(
             "component_version",
             "Observed version of each managed component (1 for the current version)",
-            component_versions.clone(),
+            self.component_versions.clone(),
         );
         registry.register(
             "waiting_requests",
             "Requests holding their answer until an operation moves on (long polls)",
-            waiting_requests.clone(),
+            self.waiting_requests.clone(),
         );
         registry.register(
             "build",
             "Build information",
             Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
         );
-        Self { registry, server, component_versions, waiting_requests, operations, step_durations, state_writes }
+        registry
     }
 
     /// Publishes the observed versions, replacing the previous ones.
@@ -126,7 +136,7 @@ impl Metrics {
     /// The metrics page.
     pub fn encode(&self) -> String {
         let mut text = String::new();
-        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry()).is_err() {
             text.clear();
         }
         text
