@@ -2,11 +2,13 @@
 //! real agent process: the answer comes when the operation ends, not before;
 //! an idle timeout shorter than the wait does not cut it and the connection
 //! stays usable; the agent's shutdown ends a wait; a bad query is a 422
-//! naming the key.
+//! naming the key. An upgrade posted with `Prefer: wait` (here by curl) is
+//! answered once it has ended.
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use upkeep_tests::curl::curl;
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::upgrades::{UpgradeNode, slow_setup, upgrade_body};
 
@@ -46,6 +48,26 @@ async fn a_wait_answers_when_the_operation_ends_even_past_the_idle_timeout() {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum::<u64>();
     assert_eq!(gets, 2, "one request waited for the whole upgrade:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_posted_preferring_to_wait_is_answered_once_it_has_ended() {
+    let node = slow_agent(2, "").await;
+    let body = upgrade_body("v1.30.3", &node.artifact("v1.30.3", true), None).to_string();
+    let args = ["-X", "POST", "-H", "Content-Type: application/json", "-H", "Prefer: wait=15", "--data", &body];
+    let reply =
+        tokio::task::block_in_place(|| curl(&node.pki, node.agent.addr, Some("operator"), "/v1/upgrades", &args));
+    assert_eq!(reply.status, Some(202), "{reply:?}");
+    assert_eq!(
+        reply.json()["phase"],
+        "Succeeded",
+        "answered once the upgrade ended (its restart takes 2 s): {reply:?}"
+    );
+    assert_eq!(reply.header("preference-applied"), Some("wait=15"));
+    let mut reader = node.client("reader").await;
+    let page = String::from_utf8_lossy(&reader.get("/metrics").await.expect("metrics").body).into_owned();
+    assert!(page.contains("upkeep_agent_http_requests_total{route=\"/v1/upgrades\",status=\"202\"} 1"), "{page}");
+    assert!(!page.contains("route=\"/v1/operations/{id}\""), "nothing asked about the operation: {page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, Reply, client_config, request, send_raw};
 use upkeep_tests::openapi_check::{self, assert_conforms, method_key, violations};
 use upkeep_tests::pki::Pki;
+use upkeep_tests::upgrades::{UpgradeNode, upgrade_body};
 
 fn document() -> Value {
     openapi_check::document("agent/openapi.json")
@@ -130,6 +131,21 @@ async fn real_responses_validate_against_the_document() {
     let wrong_method = reader.send(request(Method::DELETE, "/v1/node", &[], Bytes::new())).await.expect("reply");
     assert_eq!(wrong_method.status, 405);
     assert_conforms(&doc, "/v1/node", "get", &wrong_method);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_answered_after_its_preferred_wait_conforms() {
+    let doc = document();
+    let node = UpgradeNode::start("v1.30.2", "").await;
+    let mut operator = node.client("operator").await;
+    let body = upgrade_body("v1.30.3", &node.artifact("v1.30.3", true), None).to_string();
+    let headers = [("content-type", "application/json"), ("prefer", "wait=10")];
+    let reply = operator.send(request(Method::POST, "/v1/upgrades", &headers, Bytes::from(body))).await;
+    let reply = reply.expect("reply");
+    assert_eq!(reply.status, 202, "{}", reply.json());
+    assert_eq!(reply.header("preference-applied").as_deref(), Some("wait=10"));
+    assert_eq!(reply.json()["phase"], "Succeeded", "{}", reply.json());
+    assert_conforms(&doc, "/v1/upgrades", "post", &reply);
 }
 
 /// Every operation of the document with its method.

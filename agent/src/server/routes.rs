@@ -7,7 +7,7 @@
 //! | GET | `/v1/node` | reader |
 //! | GET | `/v1/operations` | reader |
 //! | GET | `/v1/operations/{id}` (`?wait=SECONDS&after=PHASE`: see [`super::wait`]) | reader |
-//! | POST | `/v1/upgrades` | operator (`force`: admin) |
+//! | POST | `/v1/upgrades` (`Prefer: wait=SECONDS`: see [`super::wait`]) | operator (`force`: admin) |
 //! | POST | `/v1/operations/{id}/cancel` | operator |
 //! | POST | `/v1/rollback` | admin |
 //! | POST | `/v1/cordon`, `/v1/uncordon`, `/v1/drain` | operator |
@@ -22,11 +22,13 @@
 //! answers 200 once it is taken.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::header::{ETAG, HeaderValue, IF_MATCH};
 use hyper::{Method, Request, Response, StatusCode};
 use upkeep_common::api::{
-    DrainRequest, DrainTimeoutAction, Operation, OperationKind, OperationList, OperationRequest, UpgradeRequest,
+    DrainRequest, DrainTimeoutAction, Operation, OperationKind, OperationList, OperationPhase, OperationRequest,
+    UpgradeRequest,
 };
 use upkeep_common::ids::{OperationId, RequestToken};
 use upkeep_common::{ErrorBody, ErrorCode, Identity, Role};
@@ -37,8 +39,9 @@ pub use upkeep_net::routing::ApiMethod;
 use upkeep_net::routing::{self, Routed};
 
 use crate::app::App;
+use crate::server::etcd;
 use crate::server::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
-use crate::server::{etcd, wait};
+use crate::server::wait::{self, WaitQuery};
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,27 +171,10 @@ async fn dispatch(
             Ok(response::json(StatusCode::OK, &operation.ok_or_else(|| not_found(&id))?))
         }
         Endpoint::Upgrade => {
-            let if_match = request.headers().get(IF_MATCH).map(|v| v.to_str().unwrap_or("").to_owned());
-            let upgrade: UpgradeRequest = read_json(request, BodyPresence::Required).await?;
-            let token = upgrade.request_token.clone();
-            if let Some(existing) = app.engine.replayed_upgrade(&upgrade)? {
-                return audited(identity, token.as_ref(), Ok(existing));
-            }
-            // The API server is asked even when the request claims a version: a
-            // claim newer than its answer needs admin force (the skew rule is
-            // against the oldest API server).
-            let control_plane = match app.host.kubernetes.control_plane_version().await {
-                Ok(version) => version,
-                Err(_) if upgrade.force && upgrade.control_plane_version.is_some() => None,
-                Err(error) => {
-                    return Err(ErrorBody::new(
-                        ErrorCode::DependencyUnavailable,
-                        format!("the control-plane version is needed for the skew rule: {error}"),
-                    ));
-                }
-            };
-            let operation = app.engine.submit_upgrade(identity, upgrade, if_match.as_deref(), control_plane);
-            audited(identity, token.as_ref(), operation)
+            let preferred = wait::preferred_wait(request.headers());
+            let shutdown = request.extensions().get::<ShutdownSignal>().cloned();
+            let operation = upgrade(app, identity, request).await?;
+            Ok(answer_upgrade(app, operation, preferred, shutdown).await)
         }
         Endpoint::Cancel => {
             let _: OperationRequest = read_json(request, BodyPresence::Optional).await?;
@@ -230,12 +216,65 @@ async fn dispatch(
     }
 }
 
+/// Accepts an upgrade (or finds the one its token names) and records it in the audit log.
+async fn upgrade(app: &Arc<App>, identity: &Identity, request: Request<RequestBody>) -> Result<Operation, ErrorBody> {
+    let if_match = request.headers().get(IF_MATCH).map(|v| v.to_str().unwrap_or("").to_owned());
+    let upgrade: UpgradeRequest = read_json(request, BodyPresence::Required).await?;
+    let token = upgrade.request_token.clone();
+    if let Some(existing) = app.engine.replayed_upgrade(&upgrade)? {
+        return audit(identity, token.as_ref(), Ok(existing));
+    }
+    // The API server is asked even when the request claims a version: a
+    // claim newer than its answer needs admin force (the skew rule is
+    // against the oldest API server).
+    let control_plane = match app.host.kubernetes.control_plane_version().await {
+        Ok(version) => version,
+        Err(_) if upgrade.force && upgrade.control_plane_version.is_some() => None,
+        Err(error) => {
+            return Err(ErrorBody::new(
+                ErrorCode::DependencyUnavailable,
+                format!("the control-plane version is needed for the skew rule: {error}"),
+            ));
+        }
+    };
+    let operation = app.engine.submit_upgrade(identity, upgrade, if_match.as_deref(), control_plane);
+    audit(identity, token.as_ref(), operation)
+}
+
+/// The answer to an accepted upgrade: at once, or with a preferred wait once
+/// the operation has ended (or the wait is over), saying the wait was applied.
+async fn answer_upgrade(
+    app: &App,
+    operation: Operation,
+    preferred: Option<Duration>,
+    shutdown: Option<ShutdownSignal>,
+) -> Response<Body> {
+    let Some(wait) = preferred else { return response::json(StatusCode::ACCEPTED, &operation) };
+    let query = WaitQuery { wait, after: Some(OperationPhase::Running) };
+    let waited = wait::operation_when_past(&app.engine, &app.waiting, &app.metrics, &operation.id, query, shutdown);
+    let latest = waited.await.unwrap_or(operation);
+    let mut response = response::json(StatusCode::ACCEPTED, &latest);
+    if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
+        response.headers_mut().insert(wait::PREFERENCE_APPLIED, applied);
+    }
+    response
+}
+
 /// Logs a mutating request's outcome with who asked, and answers 202 with the operation.
 fn audited(
     identity: &Identity,
     token: Option<&RequestToken>,
     outcome: Result<Operation, ErrorBody>,
 ) -> Result<Response<Body>, ErrorBody> {
+    audit(identity, token, outcome).map(|operation| response::json(StatusCode::ACCEPTED, &operation))
+}
+
+/// Records an accepted operation or a refused write in the audit log.
+fn audit(
+    identity: &Identity,
+    token: Option<&RequestToken>,
+    outcome: Result<Operation, ErrorBody>,
+) -> Result<Operation, ErrorBody> {
     match &outcome {
         Ok(operation) => tracing::info!(
             target: "audit",
@@ -255,7 +294,7 @@ fn audited(
             error.error.message
         ),
     }
-    outcome.map(|operation| response::json(StatusCode::ACCEPTED, &operation))
+    outcome
 }
 
 /// The operation id of a path segment, percent-decoded first (`op%3A1` is `op:1`).

@@ -4,9 +4,15 @@
 //! coordinator waits instead of polling. `after` defaults to the phase the
 //! operation has when the request arrives. At most [`MAX_WAITING`] requests
 //! wait at once; one more is answered at once, as without `wait`.
+//!
+//! `POST /v1/upgrades` with `Prefer: wait=SECONDS` (RFC 7240) waits the same
+//! way before it answers, until the operation it accepted has ended, so an
+//! upgrade can cost one request.
 
 use std::time::Duration;
 
+use hyper::HeaderMap;
+use hyper::header::HeaderName;
 use tokio::sync::Semaphore;
 use upkeep_common::api::{Operation, OperationPhase};
 use upkeep_common::ids::OperationId;
@@ -66,6 +72,24 @@ pub fn parse_query(query: Option<&str>) -> Result<Option<WaitQuery>, ErrorBody> 
         return Err(ErrorBody::with_details(ErrorCode::ValidationFailed, "the query has invalid parameters", problems));
     }
     Ok(wait.map(|wait| WaitQuery { wait, after }))
+}
+
+/// The `Prefer` request header (RFC 7240).
+pub const PREFER: HeaderName = HeaderName::from_static("prefer");
+/// The response header naming the preferences a server honoured (RFC 7240).
+pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+
+/// The wait a request prefers by `Prefer: wait=SECONDS`, cut to [`MAX_WAIT_SECS`].
+/// As RFC 7240 asks, a preference that cannot be read is ignored, not refused;
+/// so is a wait of zero.
+pub fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
+    let preferences = headers.get_all(PREFER).iter().filter_map(|value| value.to_str().ok());
+    let seconds = preferences
+        .flat_map(|value| value.split(','))
+        .filter_map(|preference| preference.split(';').next()?.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("wait"))
+        .and_then(|(_, value)| value.trim().trim_matches('"').parse::<u64>().ok())?;
+    (seconds > 0).then(|| Duration::from_secs(seconds.min(MAX_WAIT_SECS)))
 }
 
 /// The operation once it is past the asked phase, the wait ends, or the agent
@@ -129,6 +153,27 @@ impl Drop for Waiting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn prefer(values: &[&str]) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(PREFER, value.parse().expect("header value"));
+        }
+        preferred_wait(&headers)
+    }
+
+    #[test]
+    fn a_preferred_wait_is_read_cut_to_its_bound_or_ignored() {
+        assert_eq!(prefer(&["wait=10"]), Some(Duration::from_secs(10)));
+        assert_eq!(prefer(&["respond-async, Wait=\"7\""]), Some(Duration::from_secs(7)));
+        assert_eq!(prefer(&["handling=lenient", "wait=3; extra"]), Some(Duration::from_secs(3)));
+        assert_eq!(prefer(&["wait=3600"]), Some(Duration::from_secs(MAX_WAIT_SECS)), "cut to the bound");
+        assert_eq!(prefer(&["wait=18446744073709551616"]), None, "too large to read: ignored");
+        for ignored in ["wait=0", "wait=-1", "wait=soon", "wait", "return=minimal"] {
+            assert_eq!(prefer(&[ignored]), None, "{ignored}");
+        }
+        assert_eq!(prefer(&[]), None);
+    }
 
     #[test]
     fn the_query_is_bounded_and_every_problem_named() {

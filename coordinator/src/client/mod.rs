@@ -19,18 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
-use hyper::{Method, Request, StatusCode};
+use http_body_util::Full;
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue, IF_MATCH, LOCATION};
+use hyper::{Method, Request};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use upkeep_common::ErrorDetail;
 use upkeep_common::api::{
     DrainOptions, DrainRequest, NodeState, Operation, OperationList, OperationPhase, OperationRequest, UpgradeRequest,
 };
@@ -40,10 +37,13 @@ use upkeep_net::client::mutual_tls_client;
 use crate::inventory::Inventory;
 use sessions::NewestTicketStore;
 
+mod answer;
 mod control_plane;
 mod error;
 pub mod sessions;
 
+use answer::to_body;
+pub(crate) use answer::{decode, read_limited};
 pub use error::{CertificateProblem, ClientError};
 
 /// Timeouts and retries.
@@ -126,6 +126,9 @@ pub(crate) fn https_client(mut tls: ClientConfig, settings: &ClientSettings) -> 
         .build(connector)
 }
 
+/// The `Prefer` request header (RFC 7240).
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+
 /// The HTTP client of [`https_client`].
 pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -139,6 +142,8 @@ struct Call<'a> {
     safety: Safety,
     /// How long the agent may hold the answer (a long poll), on top of the client's timeout.
     wait: Duration,
+    /// Whether the wait is asked with `Prefer: wait` (RFC 7240) rather than in the path.
+    prefer_wait: bool,
     /// Whether the connection closes after the answer instead of waiting in the pool.
     close: bool,
 }
@@ -154,6 +159,7 @@ impl<'a> Call<'a> {
             if_match: None,
             safety: Safety::Repeatable,
             wait: Duration::ZERO,
+            prefer_wait: false,
             close: false,
         }
     }
@@ -238,6 +244,20 @@ impl AgentClient {
         self.call(Call { if_match, ..Call::post(address, "/v1/upgrades", body, safety) }).await
     }
 
+    /// `POST /v1/upgrades` with `Prefer: wait`: the agent holds the answer
+    /// until the operation has ended or `wait` (whole seconds) is over. An
+    /// agent that does not wait answers at once, as to [`AgentClient::upgrade`].
+    pub async fn upgrade_and_wait(
+        &self,
+        address: &str,
+        request: &UpgradeRequest,
+        wait: Duration,
+    ) -> Result<Operation, ClientError> {
+        let safety = if request.request_token.is_some() { Safety::Repeatable } else { Safety::Once };
+        let body = to_body(request)?;
+        self.call(Call { wait, prefer_wait: true, ..Call::post(address, "/v1/upgrades", body, safety) }).await
+    }
+
     /// `POST /v1/operations/{id}/cancel` (repeatable: cancelling twice is the same).
     pub async fn cancel(&self, address: &str, id: &OperationId) -> Result<Operation, ClientError> {
         let path = format!("/v1/operations/{id}/cancel");
@@ -313,6 +333,9 @@ impl AgentClient {
         if call.close {
             builder = builder.header(CONNECTION, HeaderValue::from_static("close"));
         }
+        if call.prefer_wait && !call.wait.is_zero() {
+            builder = builder.header(PREFER, format!("wait={}", call.wait.as_secs()));
+        }
         let request = builder
             .body(Full::new(call.body.clone().unwrap_or_default()))
             .map_err(|e| ClientError::Request { address: address.to_owned(), reason: e.to_string() })?;
@@ -340,57 +363,4 @@ impl AgentClient {
             .map_err(|_| ClientError::Timeout { address: address.to_owned(), timeout })??;
         decode(address, status, &bytes)
     }
-}
-
-/// Reads a whole answer's body, at most `limit` bytes of it.
-pub(crate) async fn read_limited(address: &str, body: Incoming, limit: usize) -> Result<Bytes, ClientError> {
-    let limited = http_body_util::Limited::new(body, limit);
-    let collected =
-        limited.collect().await.map_err(|error| match error.downcast_ref::<http_body_util::LengthLimitError>() {
-            Some(_) => ClientError::TooLarge { address: address.to_owned(), limit },
-            None => ClientError::Unreachable { address: address.to_owned(), reason: error.to_string() },
-        })?;
-    Ok(collected.to_bytes())
-}
-
-fn to_body<T: Serialize>(value: &T) -> Result<Bytes, ClientError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|e| ClientError::Request { address: String::new(), reason: e.to_string() })
-}
-
-/// The envelope as read by the coordinator: the code is kept as text, so a
-/// code this coordinator does not know still carries the agent's message.
-#[derive(serde::Deserialize)]
-struct AnsweredError {
-    error: AnsweredErrorObject,
-}
-
-#[derive(serde::Deserialize)]
-struct AnsweredErrorObject {
-    code: String,
-    message: String,
-    #[serde(default)]
-    details: Vec<ErrorDetail>,
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(address: &str, status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
-    let decode_error =
-        |reason: String| ClientError::Decode { address: address.to_owned(), status: status.as_u16(), reason };
-    if status.is_success() {
-        return serde_json::from_slice(bytes).map_err(|e| decode_error(e.to_string()));
-    }
-    let envelope: AnsweredError = serde_json::from_slice(bytes).map_err(|e| decode_error(e.to_string()))?;
-    Err(ClientError::Api {
-        address: address.to_owned(),
-        status: status.as_u16(),
-        code: cut(&envelope.error.code, 64),
-        message: cut(&envelope.error.message, 1000),
-        details: envelope.error.details,
-    })
-}
-
-/// At most `limit` characters of an agent's text (it ends up in reports and journals).
-fn cut(text: &str, limit: usize) -> String {
-    text.chars().take(limit).collect()
 }

@@ -1,8 +1,8 @@
 //! One node's upgrade through its agent, all within the node's deadline: send
 //! the request (again, with the same token, while the agent is unreachable or
-//! answers "not now"), wait for the operation to end (the agent holds each
-//! answer until it does), then read the node back: it counts as patched only
-//! when it reports the target.
+//! answers "not now"), wait for the operation to end (the agent holds the
+//! request's answer, and each later one, until it does), then read the node
+//! back: it counts as patched only when it reports the target.
 
 use std::future::Future;
 use std::time::Duration;
@@ -78,8 +78,11 @@ impl NodeJob {
 
     async fn upgrade(&self, deadline: Instant) -> Result<NodeOutcome, Stop> {
         let (client, address, request) = (&self.client, self.address.as_str(), &self.request);
+        // The agent is asked to answer once the operation has ended, so an
+        // upgrade that ends within the wait costs this one request.
+        let wait = long_poll_within(deadline);
         let first = persist(deadline, self.poll_interval, "the agent to accept the upgrade", || {
-            client.upgrade(address, request, None)
+            client.upgrade_and_wait(address, request, wait)
         })
         .await?;
         check_operation(request, None, &first).map_err(Stop::Answer)?;
@@ -109,8 +112,7 @@ impl NodeJob {
         let mut pause = self.poll_interval.min(Duration::from_millis(5));
         while !operation.phase.is_terminal() {
             let waiting_for = format!("operation {id} to end (it is {:?})", operation.phase);
-            let left = deadline.saturating_duration_since(Instant::now());
-            let wait = Duration::from_secs(LONG_POLL.min(left.saturating_sub(Duration::from_secs(1))).as_secs());
+            let wait = long_poll_within(deadline);
             let asked = Instant::now();
             let latest = persist(deadline, self.poll_interval, &waiting_for, || {
                 client.operation_past(address, &id, OperationPhase::Running, wait)
@@ -171,6 +173,12 @@ where
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(MAX_BACKOFF);
     }
+}
+
+/// The longest long poll that still answers before `deadline`, in whole seconds.
+fn long_poll_within(deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    Duration::from_secs(LONG_POLL.min(left.saturating_sub(Duration::from_secs(1))).as_secs())
 }
 
 /// A deadline that never comes (a node timeout too large to add to now).
