@@ -52,7 +52,7 @@ async fn a_wait_answers_when_the_operation_ends_even_past_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_posted_preferring_to_wait_is_answered_once_it_has_ended() {
-    let node = slow_agent(2, "").await;
+    let node = slow_agent(3, "[server]\nidle_timeout_secs = 1\n").await;
     let body = upgrade_body("v1.30.3", &node.artifact("v1.30.3", true), None).to_string();
     let args = ["-X", "POST", "-H", "Content-Type: application/json", "-H", "Prefer: wait=15", "--data", &body];
     let reply =
@@ -61,7 +61,7 @@ async fn an_upgrade_posted_preferring_to_wait_is_answered_once_it_has_ended() {
     assert_eq!(
         reply.json()["phase"],
         "Succeeded",
-        "answered once the upgrade ended (its restart takes 2 s): {reply:?}"
+        "answered once the upgrade ended (its restart takes 3 s, past the 1 s idle timeout): {reply:?}"
     );
     assert_eq!(reply.header("preference-applied"), Some("wait=15"));
     let mut reader = node.client("reader").await;
