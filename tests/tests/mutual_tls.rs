@@ -128,8 +128,10 @@ fn the_coordinators_client_resumes_its_session_with_an_agent() {
 }
 
 /// A fleet-wide read closes its connection after the answer instead of
-/// leaving it in the client's pool: the next call opens a new connection,
-/// which resumes the session, and the call after that reuses it.
+/// leaving it in the client's pool, though the pool would keep it: the next
+/// call finds no connection to reuse and opens one, which resumes the session.
+/// (A third call is not asserted: the pool may open a new connection rather
+/// than wait for the one it is about to get back.)
 #[test]
 fn a_read_that_closes_leaves_no_connection_to_reuse() {
     let pki = Pki::new();
@@ -140,7 +142,6 @@ fn a_read_that_closes_leaves_no_connection_to_reuse() {
     tokio::runtime::Runtime::new().expect("runtime").block_on(async {
         client.node_then_close(&address).await.expect("the agent answers");
         client.node(&address).await.expect("the agent answers again");
-        client.node(&address).await.expect("the agent answers on the pooled connection");
     });
     assert_handshakes(&pki, &agent, 1, 1);
 }
