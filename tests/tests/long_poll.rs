@@ -3,11 +3,16 @@
 //! an idle timeout shorter than the wait does not cut it and the connection
 //! stays usable; the agent's shutdown ends a wait; a bad query is a 422
 //! naming the key. An upgrade posted with `Prefer: wait` (here by curl) is
-//! answered once it has ended.
+//! answered once it has ended; with every waiting place taken it is answered
+//! at once, without claiming the wait.
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use hyper::Method;
 use nix::sys::signal::Signal;
+use upkeep_agent::server::wait::MAX_WAITING;
+use upkeep_tests::client::request;
 use upkeep_tests::curl::curl;
 use upkeep_tests::fake_kubelet::start_health_server;
 use upkeep_tests::upgrades::{UpgradeNode, slow_setup, upgrade_body};
@@ -68,6 +73,50 @@ async fn an_upgrade_posted_preferring_to_wait_is_answered_once_it_has_ended() {
     let page = String::from_utf8_lossy(&reader.get("/metrics").await.expect("metrics").body).into_owned();
     assert!(page.contains("upkeep_agent_http_requests_total{route=\"/v1/upgrades\",status=\"202\"} 1"), "{page}");
     assert!(!page.contains("route=\"/v1/operations/{id}\""), "nothing asked about the operation: {page}");
+}
+
+/// Waits until the agent reports `count` requests waiting.
+async fn until_waiting(node: &UpgradeNode, count: usize) {
+    let mut watcher = node.client("reader").await;
+    let wanted = format!("upkeep_agent_waiting_requests {count}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = watcher.get("/metrics").await.expect("metrics").body;
+        if String::from_utf8_lossy(&page).lines().any(|line| line == wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {wanted}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_waiting_place_taken_a_preferred_wait_is_answered_at_once_and_not_claimed() {
+    let node = slow_agent(30, "").await;
+    let body = upgrade_body("v1.30.3", &node.artifact("v1.30.3", true), Some("tok-full")).to_string();
+    let mut operator = node.client("operator").await;
+    let accepted = operator.post_json("/v1/upgrades", &body).await.expect("reply");
+    assert_eq!(accepted.status, 202, "{}", accepted.json());
+    let id = accepted.json()["id"].as_str().expect("an id").to_owned();
+    let mut waits = Vec::new();
+    for _ in 0..MAX_WAITING {
+        let mut reader = node.client("reader").await;
+        let path = format!("/v1/operations/{id}?wait=30&after=Running");
+        waits.push(tokio::spawn(async move { reader.get(&path).await.map(|reply| reply.status) }));
+    }
+    until_waiting(&node, MAX_WAITING).await;
+    let headers = [("content-type", "application/json"), ("prefer", "wait=20")];
+    let asked = Instant::now();
+    let reply = operator.send(request(Method::POST, "/v1/upgrades", &headers, Bytes::from(body))).await;
+    let reply = reply.expect("reply");
+    assert_eq!(reply.status, 202, "{}", reply.json());
+    assert_eq!(reply.json()["id"], id.as_str(), "the token names the running operation");
+    assert_eq!(reply.json()["phase"], "Running", "answered at once: {}", reply.json());
+    assert!(asked.elapsed() < Duration::from_secs(20), "not held for the preferred wait");
+    assert_eq!(reply.header("preference-applied"), None, "a wait not applied is not claimed");
+    for wait in waits {
+        wait.abort();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

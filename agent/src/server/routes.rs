@@ -165,7 +165,9 @@ async fn dispatch(
                 None => app.engine.operation(&id),
                 Some(query) => {
                     let shutdown = request.extensions().get::<ShutdownSignal>().cloned();
-                    wait::operation_when_past(&app.engine, &app.waiting, &app.metrics, &id, query, shutdown).await
+                    let waited =
+                        wait::operation_when_past(&app.engine, &app.waiting, &app.metrics, &id, query, shutdown);
+                    waited.await.map(|waited| waited.operation)
                 }
             };
             Ok(response::json(StatusCode::OK, &operation.ok_or_else(|| not_found(&id))?))
@@ -242,7 +244,8 @@ async fn upgrade(app: &Arc<App>, identity: &Identity, request: Request<RequestBo
 }
 
 /// The answer to an accepted upgrade: at once, or with a preferred wait once
-/// the operation has ended (or the wait is over), saying the wait was applied.
+/// the operation has ended (or the wait is over), saying the wait was applied
+/// (not when every waiting place was taken and the answer came at once).
 async fn answer_upgrade(
     app: &App,
     operation: Operation,
@@ -252,9 +255,11 @@ async fn answer_upgrade(
     let Some(wait) = preferred else { return response::json(StatusCode::ACCEPTED, &operation) };
     let query = WaitQuery { wait, after: Some(OperationPhase::Running) };
     let waited = wait::operation_when_past(&app.engine, &app.waiting, &app.metrics, &operation.id, query, shutdown);
-    let latest = waited.await.unwrap_or(operation);
-    let mut response = response::json(StatusCode::ACCEPTED, &latest);
-    if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
+    let Some(waited) = waited.await else { return response::json(StatusCode::ACCEPTED, &operation) };
+    let mut response = response::json(StatusCode::ACCEPTED, &waited.operation);
+    if waited.honoured
+        && let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs()))
+    {
         response.headers_mut().insert(wait::PREFERENCE_APPLIED, applied);
     }
     response

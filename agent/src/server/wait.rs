@@ -92,6 +92,16 @@ pub fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds.min(MAX_WAIT_SECS)))
 }
 
+/// An operation as a wait left it.
+#[derive(Debug)]
+pub struct Waited {
+    /// The operation.
+    pub operation: Operation,
+    /// False when the answer came at once only because every waiting place
+    /// was taken; true when it came after the wait, or needed none.
+    pub honoured: bool,
+}
+
 /// The operation once it is past the asked phase, the wait ends, or the agent
 /// shuts down; `None` when there is no such operation.
 pub async fn operation_when_past(
@@ -100,20 +110,34 @@ pub async fn operation_when_past(
     metrics: &Metrics,
     id: &OperationId,
     query: WaitQuery,
-    mut shutdown: Option<ShutdownSignal>,
-) -> Option<Operation> {
+    shutdown: Option<ShutdownSignal>,
+) -> Option<Waited> {
     let mut changes = engine.changes();
     changes.borrow_and_update();
     let operation = engine.operation(id)?;
     let after = query.after.unwrap_or(operation.phase);
     if operation.phase.is_past(after) || operation.phase.is_terminal() || query.wait.is_zero() {
-        return Some(operation);
+        return Some(Waited { operation, honoured: true });
     }
     let Ok(_permit) = waiting.try_acquire() else {
-        return Some(operation);
+        return Some(Waited { operation, honoured: false });
     };
     let _counted = Waiting::start(metrics);
-    let deadline = tokio::time::Instant::now() + query.wait;
+    let latest = changed_past(engine, id, after, query.wait, changes, shutdown).await?;
+    Some(Waited { operation: latest, honoured: true })
+}
+
+/// Waits on `changes` until operation `id` is past `after`, `wait` is over or
+/// the agent shuts down, and returns the operation then.
+async fn changed_past(
+    engine: &Engine,
+    id: &OperationId,
+    after: OperationPhase,
+    wait: Duration,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    mut shutdown: Option<ShutdownSignal>,
+) -> Option<Operation> {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let shutting_down = async {
             match shutdown.as_mut() {
