@@ -1,6 +1,7 @@
 //! Runs one operation: asks [`decide::next_action`] what comes next and does
 //! it, until the operation ends. Each step is saved as Running before it starts
-//! and with its outcome after; it is bounded by its time limit, interruptible
+//! and with its outcome after (one write carries a step's outcome and the next
+//! step's start); it is bounded by its time limit, interruptible
 //! by a cancel, and a step that panics fails like any other step (rolled back
 //! when at or after Swap), so a defect never leaves an operation Running.
 //!
