@@ -26,7 +26,7 @@ use upkeep_net::tls::{parse_certificates, parse_private_key, server_config};
 
 use crate::availability::Unavailability;
 use crate::control_plane::ControlPlaneLog;
-use crate::faults::FaultPlan;
+use crate::faults::{FaultKind, FaultPlan, LatencyRange};
 use crate::host::{ArtifactStore, Machine};
 pub use crate::pki::FleetPki;
 
@@ -179,6 +179,14 @@ pub struct FleetSpec {
     pub address_offset: usize,
     /// The nodes this process hosts (all of them unless the fleet is sharded).
     pub hosted: std::ops::Range<usize>,
+}
+
+impl FleetSpec {
+    /// The faults and step latencies of this fleet's nodes, drawn from `seed`
+    /// (control-plane-only kinds go to the control-plane nodes alone).
+    pub fn fault_plan(&self, seed: u64, fault_rate: f64, kinds: &[FaultKind], latency: LatencyRange) -> FaultPlan {
+        FaultPlan::derive(seed, self.nodes, self.control_planes, fault_rate, kinds, latency)
+    }
 }
 
 /// The fleet.

@@ -18,7 +18,7 @@ use crate::checks::control_plane::{ControlPlaneNode, check_control_plane};
 use crate::checks::{FinalNode, check_run};
 use crate::coordinator_cpu;
 use crate::efficiency::{self, NodeTiming};
-use crate::faults::{FaultKind, FaultPlan};
+use crate::faults::FaultKind;
 use crate::fleet::{Fleet, FleetPki, FleetSpec};
 use crate::host::target_artifact;
 use crate::recorder::Recorder;
@@ -54,14 +54,7 @@ pub async fn run(config: &RunConfig) -> Result<Report, RunError> {
         address_offset: config.address_offset,
         hosted: 0..config.nodes,
     };
-    let plan = FaultPlan::derive(
-        config.seed,
-        spec.nodes,
-        spec.control_planes,
-        config.fault_rate,
-        &config.fault_kinds,
-        config.latency,
-    );
+    let plan = spec.fault_plan(config.seed, config.fault_rate, &config.fault_kinds, config.latency);
     let (rss_before, _) = rss();
     let fleet = Fleet::start(&spec, &plan, artifacts, FleetPki::temporary()?).await?;
     let (rss_after, _) = rss();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use upkeep_common::Version;
 use upkeep_coordinator::inventory::Inventory;
 
-use crate::faults::{FaultKind, FaultPlan, LatencyRange};
+use crate::faults::{FaultKind, LatencyRange};
 use crate::fleet::{Fleet, FleetError, FleetPki, FleetSpec};
 use crate::host::target_artifact;
 
@@ -70,14 +70,7 @@ pub async fn serve(
         address_offset: 0,
         hosted,
     };
-    let plan = FaultPlan::derive(
-        config.seed,
-        spec.nodes,
-        spec.control_planes,
-        config.fault_rate,
-        &config.fault_kinds,
-        config.latency,
-    );
+    let plan = spec.fault_plan(config.seed, config.fault_rate, &config.fault_kinds, config.latency);
     let fleet = Fleet::start(&spec, &plan, artifacts, pki).await?;
     let write = |path: &PathBuf, text: String| {
         upkeep_coordinator::certs::write_file(path, &text, 0o644, true).map_err(FleetError::from)
