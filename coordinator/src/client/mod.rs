@@ -239,9 +239,8 @@ impl AgentClient {
         request: &UpgradeRequest,
         if_match: Option<&str>,
     ) -> Result<Operation, ClientError> {
-        let safety = if request.request_token.is_some() { Safety::Repeatable } else { Safety::Once };
-        let body = to_body(request)?;
-        self.call(Call { if_match, ..Call::post(address, "/v1/upgrades", body, safety) }).await
+        let call = Call { if_match, ..Self::upgrade_call(address, request)? };
+        self.call(call).await
     }
 
     /// `POST /v1/upgrades` with `Prefer: wait`: the agent holds the answer
@@ -253,9 +252,15 @@ impl AgentClient {
         request: &UpgradeRequest,
         wait: Duration,
     ) -> Result<Operation, ClientError> {
+        let call = Call { wait, prefer_wait: true, ..Self::upgrade_call(address, request)? };
+        self.call(call).await
+    }
+
+    /// The `POST /v1/upgrades` of `request`: repeatable only when it carries a
+    /// request token, which the agent answers with the same operation.
+    fn upgrade_call<'a>(address: &'a str, request: &UpgradeRequest) -> Result<Call<'a>, ClientError> {
         let safety = if request.request_token.is_some() { Safety::Repeatable } else { Safety::Once };
-        let body = to_body(request)?;
-        self.call(Call { wait, prefer_wait: true, ..Call::post(address, "/v1/upgrades", body, safety) }).await
+        Ok(Call::post(address, "/v1/upgrades", to_body(request)?, safety))
     }
 
     /// `POST /v1/operations/{id}/cancel` (repeatable: cancelling twice is the same).
