@@ -7,6 +7,7 @@
 //! - [`client`]: typed calls for every agent endpoint over mutual TLS.
 //! - [`inventory`]: the fleet file (nodes, roles, zones, TLS files).
 //! - [`status`]: `upkeep status`, the fan-out read of every node.
+//! - [`pretty_array`]: a JSON array written an element at a time.
 //! - [`plan`]: the pure rollout planner.
 //! - [`journal`]: the rollout's saved state, kept in the store.
 //! - [`control`]: pause and abort of a running rollout.
@@ -28,6 +29,7 @@ pub mod control;
 pub mod inventory;
 pub mod journal;
 pub mod plan;
+pub mod pretty_array;
 pub mod report;
 pub mod rollout;
 pub mod service;

@@ -3,8 +3,11 @@
 //! an unreadable body, a redirect, a certificate problem, another node's
 //! agent at its address), never dropped.
 
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
 use futures_util::future::{BoxFuture, FutureExt};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use upkeep_common::api::{NodeRole, NodeState};
 use upkeep_common::ids::NodeName;
@@ -56,24 +59,63 @@ pub struct NodeStatusRow {
     pub unreadable: Option<Unreadable>,
 }
 
+/// How many rows the ordered reading may run ahead of the oldest unanswered
+/// node, in multiples of the concurrency: this bounds the rows held back
+/// while a slow node is waited for.
+const AHEAD_PER_READ: usize = 16;
+
 /// Asks every node of the inventory, `concurrency` at a time, in inventory order.
 pub fn fleet_status<'a>(
     client: &'a AgentClient,
     inventory: &'a Inventory,
     concurrency: usize,
 ) -> BoxFuture<'a, Vec<NodeStatusRow>> {
-    // Boxed, and indexed rather than iterated by reference, so that callers may spawn it.
+    // Boxed so that callers may spawn it.
     async move {
-        let nodes = &inventory.nodes;
-        let mut rows: Vec<(usize, NodeStatusRow)> = stream::iter(0..nodes.len())
-            .map(|index| read_row(client, index, &nodes[index]))
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        rows.sort_by_key(|(index, _)| *index);
-        rows.into_iter().map(|(_, row)| row).collect()
+        let mut rows = Vec::with_capacity(inventory.nodes.len());
+        each_row_in_order(client, inventory, concurrency, |row| {
+            rows.push(row);
+            ControlFlow::Continue(())
+        })
+        .await;
+        rows
     }
     .boxed()
+}
+
+/// Asks every node of the inventory, `concurrency` at a time, and hands each
+/// row to `emit` in inventory order as soon as every earlier row has been
+/// handed over; stops asking when `emit` breaks. A slow node holds back at
+/// most the rows read while it is waited for (up to [`AHEAD_PER_READ`] times
+/// the concurrency), not the fleet's, so a caller that writes rows out holds a
+/// bounded number at once.
+pub async fn each_row_in_order(
+    client: &AgentClient,
+    inventory: &Inventory,
+    concurrency: usize,
+    mut emit: impl FnMut(NodeStatusRow) -> ControlFlow<()>,
+) {
+    let nodes = &inventory.nodes;
+    let concurrency = concurrency.max(1);
+    let ahead = concurrency.saturating_mul(AHEAD_PER_READ);
+    let mut reading = FuturesUnordered::new();
+    let mut held: BTreeMap<usize, NodeStatusRow> = BTreeMap::new();
+    let (mut next_read, mut next_emit) = (0, 0);
+    while next_emit < nodes.len() {
+        while reading.len() < concurrency && next_read < nodes.len() && next_read - next_emit < ahead {
+            reading.push(read_row(client, next_read, &nodes[next_read]));
+            next_read += 1;
+        }
+        // Never empty here: the oldest row not yet handed over is still being read.
+        let Some((index, row)) = reading.next().await else { break };
+        held.insert(index, row);
+        while let Some(row) = held.remove(&next_emit) {
+            next_emit += 1;
+            if emit(row).is_break() {
+                return;
+            }
+        }
+    }
 }
 
 /// Reads one node's row (`index` is its place in the inventory).
@@ -117,17 +159,24 @@ pub fn aligned<R: AsRef<[String]>>(rows: &[R]) -> Vec<String> {
         .collect()
 }
 
-/// The rows as an aligned text table, then why each unreadable node could not be read.
-pub fn table(rows: &[NodeStatusRow]) -> String {
-    let mut lines = vec![[
-        "NODE".to_owned(),
-        "ROLE".to_owned(),
-        "VERSIONS".to_owned(),
-        "PHASE".to_owned(),
-        "CORDONED".to_owned(),
-        "LAST OPERATION".to_owned(),
-    ]];
-    for row in rows {
+/// The status as an aligned text table, built a row at a time: it keeps each
+/// row's cells, not its state, then lists why each unreadable node could not
+/// be read.
+pub struct StatusTable {
+    lines: Vec<[String; 6]>,
+    unreadable: Vec<String>,
+}
+
+impl Default for StatusTable {
+    fn default() -> Self {
+        let header = ["NODE", "ROLE", "VERSIONS", "PHASE", "CORDONED", "LAST OPERATION"].map(str::to_owned);
+        Self { lines: vec![header], unreadable: Vec::new() }
+    }
+}
+
+impl StatusTable {
+    /// Adds one node's line (and its reason when it was unreadable).
+    pub fn push(&mut self, row: &NodeStatusRow) {
         let role = match row.role {
             NodeRole::ControlPlane => "control-plane",
             NodeRole::Worker => "worker",
@@ -168,19 +217,22 @@ pub fn table(rows: &[NodeStatusRow]) -> String {
                 "-".to_owned(),
             ],
         };
-        lines.push(cells);
+        self.lines.push(cells);
+        if let Some(why) = &row.unreadable {
+            self.unreadable.push(format!("  {}: {} ({})", row.name, why.message, why.code));
+        }
     }
-    let mut text = aligned(&lines);
-    let unreadable: Vec<String> = rows
-        .iter()
-        .filter_map(|row| row.unreadable.as_ref().map(|why| format!("  {}: {} ({})", row.name, why.message, why.code)))
-        .collect();
-    if !unreadable.is_empty() {
-        text.push(String::new());
-        text.push("not readable:".to_owned());
-        text.extend(unreadable);
+
+    /// The table's text.
+    pub fn render(self) -> String {
+        let mut text = aligned(&self.lines);
+        if !self.unreadable.is_empty() {
+            text.push(String::new());
+            text.push("not readable:".to_owned());
+            text.extend(self.unreadable);
+        }
+        text.join("\n")
     }
-    text.join("\n")
 }
 
 #[cfg(test)]

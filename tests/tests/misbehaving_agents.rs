@@ -356,3 +356,35 @@ fn status_says_why_each_unreadable_node_cannot_be_read() {
     assert_eq!(code("impostor"), "node_name_mismatch");
     assert_eq!(code("worker-2"), serde_json::Value::Null);
 }
+
+#[test]
+fn status_lists_every_node_in_inventory_order_while_a_silent_one_is_waited_for() {
+    let runtime = runtime();
+    let fleet = real_fleet(&runtime);
+    let behaviours =
+        [("silent", Behaviour::NeverAnswers), ("honest-1", Behaviour::Honest), ("honest-2", Behaviour::Honest)];
+    let (_agents, entries) = scripted(&runtime, &fleet, &behaviours);
+    let inventory = fleet.write_inventory(&entries);
+    let listed: Vec<String> = std::fs::read_to_string(&inventory)
+        .expect("the inventory")
+        .lines()
+        .filter_map(|line| line.strip_prefix("name = \"").and_then(|rest| rest.strip_suffix('"')))
+        .map(str::to_owned)
+        .collect();
+    assert!(listed.len() > behaviours.len(), "the real nodes are listed too: {listed:?}");
+    let inventory = inventory.display().to_string();
+    // Two at a time: the silent node answers only with its timeout, and the nodes after it are read meanwhile.
+    let args = ["status", "--inventory", &inventory, "--timeout-secs", "2", "--concurrency", "2", "--output", "json"];
+    let run = Command::new(binaries::path("upkeep")).args(args).output().expect("upkeep runs");
+    assert_eq!(run.status.code(), Some(2), "{}", String::from_utf8_lossy(&run.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).expect("one JSON array");
+    let rows = json.as_array().expect("rows");
+    let names: Vec<&str> = rows.iter().filter_map(|row| row["name"].as_str()).collect();
+    assert_eq!(names, listed, "every node once, in inventory order");
+    for row in rows {
+        match row["name"].as_str() {
+            Some("silent") => assert_eq!(row["unreadable"]["code"], "timeout", "{row:#}"),
+            _ => assert!(row["state"].is_object(), "every other node was read: {row:#}"),
+        }
+    }
+}

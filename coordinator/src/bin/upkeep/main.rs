@@ -5,6 +5,8 @@ mod certs_cli;
 mod rollout_cli;
 mod serve_cli;
 
+use std::io::{BufWriter, Write as _};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,7 +19,8 @@ use upkeep_coordinator::client::AgentClient;
 use upkeep_coordinator::cluster_cli::{self, ClusterCommand};
 use upkeep_coordinator::control::Control;
 use upkeep_coordinator::inventory::Inventory;
-use upkeep_coordinator::status::{fleet_status, table};
+use upkeep_coordinator::pretty_array::PrettyArray;
+use upkeep_coordinator::status::{StatusTable, each_row_in_order};
 
 /// Roll node binaries across a Kubernetes fleet, safely.
 #[derive(Debug, Parser)]
@@ -119,11 +122,37 @@ fn connect(connection: &Connection) -> Result<(Inventory, AgentClient), Failure>
 
 async fn run_status(args: StatusArgs) -> Result<ExitCode, Failure> {
     let (inventory, client) = connect(&args.connection)?;
-    let rows = fleet_status(&client, &inventory, usize::from(args.connection.concurrency)).await;
-    match args.connection.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?),
-        Output::Human => println!("{}", table(&rows)),
-    }
-    let unreachable = rows.iter().filter(|row| row.state.is_none()).count();
-    Ok(if unreachable == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    let concurrency = usize::from(args.connection.concurrency);
+    let mut unreadable = 0_usize;
+    // Rows are written as they come in inventory order, so a large fleet is never held whole.
+    let written = match args.connection.output {
+        Output::Json => {
+            let mut array = PrettyArray::new(BufWriter::new(std::io::stdout()));
+            let mut failed = None;
+            each_row_in_order(&client, &inventory, concurrency, |row| {
+                unreadable += usize::from(row.state.is_none());
+                array.push(&row).map_or_else(
+                    |error| {
+                        failed = Some(error);
+                        ControlFlow::Break(())
+                    },
+                    ControlFlow::Continue,
+                )
+            })
+            .await;
+            failed.map_or_else(|| array.finish().and_then(|mut out| writeln!(out)), Err)
+        }
+        Output::Human => {
+            let mut table = StatusTable::default();
+            each_row_in_order(&client, &inventory, concurrency, |row| {
+                unreadable += usize::from(row.state.is_none());
+                table.push(&row);
+                ControlFlow::Continue(())
+            })
+            .await;
+            writeln!(std::io::stdout(), "{}", table.render())
+        }
+    };
+    written.map_err(|error| format!("cannot write the status: {error}"))?;
+    Ok(if unreadable == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
