@@ -42,7 +42,10 @@ impl fmt::Debug for RecentSessions {
 }
 
 impl StoresServerSessions for RecentSessions {
-    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+    fn put(&self, key: Vec<u8>, mut value: Vec<u8>) -> bool {
+        // The encoded session (with the client's certificate chain) arrives with
+        // its encoder's spare capacity, up to as much again as its length.
+        value.shrink_to_fit();
         let mut sessions = self.lock();
         sessions.retain(|(held, _)| *held != key);
         if sessions.len() >= self.room {

@@ -8,10 +8,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use upkeep_net::metrics::ServerMetrics;
+
+use super::step_durations::StepDurations;
 
 /// The content type of the metrics page.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -33,14 +34,6 @@ struct WriteLabels {
     record: &'static str,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StepLabels {
-    step: String,
-}
-
-/// Step duration buckets in seconds, from a zero-latency simulated step to a long drain.
-const STEP_BUCKETS: [f64; 14] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0];
-
 /// The agent's metrics. The registry that names and describes them is built
 /// for each scrape, not kept: its descriptions would cost every agent memory
 /// between scrapes that come a minute apart.
@@ -50,12 +43,8 @@ pub struct Metrics {
     component_versions: Family<VersionLabels, Gauge>,
     waiting_requests: Gauge,
     operations: Family<OperationLabels, Counter>,
-    step_durations: Family<StepLabels, Histogram, fn() -> Histogram>,
+    step_durations: StepDurations,
     state_writes: Family<WriteLabels, Counter>,
-}
-
-fn step_histogram() -> Histogram {
-    Histogram::new(STEP_BUCKETS.iter().copied())
 }
 
 impl Metrics {
@@ -66,7 +55,7 @@ impl Metrics {
             component_versions: Family::default(),
             waiting_requests: Gauge::default(),
             operations: Family::default(),
-            step_durations: Family::new_with_constructor(step_histogram),
+            step_durations: StepDurations::default(),
             state_writes: Family::default(),
         }
     }
@@ -75,7 +64,7 @@ impl Metrics {
     fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("upkeep_agent");
         registry.register("operations", "Operations that ended, by kind and outcome", self.operations.clone());
-        registry.register("step_duration_seconds", "How long upgrade steps took", self.step_durations.clone());
+        registry.register_collector(Box::new(self.step_durations.clone()));
         registry.register(
             "state_writes",
             "Saved-state records written (each an fsync and a rename on disk), by record: operation, node, token",
@@ -130,7 +119,7 @@ impl Metrics {
 
     /// Records how long a step took.
     pub fn observe_step(&self, step: upkeep_common::api::StepName, seconds: f64) {
-        self.step_durations.get_or_create(&StepLabels { step: format!("{step:?}") }).observe(seconds);
+        self.step_durations.observe(step, seconds);
     }
 
     /// The metrics page.

@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod metrics;
 pub mod routes;
+pub mod step_durations;
 pub mod wait;
 
 use std::future::Future;
