@@ -125,7 +125,7 @@ pub(super) fn validate_components(
         problems.add("components", "at least one [[components]] entry is required");
         return None;
     }
-    let mut components = Vec::new();
+    let mut components = Vec::with_capacity(raw.len());
     let mut all_valid = true;
     for (index, component) in raw.into_iter().enumerate() {
         match validate_component(index, component, node_name, problems) {
