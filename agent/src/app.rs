@@ -34,8 +34,8 @@ pub struct App {
 impl App {
     /// Builds the agent over `host`, loading saved state from `store`. Call
     /// [`App::start`] next to probe versions and resume interrupted operations.
-    pub fn new(config: AgentConfig, host: Host, store: Store) -> Result<Self, OpenError> {
-        let config = Arc::new(config);
+    pub fn new(config: impl Into<Arc<AgentConfig>>, host: Host, store: Store) -> Result<Self, OpenError> {
+        let config = config.into();
         let node = Arc::new(NodeView::new(&config, host.facts.facts(), Utc::now()));
         let metrics = Arc::new(Metrics::new());
         let engine = Engine::open(Arc::clone(&config), host.clone(), store, node.clone(), metrics.clone())?;

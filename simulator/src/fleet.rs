@@ -86,7 +86,8 @@ pub struct SimNode {
     pub machine: Arc<Machine>,
     /// The version it started at.
     pub initial: Version,
-    config: AgentConfig,
+    /// Shared with the running agent, and kept for its restarts.
+    config: Arc<AgentConfig>,
     tls: Arc<ServerCredentials>,
     store: Store,
     running: Mutex<Option<Running>>,
@@ -101,7 +102,7 @@ impl SimNode {
     /// Starts the agent (loading its saved state) and its server.
     pub async fn start(&self) -> Result<(), FleetError> {
         let app = Arc::new(
-            App::new(self.config.clone(), self.machine.host(), self.store.clone())
+            App::new(Arc::clone(&self.config), self.machine.host(), self.store.clone())
                 .map_err(|e| FleetError::Setup(e.to_string()))?,
         );
         app.start().await;
@@ -252,7 +253,7 @@ impl Fleet {
             );
             nodes.push(Arc::new(SimNode {
                 index,
-                config: crate::node_config::node_config(&name, role, addr)?,
+                config: Arc::new(crate::node_config::node_config(&name, role, addr)?),
                 name,
                 addr,
                 role,

@@ -71,12 +71,14 @@ pub async fn serve(
         hosted,
     };
     let plan = spec.fault_plan(config.seed, config.fault_rate, &config.fault_kinds, config.latency);
-    let fleet = Fleet::start(&spec, &plan, artifacts, pki).await?;
+    let mut fleet = Fleet::start(&spec, &plan, artifacts, pki).await?;
     let write = |path: &PathBuf, text: String| {
         upkeep_coordinator::certs::write_file(path, &text, 0o644, true).map_err(FleetError::from)
     };
     let inventory_path = config.dir.join(format!("inventory-{index}.toml"));
-    write(&inventory_path, beside_its_files(&fleet.inventory).to_toml())?;
+    // Written, then not kept: the shard has no use for its nodes' names and addresses after.
+    let nodes = std::mem::take(&mut fleet.inventory.nodes);
+    write(&inventory_path, beside_its_files(Inventory { nodes, ..fleet.inventory.clone() }).to_toml())?;
     let artifacts_file = format!(
         "[[artifacts]]\ncomponent = \"{}\"\nsource = \"{}\"\nsha256 = \"{}\"\n",
         artifact.component, artifact.source, artifact.sha256
@@ -100,13 +102,13 @@ pub async fn serve(
 /// The inventory as written into the fleet's directory, beside the TLS files
 /// it names: an inventory's paths are read relative to the inventory file, so
 /// it names them by file name alone, whatever `--dir` was relative to.
-fn beside_its_files(inventory: &Inventory) -> Inventory {
+fn beside_its_files(inventory: Inventory) -> Inventory {
     let file_name = |path: &PathBuf| path.file_name().map_or_else(|| path.clone(), PathBuf::from);
     Inventory {
         ca: file_name(&inventory.ca),
         client_cert: file_name(&inventory.client_cert),
         client_key: file_name(&inventory.client_key),
-        ..inventory.clone()
+        ..inventory
     }
 }
 

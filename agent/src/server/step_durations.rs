@@ -21,12 +21,13 @@ const NAME: &str = "step_duration_seconds";
 const HELP: &str = "How long upgrade steps took.";
 
 /// One step's observations: the count in each bucket (the last is `+Inf`),
-/// not cumulated; the encoder cumulates them.
+/// not cumulated; the encoder cumulates them. A bucket's count is 32 bits (an
+/// agent would need a step a second for 136 years to fill one) and saturates.
 #[derive(Debug, Default, Clone, Copy)]
 struct StepCounts {
     sum: f64,
     count: u64,
-    buckets: [u64; STEP_BUCKETS.len() + 1],
+    buckets: [u32; STEP_BUCKETS.len() + 1],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -49,7 +50,7 @@ impl StepDurations {
         let counts = &mut table.get_or_insert_with(Box::default)[row];
         counts.sum += seconds;
         counts.count += 1;
-        counts.buckets[bucket] += 1;
+        counts.buckets[bucket] = counts.buckets[bucket].saturating_add(1);
     }
 
     /// A copy of the table, when anything was observed.
@@ -65,7 +66,7 @@ impl Collector for StepDurations {
         let mut metric = encoder.encode_descriptor(NAME, HELP, None, MetricType::Histogram)?;
         for (step, counts) in StepName::UPGRADE.iter().zip(table).filter(|(_, counts)| counts.count > 0) {
             let buckets: Vec<(f64, u64)> =
-                STEP_BUCKETS.iter().copied().chain(once(f64::MAX)).zip(counts.buckets).collect();
+                STEP_BUCKETS.iter().copied().chain(once(f64::MAX)).zip(counts.buckets.map(u64::from)).collect();
             let labels = StepLabels { step: format!("{step:?}") };
             metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(counts.sum, counts.count, &buckets, None)?;
         }
