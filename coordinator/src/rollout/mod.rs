@@ -4,23 +4,21 @@
 //! the node, so a retry or a resume never upgrades a node twice: the agent
 //! answers a repeated token with the operation it already ran.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
 use futures_util::stream::{self, StreamExt};
-use tokio::task::JoinSet;
 use upkeep_common::api::{NodeRole, UpgradeRequest};
 
 use crate::client::AgentClient;
-use crate::control::{Control, ControlSource};
+use crate::control::ControlSource;
 use crate::journal::{Journal, JournalStore};
-use crate::plan::{Halt, NodeStatus, PlanNode, plan};
+use crate::plan::{NodeStatus, PlanNode};
 use crate::report::{Counters, Event, EventSink, Summary};
 
 mod answer;
 mod control_plane;
+mod drive;
 pub(crate) mod node;
 mod observe;
 mod open;
@@ -60,6 +58,8 @@ pub struct Rollout {
     stop: Arc<AtomicBool>,
     /// Nodes changed since the journal last recorded them.
     unlogged: Vec<usize>,
+    /// Nodes changed since the planner's view last copied them.
+    unplanned: Vec<usize>,
     /// Each journal node's address, from the inventory.
     addresses: Vec<String>,
     /// What the planner sees of each node: role and zone from the inventory,
@@ -136,136 +136,6 @@ impl Rollout {
         Ok(summary)
     }
 
-    /// Starts nodes as the planner allows and records them as they finish,
-    /// until the plan is complete or a stop's wait ends; returns why nodes
-    /// stopped starting, if they did.
-    async fn drive(&mut self, sink: &mut dyn EventSink) -> Result<Option<Halt>, RolloutError> {
-        let clock = Instant::now();
-        let mut tasks: JoinSet<(usize, Finished)> = JoinSet::new();
-        let mut soak_checks: HashSet<usize> = HashSet::new();
-        for index in 0..self.journal.nodes.len() {
-            if self.journal.nodes[index].status == NodeStatus::InFlight {
-                self.spawn_upgrade(&mut tasks, index);
-            }
-        }
-        let mut reported_halt = None;
-        let mut last_flush = Instant::now();
-        let mut stop_since: Option<Instant> = None;
-        let mut last_plan;
-        let mut control = self.storage.control.read();
-        let mut control_read = Instant::now();
-        loop {
-            let signalled = self.stop.load(Ordering::Relaxed);
-            if signalled && stop_since.is_none() {
-                stop_since = Some(Instant::now());
-            }
-            if control_read.elapsed() >= CONTROL_INTERVAL {
-                control = self.storage.control.read();
-                control_read = Instant::now();
-            }
-            let stopped = signalled || control != Control::Run;
-            let now_ms = millis_since(clock);
-            last_plan = Instant::now();
-            self.refresh_plan_view();
-            let decision = plan(&self.plan_view, &self.journal.limits, stopped, now_ms);
-            for &index in &decision.end_soak {
-                if soak_checks.insert(index) {
-                    let (client, address) = (self.client.clone(), self.address(index));
-                    tasks.spawn(async move {
-                        (index, Finished::Soak { ready: observe::still_ready(&client, &address).await })
-                    });
-                }
-            }
-            if !decision.start.is_empty() {
-                for &index in &decision.start {
-                    self.journal.nodes[index].status = NodeStatus::InFlight;
-                    self.unlogged.push(index);
-                }
-                // Logged before any request goes out, so a resume knows every node it may have started.
-                self.log_changes().await?;
-                last_flush = Instant::now();
-                for &index in &decision.start {
-                    self.spawn_upgrade(&mut tasks, index);
-                    sink.event(&Event::NodeStarted {
-                        node: self.journal.nodes[index].name.to_string(),
-                        operation: None,
-                    });
-                }
-            }
-            if decision.halt != reported_halt {
-                if let Some(reason) = &decision.halt {
-                    sink.event(&Event::Halted { reason: reason.clone() });
-                }
-                reported_halt = decision.halt.clone();
-            }
-            if decision.complete {
-                break;
-            }
-            if stop_since.is_some_and(|since| since.elapsed() >= self.settings.stop_timeout) {
-                tasks.abort_all();
-                let running = self.journal.nodes.iter().filter(|n| n.status.is_active()).count();
-                let reason = Halt::StopWaitEnded { running };
-                sink.event(&Event::Halted { reason: reason.clone() });
-                reported_halt = Some(reason);
-                break;
-            }
-            tokio::select! {
-                finished = tasks.join_next(), if !tasks.is_empty() => {
-                    self.absorb(finished, &mut tasks, &mut soak_checks, clock, sink);
-                    // Nodes finish in bursts: gather a few milliseconds of them into one decision.
-                    if let Some(rest) = PLAN_INTERVAL.checked_sub(last_plan.elapsed()) {
-                        tokio::time::sleep(rest).await;
-                        let more = tasks.try_join_next();
-                        self.absorb(more, &mut tasks, &mut soak_checks, clock, sink);
-                    }
-                }
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-            if !self.unlogged.is_empty() && last_flush.elapsed() >= JOURNAL_FLUSH_INTERVAL {
-                self.log_changes().await?;
-                last_flush = Instant::now();
-            }
-        }
-        Ok(reported_halt)
-    }
-
-    /// Records the driver tasks that ended, `first` and every other one
-    /// already done, and reports each.
-    fn absorb(
-        &mut self,
-        first: Option<Result<(usize, Finished), tokio::task::JoinError>>,
-        tasks: &mut JoinSet<(usize, Finished)>,
-        soak_checks: &mut HashSet<usize>,
-        clock: Instant,
-        sink: &mut dyn EventSink,
-    ) {
-        let now_ms = millis_since(clock);
-        let mut next = first;
-        while let Some(result) = next {
-            if let Ok((index, finished)) = result {
-                let (outcome, soak_over) = match finished {
-                    Finished::Upgrade(outcome) => (outcome, false),
-                    Finished::Soak { ready } => {
-                        soak_checks.remove(&index);
-                        (self.soak_outcome(index, ready), true)
-                    }
-                };
-                if let Some(event) = self.record_outcome(index, outcome, now_ms, soak_over) {
-                    sink.event(&event);
-                }
-            }
-            next = tasks.try_join_next();
-        }
-    }
-
-    /// Copies each node's progress from the journal into the planner's view.
-    fn refresh_plan_view(&mut self) {
-        for (view, node) in self.plan_view.iter_mut().zip(&self.journal.nodes) {
-            view.status = node.status;
-            view.unavailable = node.unavailable;
-        }
-    }
-
     /// What the end of a node's soak means: patched when it is still Ready.
     fn soak_outcome(&self, index: usize, ready: bool) -> NodeOutcome {
         if ready {
@@ -294,7 +164,7 @@ impl Rollout {
 
     /// Records how a node ended in the journal (not yet saved); returns the event to report.
     fn record_outcome(&mut self, index: usize, outcome: NodeOutcome, now_ms: u64, soak_over: bool) -> Option<Event> {
-        self.unlogged.push(index);
+        self.changed(index);
         let soak_ms = self.journal.limits.soak_ms;
         let node = &mut self.journal.nodes[index];
         let before = node.status;
@@ -349,11 +219,6 @@ impl Rollout {
         }
     }
 
-    fn spawn_upgrade(&self, tasks: &mut JoinSet<(usize, Finished)>, index: usize) {
-        let job = self.job(index, false);
-        tasks.spawn(async move { (index, Finished::Upgrade(job.run().await)) });
-    }
-
     /// Stages the artifacts on every pending node, a bounded number at once,
     /// and records that it is done (a node that fails is counted in error);
     /// [`Rollout::run`] then goes straight to the upgrades.
@@ -379,16 +244,4 @@ impl Rollout {
         self.journal.prestaged = true;
         self.save().await
     }
-}
-
-/// What a driver task reports.
-enum Finished {
-    /// A node's upgrade ended.
-    Upgrade(NodeOutcome),
-    /// A node's soak ended; whether it was still Ready.
-    Soak { ready: bool },
-}
-
-fn millis_since(clock: Instant) -> u64 {
-    u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

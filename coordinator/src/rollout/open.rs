@@ -122,6 +122,7 @@ impl Rollout {
             settings,
             stop: Arc::default(),
             unlogged: Vec::new(),
+            unplanned: Vec::new(),
             addresses,
             plan_view,
             counters,
