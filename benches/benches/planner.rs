@@ -1,6 +1,6 @@
 //! The rollout planner's cost for 100,000 nodes: one decision at the start of a
-//! rollout, one in the middle (a wave in flight, some failed), and the dry-run
-//! waves of a 10,000-node fleet.
+//! rollout, one in the middle (a wave in flight, some failed) with and without
+//! a per-zone limit, and the dry-run waves of a 10,000-node fleet.
 //!
 //! Run: `cargo bench -p upkeep-benches --bench planner`
 
@@ -35,6 +35,10 @@ fn planner(c: &mut Criterion) {
         };
     }
     c.bench_function("plan, 100k nodes, mid-rollout", |b| b.iter(|| plan(black_box(&middle), &limits, false, 0)));
+    let unzoned = Limits { per_zone: None, ..limits.clone() };
+    c.bench_function("plan, 100k nodes, mid-rollout, no zone limit", |b| {
+        b.iter(|| plan(black_box(&middle), &unzoned, false, 0))
+    });
     let roles: Vec<_> =
         (0..10_000).map(|i| (if i < 3 { NodeRole::ControlPlane } else { NodeRole::Worker }, None)).collect();
     let wave_limits = Limits { max_unavailable: 100, max_failures: 0, per_zone: None, soak_ms: 0 };
