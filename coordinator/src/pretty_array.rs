@@ -20,7 +20,11 @@ impl<W: Write> PrettyArray<W> {
 
     /// Writes one element.
     pub fn push<T: Serialize>(&mut self, element: &T) -> io::Result<()> {
-        let text = serde_json::to_string_pretty(element)?;
+        self.push_pretty(&serde_json::to_string_pretty(element)?)
+    }
+
+    /// Writes one element given as `serde_json`'s pretty text of it.
+    pub fn push_pretty(&mut self, text: &str) -> io::Result<()> {
         self.out.write_all(if self.written == 0 { b"[\n" } else { b",\n" })?;
         // A JSON text has no raw line break inside a string, so each line can be indented.
         for (number, line) in text.lines().enumerate() {

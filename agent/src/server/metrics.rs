@@ -64,6 +64,7 @@ impl Metrics {
     fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("upkeep_agent");
         registry.register("operations", "Operations that ended, by kind and outcome", self.operations.clone());
+        // A collector: the registry writes it after every registered metric, whatever the order here.
         registry.register_collector(Box::new(self.step_durations.clone()));
         registry.register(
             "state_writes",

@@ -41,10 +41,25 @@ pub struct StepDurations {
     table: Arc<Mutex<Option<Box<[StepCounts; StepName::UPGRADE.len()]>>>>,
 }
 
+/// The step's row in the table: its place in [`StepName::UPGRADE`]. Spelled
+/// out so that a new step fails to compile until it has a row.
+fn row_of(step: StepName) -> usize {
+    match step {
+        StepName::PreCheck => 0,
+        StepName::Stage => 1,
+        StepName::Cordon => 2,
+        StepName::Drain => 3,
+        StepName::Swap => 4,
+        StepName::Restart => 5,
+        StepName::PostCheck => 6,
+        StepName::Uncordon => 7,
+    }
+}
+
 impl StepDurations {
     /// Records that `step` took `seconds`.
     pub fn observe(&self, step: StepName, seconds: f64) {
-        let Some(row) = StepName::UPGRADE.iter().position(|&s| s == step) else { return };
+        let row = row_of(step);
         let bucket = STEP_BUCKETS.iter().position(|&bound| seconds <= bound).unwrap_or(STEP_BUCKETS.len());
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let counts = &mut table.get_or_insert_with(Box::default)[row];
@@ -64,7 +79,11 @@ impl Collector for StepDurations {
         // Like an empty family, nothing at all is written before the first observation.
         let Some(table) = self.snapshot() else { return Ok(()) };
         let mut metric = encoder.encode_descriptor(NAME, HELP, None, MetricType::Histogram)?;
-        for (step, counts) in StepName::UPGRADE.iter().zip(table).filter(|(_, counts)| counts.count > 0) {
+        for step in StepName::UPGRADE {
+            let counts = table[row_of(step)];
+            if counts.count == 0 {
+                continue;
+            }
             let buckets: Vec<(f64, u64)> =
                 STEP_BUCKETS.iter().copied().chain(once(f64::MAX)).zip(counts.buckets.map(u64::from)).collect();
             let labels = StepLabels { step: format!("{step:?}") };
@@ -119,6 +138,12 @@ mod tests {
         assert_eq!(sorted(ours.clone()), sorted(theirs), "{ours}");
         assert!(ours.contains("upkeep_agent_step_duration_seconds_bucket{le=\"0.001\",step=\"Swap\"} 2"), "{ours}");
         assert!(ours.contains("upkeep_agent_step_duration_seconds_count{step=\"Drain\"} 2"), "{ours}");
+    }
+
+    #[test]
+    fn every_step_has_its_own_row_in_upgrade_order() {
+        let rows: Vec<usize> = StepName::UPGRADE.into_iter().map(row_of).collect();
+        assert_eq!(rows, (0..StepName::UPGRADE.len()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -136,8 +136,9 @@ pub struct Plan {
 }
 
 /// Decides what to do now, in one pass over the nodes to count and one to
-/// choose (which stops once nothing more can start): a decision costs the
-/// fleet's size, not a multiple of it.
+/// choose (which stops once nothing more can start), plus one over the
+/// active nodes under a per-zone limit: a decision costs the fleet's size,
+/// not a multiple of it.
 pub fn plan(nodes: &[PlanNode], limits: &Limits, stopped: bool, now_ms: u64) -> Plan {
     let tally = Tally::of(nodes, now_ms);
     let halt = if tally.control_plane_failed {

@@ -33,7 +33,7 @@ impl Rollout {
         let mut last_plan;
         let mut control = self.storage.control.read();
         let mut control_read = Instant::now();
-        // Observation and the control plane's phases changed nodes without marking them.
+        // Observing the pending nodes changed them without marking them changed.
         self.refresh_plan_view();
         loop {
             let signalled = self.stop.load(Ordering::Relaxed);

@@ -19,8 +19,7 @@ use upkeep_coordinator::client::AgentClient;
 use upkeep_coordinator::cluster_cli::{self, ClusterCommand};
 use upkeep_coordinator::control::Control;
 use upkeep_coordinator::inventory::Inventory;
-use upkeep_coordinator::pretty_array::PrettyArray;
-use upkeep_coordinator::status::{StatusTable, each_row_in_order};
+use upkeep_coordinator::status::{StatusTable, each_row, write_json};
 
 /// Roll node binaries across a Kubernetes fleet, safely.
 #[derive(Debug, Parser)]
@@ -123,36 +122,19 @@ fn connect(connection: &Connection) -> Result<(Inventory, AgentClient), Failure>
 async fn run_status(args: StatusArgs) -> Result<ExitCode, Failure> {
     let (inventory, client) = connect(&args.connection)?;
     let concurrency = usize::from(args.connection.concurrency);
-    let mut unreadable = 0_usize;
-    // Rows are written as they come in inventory order, so a large fleet is never held whole.
-    let written = match args.connection.output {
-        Output::Json => {
-            let mut array = PrettyArray::new(BufWriter::new(std::io::stdout()));
-            let mut failed = None;
-            each_row_in_order(&client, &inventory, concurrency, |row| {
-                unreadable += usize::from(row.state.is_none());
-                array.push(&row).map_or_else(
-                    |error| {
-                        failed = Some(error);
-                        ControlFlow::Break(())
-                    },
-                    ControlFlow::Continue,
-                )
-            })
-            .await;
-            failed.map_or_else(|| array.finish().and_then(|mut out| writeln!(out)), Err)
-        }
+    let unreadable = match args.connection.output {
+        Output::Json => write_json(&client, &inventory, concurrency, BufWriter::new(std::io::stdout())).await,
         Output::Human => {
-            let mut table = StatusTable::default();
-            each_row_in_order(&client, &inventory, concurrency, |row| {
+            let (mut table, mut unreadable) = (StatusTable::new(inventory.nodes.len()), 0);
+            each_row(&client, &inventory, concurrency, |index, row| {
                 unreadable += usize::from(row.state.is_none());
-                table.push(&row);
+                table.set(index, &row);
                 ControlFlow::Continue(())
             })
             .await;
-            writeln!(std::io::stdout(), "{}", table.render())
+            writeln!(std::io::stdout(), "{}", table.render()).map(|()| unreadable)
         }
-    };
-    written.map_err(|error| format!("cannot write the status: {error}"))?;
+    }
+    .map_err(|error| format!("cannot write the status: {error}"))?;
     Ok(if unreadable == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
