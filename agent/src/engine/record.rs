@@ -129,6 +129,7 @@ pub struct DegradedReason {
     /// A sentence for a person.
     pub message: String,
     /// When it became Degraded.
+    #[serde(serialize_with = "upkeep_common::api::timestamp::serialize")]
     pub since: DateTime<Utc>,
 }
 

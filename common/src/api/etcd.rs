@@ -23,6 +23,7 @@ pub struct SnapshotInfo {
     /// The sha256 of the whole file.
     pub sha256: Sha256,
     /// When the snapshot was asked of etcd.
+    #[serde(serialize_with = "crate::api::timestamp::serialize")]
     pub taken_at: DateTime<Utc>,
     /// The endpoint that served it.
     pub endpoint: String,

@@ -11,6 +11,7 @@ mod node;
 mod operation;
 mod request;
 mod static_pods;
+pub mod timestamp;
 
 pub use etcd::*;
 pub use node::*;

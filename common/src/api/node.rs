@@ -64,6 +64,7 @@ pub struct Condition {
     pub message: String,
     /// When the status last changed.
     #[serde(rename = "lastTransitionTime")]
+    #[serde(serialize_with = "crate::api::timestamp::serialize")]
     pub last_transition_time: DateTime<Utc>,
 }
 
@@ -108,6 +109,7 @@ pub struct ComponentState {
     /// The version an operation is installing, if one is.
     pub desired_version: Option<Version>,
     /// When the version command last ran.
+    #[serde(serialize_with = "crate::api::timestamp::serialize_option")]
     pub observed_at: Option<DateTime<Utc>>,
     /// Why the version command gave no version, if it did not.
     pub probe_error: Option<String>,
@@ -136,8 +138,10 @@ pub struct HistoryEntry {
     /// How it ended.
     pub state: HistoryState,
     /// When it started.
+    #[serde(serialize_with = "crate::api::timestamp::serialize")]
     pub started_at: DateTime<Utc>,
     /// When it ended.
+    #[serde(serialize_with = "crate::api::timestamp::serialize_option")]
     pub completed_at: Option<DateTime<Utc>>,
     /// Whether a trusted signature was checked for every artifact (a sha256
     /// match alone does not make an upgrade verified; a rollback never is).

@@ -119,8 +119,10 @@ pub struct Step {
     /// Its status.
     pub status: StepStatus,
     /// When it started.
+    #[serde(serialize_with = "crate::api::timestamp::serialize_option")]
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
+    #[serde(serialize_with = "crate::api::timestamp::serialize_option")]
     pub finished_at: Option<DateTime<Utc>>,
     /// What happened, for a person.
     pub message: String,
@@ -156,10 +158,13 @@ pub struct Operation {
     #[serde(default)]
     pub errors: Vec<ErrorObject>,
     /// When the request arrived.
+    #[serde(serialize_with = "crate::api::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When its first step started.
+    #[serde(serialize_with = "crate::api::timestamp::serialize_option")]
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
+    #[serde(serialize_with = "crate::api::timestamp::serialize_option")]
     pub finished_at: Option<DateTime<Utc>>,
     /// Who asked: the client certificate's common name and role.
     pub requested_by: String,
