@@ -95,9 +95,14 @@ impl StatusTable {
     /// unreadable node could not be read.
     pub fn render(self) -> String {
         let header = ["NODE", "ROLE", "VERSIONS", "PHASE", "CORDONED", "LAST OPERATION"].map(str::to_owned);
-        let (cells, reasons): (Vec<[String; 6]>, Vec<Option<String>>) = self.lines.into_iter().flatten().unzip();
-        let mut text = aligned(&[&[header][..], &cells].concat());
-        let reasons: Vec<String> = reasons.into_iter().flatten().collect();
+        let mut rows = Vec::with_capacity(self.lines.len() + 1);
+        rows.push(header);
+        let mut reasons = Vec::new();
+        for (cells, reason) in self.lines.into_iter().flatten() {
+            rows.push(cells);
+            reasons.extend(reason);
+        }
+        let mut text = aligned(&rows);
         if !reasons.is_empty() {
             text.push(String::new());
             text.push("not readable:".to_owned());
