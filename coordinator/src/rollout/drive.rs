@@ -149,11 +149,8 @@ impl Rollout {
 
     /// Copies each node's progress from the journal into the planner's view.
     fn refresh_plan_view(&mut self) {
-        self.unplanned.clear();
-        for (view, node) in self.plan_view.iter_mut().zip(&self.journal.nodes) {
-            view.status = node.status;
-            view.unavailable = node.unavailable;
-        }
+        self.unplanned = (0..self.journal.nodes.len()).collect();
+        self.refresh_changed_plan_view();
     }
 
     /// Copies the progress of the nodes changed since the last copy: a
