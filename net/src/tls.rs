@@ -17,8 +17,9 @@ use crate::sessions::RecentSessions;
 /// The protocol versions upkeep speaks, preferred first.
 pub const PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-/// The ALPN protocol every upkeep endpoint serves.
-const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// The ALPN protocols every upkeep endpoint serves, preferred first: HTTP/1.1,
+/// and HTTP/1.0 for a client that offers only that (`curl --http1.0` does).
+const ALPN_HTTP1: [&[u8]; 2] = [b"http/1.1", b"http/1.0"];
 
 /// Why TLS material could not be turned into a configuration. None of these is
 /// retryable without new material.
@@ -163,10 +164,10 @@ pub fn server_config_without_client_auth(
     Ok(serving_http1(config))
 }
 
-/// What every upkeep server sets on its configuration: HTTP/1.1 by ALPN, one
+/// What every upkeep server sets on its configuration: HTTP/1 by ALPN, one
 /// session ticket per handshake, and room for [`SERVER_SESSIONS`] sessions.
 fn serving_http1(mut config: ServerConfig) -> ServerConfig {
-    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    config.alpn_protocols = ALPN_HTTP1.iter().map(|protocol| protocol.to_vec()).collect();
     config.send_tls13_tickets = TLS13_TICKETS;
     config.session_storage = Arc::new(RecentSessions::new(SERVER_SESSIONS));
     config

@@ -36,6 +36,20 @@ fn reader_gets_the_node_with_the_version_the_kubelet_prints() {
 }
 
 #[test]
+fn a_client_offering_only_http_1_0_is_served() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    // curl --http1.0 offers `http/1.0` alone by ALPN; a server that knows only
+    // `http/1.1` refuses the handshake with no_application_protocol.
+    let reply = curl(&pki, agent.addr, Some("reader"), "/v1/node", &["--http1.0"]);
+    assert_eq!(reply.status, Some(200), "{reply:?}");
+    assert_eq!(reply.json()["name"], "worker-1");
+    let missing = curl(&pki, agent.addr, Some("reader"), "/v1/nodes", &["--http1.0"]);
+    assert_eq!(missing.status, Some(404), "{missing:?}");
+    assert_eq!(missing.json()["error"]["code"], "not_found");
+}
+
+#[test]
 fn reader_on_a_write_path_gets_403_in_the_envelope() {
     let pki = Pki::new();
     let agent = AgentProcess::start(&pki, "v1.30.2", "");
