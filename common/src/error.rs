@@ -37,6 +37,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The request body is not `application/json` (415).
     UnsupportedMediaType,
+    /// The request's target is longer than the server reads (414).
+    UriTooLong,
+    /// The request's header fields are too many or too large (431).
+    HeadersTooLarge,
     /// The body parsed but a field is invalid; see the details (422).
     ValidationFailed,
     /// The incremental or skew rule refuses the target version (422).
@@ -49,7 +53,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MalformedRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -62,6 +66,8 @@ impl ErrorCode {
         ErrorCode::PreconditionFailed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::ValidationFailed,
         ErrorCode::VersionRefused,
         ErrorCode::DependencyUnavailable,
@@ -80,7 +86,9 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UriTooLong => 414,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::HeadersTooLarge => 431,
             ErrorCode::ValidationFailed | ErrorCode::VersionRefused => 422,
             ErrorCode::Internal => 500,
             ErrorCode::DependencyUnavailable => 503,
@@ -102,6 +110,8 @@ impl ErrorCode {
             ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::ValidationFailed => "validation_failed",
             ErrorCode::VersionRefused => "version_refused",
             ErrorCode::DependencyUnavailable => "dependency_unavailable",

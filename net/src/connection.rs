@@ -1,6 +1,7 @@
 //! One client connection: the mutual-TLS handshake (bounded in time; a failure
 //! ends this connection only and is reported by reason), the caller's identity,
-//! then HTTP/1.1 with keep-alive until the client leaves, the connection idles
+//! then HTTP/1.1 with keep-alive (a request hyper cannot parse is answered
+//! with the error envelope too) until the client leaves, the connection idles
 //! past the limit, or the server shuts down.
 //!
 //! Timeouts: the handshake and the request headers have their own; a request
@@ -28,6 +29,7 @@ use crate::body::RequestBody;
 use crate::identity::peer_identity;
 use crate::idle::{Activity, ActivityIo};
 use crate::log::Escaped;
+use crate::parse_errors::EnvelopedParseErrors;
 use crate::response;
 use crate::server::{ServerLimits, Service};
 
@@ -75,7 +77,7 @@ pub async fn serve_connection<S: Service>(
     }
     let body_limits = limits.body();
     let activity = Activity::new();
-    let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
+    let io = TokioIo::new(EnvelopedParseErrors::new(ActivityIo::new(stream, activity.clone())));
     let handler = service.clone();
     let requests_activity = activity.clone();
     let shutdown = stop.clone();

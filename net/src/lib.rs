@@ -13,6 +13,7 @@
 //! - [`server`]: the accept loop, its limits and the [`server::Service`] a server plugs in.
 //! - [`connection`]: one connection: handshake, identity, HTTP/1.1, idle timeout.
 //! - [`idle`]: when a connection's bytes last moved.
+//! - [`parse_errors`]: hyper's bodiless answers to unparseable requests, sent as the envelope.
 //! - [`identity`]: the caller from its certificate; a nameless one is refused.
 //! - [`body`]: request bodies within size and time limits, parsed as JSON objects.
 //! - [`response`]: JSON responses and the error envelope.
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod idle;
 pub mod log;
 pub mod metrics;
+pub mod parse_errors;
 pub mod reload;
 pub mod response;
 pub mod routing;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use hyper::Method;
 use upkeep_tests::agent_process::AgentProcess;
 use upkeep_tests::client::{ApiClient, Reply, client_config, request};
+use upkeep_tests::curl::{curl, openssl_s_client};
 use upkeep_tests::pki::Pki;
 use upkeep_tests::upgrades::{kubelet_artifact, upgrade_body, wait_for_end};
 
@@ -104,6 +105,63 @@ async fn write_bodies_are_checked_before_anything_else() {
 
     let cancel = operator.post_json("/v1/operations/op-1/cancel", "").await.expect("reply");
     assert_envelope(&cancel, 404, "not_found");
+}
+
+/// Requests hyper cannot parse, each with the status and code it must get.
+fn unparseable_requests() -> Vec<(&'static str, String, &'static str, &'static str)> {
+    let many_headers: String = (0..200).map(|i| format!("X-{i}: y\r\n")).collect();
+    vec![
+        ("a bad request line", "GARBAGE\r\n\r\n".to_owned(), "400", "malformed_request"),
+        (
+            "a header without a colon",
+            "GET /healthz HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n".to_owned(),
+            "400",
+            "malformed_request",
+        ),
+        ("an unknown HTTP version", "GET /healthz HTTP/7.1\r\nHost: a\r\n\r\n".to_owned(), "400", "malformed_request"),
+        (
+            "two different lengths",
+            "POST /v1/cordon HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_owned(),
+            "400",
+            "malformed_request",
+        ),
+        (
+            "too many header fields",
+            format!("GET /healthz HTTP/1.1\r\nHost: a\r\n{many_headers}\r\n"),
+            "431",
+            "headers_too_large",
+        ),
+        (
+            "a target too long",
+            format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(70_000)),
+            "414",
+            "uri_too_long",
+        ),
+    ]
+}
+
+#[test]
+fn requests_the_http_parser_refuses_get_the_envelope() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    for (what, raw, status, code) in unparseable_requests() {
+        let reply = openssl_s_client(&pki, agent.addr, Some("reader"), &["-quiet"], &raw);
+        let output = &reply.output;
+        let answer = &output[output.find("HTTP/1.1 ").unwrap_or_else(|| panic!("{what}: no answer: {output}"))..];
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{what}: {answer}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {head}");
+        assert!(head.to_ascii_lowercase().contains("\r\ncontent-type: application/json"), "{what}: {head}");
+        // openssl's own lines follow the body.
+        let envelope: serde_json::Value = serde_json::Deserializer::from_str(body)
+            .into_iter()
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("{what}: no JSON body: {body:?}"));
+        assert_eq!(envelope["error"]["code"], code, "{what}: {envelope}");
+        assert!(envelope["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {envelope}");
+    }
+    let health = curl(&pki, agent.addr, Some("reader"), "/healthz", &[]);
+    assert_eq!(health.status, Some(200), "the agent still answers: {health:?}");
 }
 
 /// The error codes the API defines for each error status, written here rather
