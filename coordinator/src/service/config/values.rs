@@ -49,7 +49,7 @@ pub fn parse_limit(text: &str) -> Result<Limit, String> {
 
 /// A limit as written: `"10%"`, `"3"` or `3`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a count from 0 or a percentage such as \"10%\"")]
 pub enum LimitInput {
     /// A count or a percentage as text.
     Text(String),
@@ -118,5 +118,7 @@ mod tests {
         assert_eq!(LimitInput::Count(3).parse(), Ok(Limit::Count(3)));
         assert!(LimitInput::Count(MAX_LIMIT_COUNT as u64 + 1).parse().is_err());
         assert!(LimitInput::Text("ten".to_owned()).parse().is_err());
+        let refused = serde_json::from_str::<LimitInput>("-1").expect_err("not a count");
+        assert!(refused.to_string().starts_with("a count from 0 or a percentage"), "{refused}");
     }
 }
