@@ -341,3 +341,15 @@ fn a_rollout_takes_its_version_and_each_nodes_artifacts_from_a_release_catalog()
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("1.29"), "the refusal names the version");
 }
+
+#[test]
+fn numbers_out_of_range_are_refused_before_anything_runs() {
+    for (flag, value) in
+        [("--soak", "18446744073709551615"), ("--soak", "86401"), ("--per-zone", "0"), ("--poll-ms", "0")]
+    {
+        let output = upkeep(&["rollout", "--inventory", "absent.toml", "--to", "v1.30.3", "--dry-run", flag, value]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag) && !stderr.contains("panicked"), "{flag} {value}: {stderr}");
+    }
+}

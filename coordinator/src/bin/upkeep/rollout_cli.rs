@@ -15,6 +15,7 @@ use upkeep_coordinator::inventory::Inventory;
 use upkeep_coordinator::plan::{Limit, Limits, dry_run_waves};
 use upkeep_coordinator::report::{EventSink, Human, JsonLines, Summary};
 use upkeep_coordinator::rollout::{DriverSettings, Rollout, RolloutSpec, RolloutStorage};
+use upkeep_coordinator::service::config::{MAX_PER_ZONE, MAX_SOAK};
 
 use super::{Connection, Failure, Output, connect};
 
@@ -80,11 +81,11 @@ pub struct RolloutArgs {
     /// Failures tolerated before no new node starts: a count or a percentage.
     #[arg(long, default_value = "0")]
     max_failures: Limit,
-    /// Nodes of one zone (label `zone`) in flight at once.
-    #[arg(long)]
+    /// Nodes of one zone (label `zone`) in flight at once (1 to 100000).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PER_ZONE))]
     per_zone: Option<usize>,
-    /// Seconds a patched node must stay Ready before its slot is reused.
-    #[arg(long, default_value_t = 0)]
+    /// Seconds a patched node must stay Ready before its slot is reused (0 to 86400).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_SOAK.as_secs()))]
     soak: u64,
     /// Stage the artifacts on every node first, then swap within the limits.
     #[arg(long)]
@@ -103,8 +104,9 @@ pub struct RolloutArgs {
 #[derive(Debug, Args)]
 pub struct DriverArgs {
     /// Milliseconds between polls of a running operation, for an agent that
-    /// answers at once instead of holding its answer until the operation ends.
-    #[arg(long, default_value_t = 200)]
+    /// answers at once instead of holding its answer until the operation ends
+    /// (1 to 60000).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     poll_ms: u64,
     /// Seconds one node's upgrade may take, from its request to the check of
     /// its versions, before it counts as an error (1 to 604800).
@@ -236,7 +238,7 @@ fn print_plan(inventory: &Inventory, target: &Version, args: &RolloutArgs) -> Re
         max_unavailable: args.max_unavailable.resolve_nonzero(total).max(1),
         max_failures: args.max_failures.resolve(total),
         per_zone: args.per_zone,
-        soak_ms: args.soak * 1000,
+        soak_ms: args.soak.saturating_mul(1000),
     };
     let roles: Vec<_> = inventory.nodes.iter().map(|n| (n.role, n.zone().map(str::to_owned))).collect();
     let waves: Vec<Vec<String>> = dry_run_waves(&roles, &limits)
