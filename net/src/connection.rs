@@ -1,8 +1,8 @@
 //! One client connection: the mutual-TLS handshake (bounded in time; a failure
-//! ends this connection only and is reported by reason), the caller's identity,
-//! then HTTP/1.1 with keep-alive (a request hyper cannot parse is answered
-//! with the error envelope too) until the client leaves, the connection idles
-//! past the limit, or the server shuts down.
+//! ends this connection only and is reported by reason; plain HTTP gets a
+//! 400), the caller's identity, then HTTP/1.1 with keep-alive (a request hyper
+//! cannot parse is answered with the error envelope too) until the client
+//! leaves, the connection idles past the limit, or the server shuts down.
 //!
 //! Timeouts: the handshake and the request headers have their own; a request
 //! body is read within the body read and idle timeouts (see [`crate::body`]);
@@ -30,6 +30,7 @@ use crate::identity::peer_identity;
 use crate::idle::{Activity, ActivityIo};
 use crate::log::Escaped;
 use crate::parse_errors::EnvelopedParseErrors;
+use crate::plain_http;
 use crate::response;
 use crate::server::{ServerLimits, Service};
 
@@ -55,7 +56,23 @@ pub async fn serve_connection<S: Service>(
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let handshake = tokio::time::timeout(limits.handshake_timeout, TlsAcceptor::from(tls).accept(tcp)).await;
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
+    let mut first = [0u8; plain_http::FIRST_BYTES];
+    match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
+        Ok(Ok(read)) if plain_http::is_plain_http(&first[..read]) => {
+            service.handshake_failed("plain_http");
+            tracing::debug!(%peer, "plain HTTP on the TLS port; refused with 400");
+            plain_http::refuse(tcp).await;
+            return;
+        }
+        Ok(_) => {}
+        Err(_) => {
+            service.handshake_failed("timeout");
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    }
+    let handshake = tokio::time::timeout_at(deadline, TlsAcceptor::from(tls).accept(tcp)).await;
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {

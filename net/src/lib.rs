@@ -13,6 +13,7 @@
 //! - [`server`]: the accept loop, its limits and the [`server::Service`] a server plugs in.
 //! - [`connection`]: one connection: handshake, identity, HTTP/1.1, idle timeout.
 //! - [`idle`]: when a connection's bytes last moved.
+//! - [`plain_http`]: the 400 for plain HTTP sent to the TLS port.
 //! - [`parse_errors`]: hyper's bodiless answers to unparseable requests, sent as the envelope.
 //! - [`identity`]: the caller from its certificate; a nameless one is refused.
 //! - [`body`]: request bodies within size and time limits, parsed as JSON objects.
@@ -29,6 +30,7 @@ pub mod idle;
 pub mod log;
 pub mod metrics;
 pub mod parse_errors;
+pub mod plain_http;
 pub mod reload;
 pub mod response;
 pub mod routing;

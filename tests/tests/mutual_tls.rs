@@ -105,6 +105,26 @@ fn bad_client_certificates_are_refused_at_the_handshake() {
     }
 }
 
+#[test]
+fn plain_http_on_the_tls_port_gets_a_400_that_says_so() {
+    let pki = Pki::new();
+    let agent = AgentProcess::start(&pki, "v1.30.2", "");
+    let url = format!("http://{}/v1/node", agent.addr);
+    let output = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20", "--include", &url])
+        .output()
+        .expect("curl runs");
+    let reply = String::from_utf8_lossy(&output.stdout);
+    assert!(reply.starts_with("HTTP/1.1 400 "), "{reply} {}", String::from_utf8_lossy(&output.stderr));
+    let body = reply.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+    let envelope: serde_json::Value = serde_json::from_str(body).expect("the envelope");
+    assert_eq!(envelope["error"]["code"], "malformed_request");
+    assert!(envelope["error"]["message"].as_str().is_some_and(|m| m.contains("HTTPS")), "{envelope}");
+    let metrics = curl(&pki, agent.addr, Some("admin"), "/metrics", &[]);
+    let line = "upkeep_agent_tls_handshake_failures_total{reason=\"plain_http\"} 1";
+    assert!(metrics.body.contains(line), "{}", metrics.body);
+}
+
 /// The coordinator's client for `agent` as the reader, with `settings`.
 fn coordinators_client(pki: &Pki, settings: ClientSettings) -> AgentClient {
     let reader = pki.client("reader");
