@@ -246,13 +246,16 @@ impl AgentClient {
     /// `POST /v1/upgrades` with `Prefer: wait`: the agent holds the answer
     /// until the operation has ended or `wait` (whole seconds) is over. An
     /// agent that does not wait answers at once, as to [`AgentClient::upgrade`].
+    /// A dry run or a stage-only request closes its connection after the
+    /// answer: nothing follows it on the node for a while.
     pub async fn upgrade_and_wait(
         &self,
         address: &str,
         request: &UpgradeRequest,
         wait: Duration,
     ) -> Result<Operation, ClientError> {
-        let call = Call { wait, prefer_wait: true, ..Self::upgrade_call(address, request)? };
+        let close = request.dry_run || request.stage_only;
+        let call = Call { wait, prefer_wait: true, close, ..Self::upgrade_call(address, request)? };
         self.call(call).await
     }
 

@@ -16,7 +16,7 @@ use crate::catalog::Release;
 use crate::journal::{Journal, NodeError};
 use crate::plan::NodeStatus;
 use crate::rollout::node::{NodeJob, NodeOutcome};
-use crate::status::{NodeStatusRow, Unreadable, read_row};
+use crate::status::{NodeStatusRow, Unreadable, row_of};
 
 use super::cluster::ClusterRuntime;
 
@@ -82,7 +82,8 @@ async fn check_node(
     index: usize,
 ) -> (usize, NodeStatusRow, Result<String, NodeError>) {
     let node = &cluster.inventory.nodes[index];
-    let (_, row) = read_row(&cluster.client, index, node).await;
+    // Read on a connection that stays open: the dry run follows on it.
+    let row = row_of(node, cluster.client.node(&node.address).await);
     let Some(state) = &row.state else {
         let (code, message) = unreadable_reason(row.unreadable.as_ref());
         return (index, row.clone(), Err(problem(&node.name, &code, message)));

@@ -104,9 +104,14 @@ pub async fn each_row(
     }
 }
 
-/// Reads one node's row (`index` is its place in the inventory).
+/// Reads one node's row (`index` is its place in the inventory) on a
+/// connection that closes after the answer.
 pub(crate) async fn read_row(client: &AgentClient, index: usize, node: &InventoryNode) -> (usize, NodeStatusRow) {
-    let answer = client.node_then_close(&node.address).await;
+    (index, row_of(node, client.node_then_close(&node.address).await))
+}
+
+/// A node's row from the answer to `GET /v1/node`.
+pub(crate) fn row_of(node: &InventoryNode, answer: Result<NodeState, ClientError>) -> NodeStatusRow {
     let (state, unreadable) = match answer {
         Ok(state) if state.name != node.name => {
             let message = format!(
@@ -118,7 +123,5 @@ pub(crate) async fn read_row(client: &AgentClient, index: usize, node: &Inventor
         Ok(state) => (Some(state), None),
         Err(error) => (None, Some(Unreadable::of(&error))),
     };
-    let row =
-        NodeStatusRow { name: node.name.clone(), address: node.address.clone(), role: node.role, state, unreadable };
-    (index, row)
+    NodeStatusRow { name: node.name.clone(), address: node.address.clone(), role: node.role, state, unreadable }
 }
