@@ -1,8 +1,9 @@
 //! One client connection: the mutual-TLS handshake (bounded in time; a failure
 //! ends this connection only and is reported by reason; plain HTTP gets a
 //! 400), the caller's identity, then HTTP/1.1 with keep-alive (a request hyper
-//! cannot parse is answered with the error envelope too) until the client
-//! leaves, the connection idles past the limit, or the server shuts down.
+//! cannot parse, or an HTTP/1.1 one without its one Host, is answered with the
+//! error envelope too) until the client leaves, the connection idles past the
+//! limit, or the server shuts down.
 //!
 //! Timeouts: the handshake and the request headers have their own; a request
 //! body is read within the body read and idle timeouts (see [`crate::body`]);
@@ -15,15 +16,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::Request;
 use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HOST, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::{CertificateError, HandshakeKind, ServerConfig};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use upkeep_common::{ErrorBody, ErrorCode};
 
 use crate::body::RequestBody;
 use crate::identity::peer_identity;
@@ -105,6 +108,11 @@ pub async fn serve_connection<S: Service>(
         let shutdown = ShutdownSignal(shutdown.clone());
         async move {
             let _answering = answering;
+            if let Some(problem) = host_problem(&request) {
+                let mut refusal = response::error(&problem);
+                refusal.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                return Ok::<_, Infallible>(refusal);
+            }
             let mut request = request.map(|incoming| RequestBody::new(incoming, body_limits));
             request.extensions_mut().insert(shutdown);
             let response = match caller.as_ref() {
@@ -153,6 +161,19 @@ pub async fn serve_connection<S: Service>(
     service.connections_changed(-1);
 }
 
+/// Why a request cannot be served whatever its route: an HTTP/1.1 request
+/// names its host exactly once (RFC 9112, section 3.2).
+fn host_problem<B>(request: &Request<B>) -> Option<ErrorBody> {
+    if request.version() != Version::HTTP_11 {
+        return None;
+    }
+    match request.headers().get_all(HOST).iter().count() {
+        1 => None,
+        0 => Some(ErrorBody::new(ErrorCode::MalformedRequest, "an HTTP/1.1 request needs a Host header")),
+        _ => Some(ErrorBody::new(ErrorCode::MalformedRequest, "the request names its Host more than once")),
+    }
+}
+
 /// A short, stable label for why a handshake failed.
 pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
     let Some(tls_error) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
@@ -169,5 +190,28 @@ pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => "protocol_error",
         rustls::Error::AlertReceived(_) => "alert_received",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: Version, hosts: &[&str]) -> Request<()> {
+        let mut builder = Request::builder().version(version).uri("/healthz");
+        for host in hosts {
+            builder = builder.header(HOST, *host);
+        }
+        builder.body(()).expect("a request")
+    }
+
+    #[test]
+    fn an_http_1_1_request_names_its_host_once() {
+        assert!(host_problem(&request(Version::HTTP_11, &["agent"])).is_none());
+        assert!(host_problem(&request(Version::HTTP_10, &[])).is_none(), "HTTP/1.0 may leave it out");
+        for hosts in [&[][..], &["a", "b"]] {
+            let problem = host_problem(&request(Version::HTTP_11, hosts)).expect("refused");
+            assert_eq!(problem.error.code, ErrorCode::MalformedRequest);
+        }
     }
 }

@@ -107,11 +107,14 @@ async fn write_bodies_are_checked_before_anything_else() {
     assert_envelope(&cancel, 404, "not_found");
 }
 
-/// Requests hyper cannot parse, each with the status and code it must get.
-fn unparseable_requests() -> Vec<(&'static str, String, &'static str, &'static str)> {
+/// Requests the HTTP layer refuses before any route (most of them hyper
+/// cannot parse), each with the status and code it must get.
+fn refused_requests() -> Vec<(&'static str, String, &'static str, &'static str)> {
     let many_headers: String = (0..200).map(|i| format!("X-{i}: y\r\n")).collect();
     vec![
         ("a bad request line", "GARBAGE\r\n\r\n".to_owned(), "400", "malformed_request"),
+        ("HTTP/1.1 without Host", "GET /healthz HTTP/1.1\r\n\r\n".to_owned(), "400", "malformed_request"),
+        ("two Hosts", "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_owned(), "400", "malformed_request"),
         (
             "a header without a colon",
             "GET /healthz HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n".to_owned(),
@@ -141,10 +144,10 @@ fn unparseable_requests() -> Vec<(&'static str, String, &'static str, &'static s
 }
 
 #[test]
-fn requests_the_http_parser_refuses_get_the_envelope() {
+fn requests_the_http_layer_refuses_get_the_envelope() {
     let pki = Pki::new();
     let agent = AgentProcess::start(&pki, "v1.30.2", "");
-    for (what, raw, status, code) in unparseable_requests() {
+    for (what, raw, status, code) in refused_requests() {
         let reply = openssl_s_client(&pki, agent.addr, Some("reader"), &["-quiet"], &raw);
         let output = &reply.output;
         let answer = &output[output.find("HTTP/1.1 ").unwrap_or_else(|| panic!("{what}: no answer: {output}"))..];
