@@ -86,8 +86,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for EnvelopedParseErrors<T> {
 }
 
 /// `data` with hyper's automatic answer at its end rewritten into the error
-/// envelope, or `None` when `data` does not end with one. Such an answer is a
-/// 400, 414 or 431 status line followed only by `connection`,
+/// envelope, or `None` when `data` does not end with one. Such an answer is an
+/// HTTP/1.1 (or 1.0) 400, 414 or 431 status line followed only by `connection`,
 /// `content-length: 0` and `date`; every answer of upkeep's own names its
 /// content type.
 fn with_envelope(data: &[u8]) -> Option<Vec<u8>> {
@@ -95,7 +95,9 @@ fn with_envelope(data: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let tail_start = data.len().saturating_sub(LONGEST_AUTOMATIC_ANSWER);
-    let start = tail_start + find_last(&data[tail_start..], b"HTTP/1.1 ")?;
+    // HTTP/1.0 once the connection has carried an HTTP/1.0 request.
+    let start = tail_start
+        + find_last(&data[tail_start..], b"HTTP/1.1 ").or_else(|| find_last(&data[tail_start..], b"HTTP/1.0 "))?;
     let head = std::str::from_utf8(&data[start..data.len() - 4]).ok()?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next()?;
@@ -176,6 +178,15 @@ mod tests {
             assert!(envelope["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
             assert_eq!(envelope["error"]["details"], serde_json::json!([]));
         }
+    }
+
+    #[test]
+    fn an_answer_on_an_http_1_0_connection_is_rewritten_too() {
+        let answer = automatic("400 Bad Request").replace("HTTP/1.1 ", "HTTP/1.0 ");
+        let rewritten = with_envelope(answer.as_bytes()).expect("rewritten");
+        let (head, envelope) = envelope_of(&rewritten);
+        assert!(head.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{head}");
+        assert_eq!(envelope["error"]["code"], "malformed_request");
     }
 
     #[test]

@@ -202,7 +202,7 @@ pub async fn run_resume(connection: Connection, journal: PathBuf, driver: Driver
 fn driver_settings(connection: &Connection, driver: &DriverArgs) -> DriverSettings {
     DriverSettings {
         concurrency: usize::from(connection.concurrency),
-        poll_interval: Duration::from_millis(driver.poll_ms.clamp(1, 60_000)),
+        poll_interval: Duration::from_millis(driver.poll_ms),
         node_timeout: Duration::from_secs(driver.node_timeout_secs),
         stop_timeout: Duration::from_secs(driver.stop_timeout_secs),
         ..DriverSettings::default()
