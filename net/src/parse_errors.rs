@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use upkeep_common::{ErrorBody, ErrorCode};
 
+use crate::response;
+
 /// How far from the end of a write hyper's answer can start: its status line
 /// and its three headers (`connection`, `content-length`, `date`).
 const LONGEST_AUTOMATIC_ANSWER: usize = 160;
@@ -121,16 +123,8 @@ fn with_envelope(data: &[u8]) -> Option<Vec<u8>> {
     if !bodiless {
         return None;
     }
-    let body = serde_json::to_vec(&ErrorBody::new(code, message)).ok()?;
     let mut rewritten = data[..start].to_vec();
-    rewritten.extend_from_slice(status_line.as_bytes());
-    rewritten.extend_from_slice(b"\r\ncontent-type: application/json\r\nconnection: close\r\n");
-    rewritten.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
-    if let Some(date) = date {
-        rewritten.extend_from_slice(format!("date: {date}\r\n").as_bytes());
-    }
-    rewritten.extend_from_slice(b"\r\n");
-    rewritten.extend_from_slice(&body);
+    rewritten.extend(response::closing_error_text(status_line, date, &ErrorBody::new(code, message)));
     Some(rewritten)
 }
 

@@ -8,6 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use upkeep_common::{ErrorBody, ErrorCode};
 
+use crate::response;
+
 /// How many first bytes tell a request line from a TLS record: the longest
 /// method upkeep's routes or a client would send (`OPTIONS`) and a space.
 pub const FIRST_BYTES: usize = 8;
@@ -34,14 +36,7 @@ pub fn refusal() -> Vec<u8> {
         ErrorCode::MalformedRequest,
         "this port speaks HTTPS with mutual TLS; the request came as plain HTTP",
     );
-    let body = serde_json::to_vec(&body).unwrap_or_default();
-    let mut answer = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    answer.extend_from_slice(&body);
-    answer
+    response::closing_error_text("HTTP/1.1 400 Bad Request", None, &body)
 }
 
 /// Answers a plain HTTP request with [`refusal`] and closes the connection.

@@ -30,9 +30,30 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
 /// A response carrying the error envelope with the code's status.
 pub fn error(body: &ErrorBody) -> Response<Body> {
     let status = StatusCode::from_u16(body.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let bytes = serde_json::to_vec(body)
-        .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"","details":[]}}"#.to_vec());
-    with_body(status, "application/json", bytes)
+    with_body(status, "application/json", envelope(body))
+}
+
+/// The whole text of an answer carrying the error envelope that closes the
+/// connection, for the places below hyper that write an answer themselves:
+/// `status_line` such as `HTTP/1.1 400 Bad Request`, and a `date` when one is kept.
+pub fn closing_error_text(status_line: &str, date: Option<&str>, body: &ErrorBody) -> Vec<u8> {
+    let body = envelope(body);
+    let mut head = format!(
+        "{status_line}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(date) = date {
+        head.push_str(&format!("date: {date}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut text = head.into_bytes();
+    text.extend_from_slice(&body);
+    text
+}
+
+/// The envelope as JSON.
+fn envelope(body: &ErrorBody) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"","details":[]}}"#.to_vec())
 }
 
 /// A response with a body of the given content type.
