@@ -18,7 +18,7 @@ mod json;
 mod table;
 
 pub use json::{InOrder, write_json};
-pub use table::{StatusTable, aligned};
+pub use table::{aligned, write_table};
 
 /// Why a node's state could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

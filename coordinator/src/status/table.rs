@@ -2,9 +2,34 @@
 //! order, whatever order the rows are read in, then why each unreadable node
 //! could not be read.
 
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+
 use upkeep_common::api::NodeRole;
 
-use super::{NodeStatusRow, Unreadable};
+use super::{NodeStatusRow, Unreadable, each_row};
+use crate::client::AgentClient;
+use crate::inventory::Inventory;
+
+/// Reads every node, `concurrency` at a time, and writes the table to `out`
+/// once all are read, then a line break; returns how many nodes could not be read.
+pub async fn write_table(
+    client: &AgentClient,
+    inventory: &Inventory,
+    concurrency: usize,
+    mut out: impl Write,
+) -> io::Result<usize> {
+    let (mut table, mut unreadable) = (StatusTable::new(inventory.nodes.len()), 0);
+    each_row(client, inventory, concurrency, |index, row| {
+        unreadable += usize::from(row.state.is_none());
+        table.set(index, &row);
+        ControlFlow::Continue(())
+    })
+    .await;
+    writeln!(out, "{}", table.render())?;
+    out.flush()?;
+    Ok(unreadable)
+}
 
 /// Rows of cells as lines of left-aligned columns two spaces apart.
 pub fn aligned<R: AsRef<[String]>>(rows: &[R]) -> Vec<String> {
@@ -33,7 +58,7 @@ type Line = ([String; 6], Option<String>);
 
 /// The status as an aligned text table, filled a row at a time in any order:
 /// it keeps each row's cells, not its state.
-pub struct StatusTable {
+struct StatusTable {
     lines: Vec<Option<Line>>,
 }
 

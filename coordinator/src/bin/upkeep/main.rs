@@ -5,8 +5,7 @@ mod certs_cli;
 mod rollout_cli;
 mod serve_cli;
 
-use std::io::{BufWriter, Write as _};
-use std::ops::ControlFlow;
+use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use upkeep_coordinator::client::AgentClient;
 use upkeep_coordinator::cluster_cli::{self, ClusterCommand};
 use upkeep_coordinator::control::Control;
 use upkeep_coordinator::inventory::Inventory;
-use upkeep_coordinator::status::{StatusTable, each_row, write_json};
+use upkeep_coordinator::status::{write_json, write_table};
 
 /// Roll node binaries across a Kubernetes fleet, safely.
 #[derive(Debug, Parser)]
@@ -122,18 +121,10 @@ fn connect(connection: &Connection) -> Result<(Inventory, AgentClient), Failure>
 async fn run_status(args: StatusArgs) -> Result<ExitCode, Failure> {
     let (inventory, client) = connect(&args.connection)?;
     let concurrency = usize::from(args.connection.concurrency);
+    let out = BufWriter::new(std::io::stdout());
     let unreadable = match args.connection.output {
-        Output::Json => write_json(&client, &inventory, concurrency, BufWriter::new(std::io::stdout())).await,
-        Output::Human => {
-            let (mut table, mut unreadable) = (StatusTable::new(inventory.nodes.len()), 0);
-            each_row(&client, &inventory, concurrency, |index, row| {
-                unreadable += usize::from(row.state.is_none());
-                table.set(index, &row);
-                ControlFlow::Continue(())
-            })
-            .await;
-            writeln!(std::io::stdout(), "{}", table.render()).map(|()| unreadable)
-        }
+        Output::Json => write_json(&client, &inventory, concurrency, out).await,
+        Output::Human => write_table(&client, &inventory, concurrency, out).await,
     }
     .map_err(|error| format!("cannot write the status: {error}"))?;
     Ok(if unreadable == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
