@@ -26,6 +26,7 @@ use rustls::{CertificateError, HandshakeKind, ServerConfig};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use upkeep_common::{ErrorBody, ErrorCode};
 
 use crate::body::RequestBody;
@@ -59,37 +60,7 @@ pub async fn serve_connection<S: Service>(
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
-    let mut first = [0u8; plain_http::FIRST_BYTES];
-    match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
-        Ok(Ok(read)) if plain_http::is_plain_http(&first[..read]) => {
-            service.handshake_failed("plain_http");
-            tracing::debug!(%peer, "plain HTTP on the TLS port; refused with 400");
-            plain_http::refuse(tcp).await;
-            return;
-        }
-        Ok(_) => {}
-        Err(_) => {
-            service.handshake_failed("timeout");
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    }
-    let handshake = tokio::time::timeout_at(deadline, TlsAcceptor::from(tls).accept(tcp)).await;
-    let stream = match handshake {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            let reason = handshake_failure_reason(&error);
-            service.handshake_failed(reason);
-            tracing::debug!(%peer, reason, error = %Escaped(&error), "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            service.handshake_failed("timeout");
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
+    let Some(stream) = handshake(service.as_ref(), tls, limits, tcp, peer).await else { return };
     service.handshake_completed(stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed));
     let caller = Arc::new(peer_identity(stream.get_ref().1));
     if let Err(refusal) = caller.as_ref() {
@@ -159,6 +130,55 @@ pub async fn serve_connection<S: Service>(
         }
     }
     service.connections_changed(-1);
+}
+
+/// What the first bytes of a connection opened.
+enum Opened {
+    /// A TLS handshake, and how it ended (boxed: the stream is large beside a socket).
+    Tls(std::io::Result<Box<TlsStream<TcpStream>>>),
+    /// A plain HTTP request, not yet answered.
+    PlainHttp(TcpStream),
+}
+
+/// The connection's TLS stream, once the handshake completed within its
+/// timeout; `None` when it failed, timed out, or the client spoke plain HTTP
+/// (answered with a 400), each counted by reason.
+async fn handshake<S: Service>(
+    service: &S,
+    tls: Arc<ServerConfig>,
+    limits: &ServerLimits,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    let opening = async {
+        let mut first = [0u8; plain_http::FIRST_BYTES];
+        // A failed peek is left to the handshake, which fails on it the same way.
+        let read = tcp.peek(&mut first).await.unwrap_or(0);
+        if plain_http::is_plain_http(&first[..read]) {
+            return Opened::PlainHttp(tcp);
+        }
+        Opened::Tls(TlsAcceptor::from(tls).accept(tcp).await.map(Box::new))
+    };
+    match tokio::time::timeout(limits.handshake_timeout, opening).await {
+        Ok(Opened::Tls(Ok(stream))) => Some(*stream),
+        Ok(Opened::Tls(Err(error))) => {
+            let reason = handshake_failure_reason(&error);
+            service.handshake_failed(reason);
+            tracing::debug!(%peer, reason, error = %Escaped(&error), "TLS handshake failed");
+            None
+        }
+        Ok(Opened::PlainHttp(tcp)) => {
+            service.handshake_failed("plain_http");
+            tracing::debug!(%peer, "plain HTTP on the TLS port; refused with 400");
+            plain_http::refuse(tcp).await;
+            None
+        }
+        Err(_) => {
+            service.handshake_failed("timeout");
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
 }
 
 /// Why a request cannot be served whatever its route: an HTTP/1.1 request
